@@ -1,0 +1,81 @@
+//! Serializers and deserializers between typed keys/values and Kafka bytes.
+//!
+//! One trait, [`Serde`], both ways. Errors are values ([`SerdeError`]) that name
+//! the topic, never panics: bad input reaches the error handlers intact.
+//!
+//! Built in, with Kafka's own encodings so that JVM clients read the same bytes:
+//! [`BytesSerde`], [`StringSerde`] (UTF-8), [`I32Serde`], [`I64Serde`], [`U64Serde`],
+//! [`F64Serde`] (big-endian), [`JsonSerde`] (serde-JSON for any
+//! `Serialize + DeserializeOwned` type), and [`Nullable`], which turns any serde
+//! into one for `Option<T>` where `None` is Kafka's null.
+
+mod builtin;
+mod error;
+mod json;
+
+pub use builtin::{BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, StringSerde, U64Serde, UnitSerde};
+pub use error::SerdeError;
+pub use json::JsonSerde;
+
+use crate::record::Headers;
+
+/// Converts values of one type to and from the bytes of a Kafka key or value.
+///
+/// `None` bytes are Kafka's null (an absent key, a tombstone value). A serde for
+/// a non-optional type fails on null with [`SerdeError::UnexpectedNull`]; wrap it
+/// in [`Nullable`] to accept nulls as `None`.
+pub trait Serde: Send + Sync + 'static {
+    /// The Rust type this serde reads and writes.
+    type Target;
+
+    /// Encodes `data` for `topic`. Headers may be read or added (schema ids, say).
+    fn serialize(&self, topic: &str, headers: &mut Headers, data: &Self::Target)
+        -> Result<Option<Vec<u8>>, SerdeError>;
+
+    /// Decodes bytes read from `topic`.
+    fn deserialize(&self, topic: &str, headers: &Headers, data: Option<&[u8]>) -> Result<Self::Target, SerdeError>;
+}
+
+impl<S: Serde + ?Sized> Serde for std::sync::Arc<S> {
+    type Target = S::Target;
+    fn serialize(
+        &self,
+        topic: &str,
+        headers: &mut Headers,
+        data: &Self::Target,
+    ) -> Result<Option<Vec<u8>>, SerdeError> {
+        (**self).serialize(topic, headers, data)
+    }
+    fn deserialize(&self, topic: &str, headers: &Headers, data: Option<&[u8]>) -> Result<Self::Target, SerdeError> {
+        (**self).deserialize(topic, headers, data)
+    }
+}
+
+/// Types with a natural serde, used where none is given explicitly.
+pub trait DefaultSerde: Sized {
+    /// The serde used for this type by default.
+    type Serde: Serde<Target = Self> + Default;
+}
+
+macro_rules! default_serde {
+    ($($t:ty => $s:ty),* $(,)?) => {
+        $(impl DefaultSerde for $t { type Serde = $s; })*
+    };
+}
+
+default_serde! {
+    String => StringSerde,
+    Vec<u8> => BytesSerde,
+    i32 => I32Serde,
+    i64 => I64Serde,
+    u64 => U64Serde,
+    f64 => F64Serde,
+    () => UnitSerde,
+}
+
+impl<T: DefaultSerde> DefaultSerde for Option<T>
+where
+    T::Serde: Serde<Target = T>,
+{
+    type Serde = Nullable<T::Serde>;
+}

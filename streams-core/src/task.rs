@@ -1,0 +1,453 @@
+//! The task engine: runs one task's nodes over records, depth-first, with its
+//! stores, stream time and punctuation schedules. Shared by the test driver and
+//! the Kafka runtime, so both process records the same way.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::erased::AnyRecord;
+use crate::error::{ProcessorError, StreamsError};
+use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, ScheduleId};
+use crate::record::RecordMetadata;
+use crate::store::StoreEntry;
+use crate::topology::{DecodeError, NodeKind, PartitionCounts, RawRecord, Topology};
+
+/// A task's id: sub-topology number and partition, printed `<sub>_<partition>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The partition of the sub-topology's source topics.
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// Where a task's sinks deliver their records.
+pub(crate) trait RecordCollector {
+    fn send(&mut self, record: RawRecord) -> Result<(), ProcessorError>;
+    fn partition_count(&self, topic: &str) -> Option<i32>;
+}
+
+struct Counts<'a>(&'a dyn RecordCollector);
+
+impl PartitionCounts for Counts<'_> {
+    fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.0.partition_count(topic)
+    }
+}
+
+enum Slot {
+    Source,
+    Processor(RefCell<Box<dyn ErasedProcessor>>),
+    Sink(Arc<dyn crate::topology::SinkEncoder>),
+}
+
+struct NodeSlot {
+    name: String,
+    slot: Slot,
+    children: Vec<usize>,
+    stores: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Schedule {
+    id: ScheduleId,
+    node: usize,
+    kind: PunctuationType,
+    interval: i64,
+    next: i64,
+}
+
+#[derive(Debug, Default)]
+struct ScheduleBook {
+    schedules: Vec<Schedule>,
+    next_id: u64,
+}
+
+impl ScheduleBook {
+    fn add(&mut self, node: usize, kind: PunctuationType, interval: i64, next: i64) -> ScheduleId {
+        let id = ScheduleId(self.next_id);
+        self.next_id += 1;
+        self.schedules.push(Schedule { id, node, kind, interval, next });
+        id
+    }
+
+    fn cancel(&mut self, id: ScheduleId) {
+        self.schedules.retain(|s| s.id != id);
+    }
+
+    /// The earliest due schedule of this kind: (id, node).
+    fn next_due(&self, kind: PunctuationType, now: i64) -> Option<(ScheduleId, usize)> {
+        self.schedules
+            .iter()
+            .filter(|s| s.kind == kind && s.next <= now)
+            .min_by_key(|s| (s.next, s.id))
+            .map(|s| (s.id, s.node))
+    }
+
+    /// Moves a schedule past `now`, skipping missed intervals rather than
+    /// firing once per missed interval (as Kafka Streams does).
+    fn reschedule(&mut self, id: ScheduleId, now: i64) {
+        if let Some(s) = self.schedules.iter_mut().find(|s| s.id == id) {
+            let missed = (now - s.next) / s.interval;
+            s.next = s.next.saturating_add((missed + 1).saturating_mul(s.interval));
+        }
+    }
+}
+
+/// Mutable per-call state, disjoint from the nodes so that a node can run
+/// while the context it forwards through is borrowed.
+struct Exec<'a> {
+    metadata: Option<RecordMetadata>,
+    collector: &'a mut dyn RecordCollector,
+    book: &'a mut ScheduleBook,
+    stream_time: i64,
+    wall_clock: i64,
+    task_id: TaskId,
+    application_id: &'a str,
+    stores: &'a HashMap<String, StoreEntry>,
+}
+
+struct Ctx<'e, 'a> {
+    nodes: &'e [NodeSlot],
+    exec: &'e mut Exec<'a>,
+    node: usize,
+}
+
+fn dispatch(nodes: &[NodeSlot], exec: &mut Exec<'_>, idx: usize, record: AnyRecord) -> Result<(), ProcessorError> {
+    let node = &nodes[idx];
+    let result = match &node.slot {
+        Slot::Processor(cell) => {
+            let mut processor = cell
+                .try_borrow_mut()
+                .map_err(|_| ProcessorError::Internal(format!("node `{}` re-entered while processing", node.name)))?;
+            processor.process(record, &mut Ctx { nodes, exec, node: idx })
+        }
+        Slot::Sink(encoder) => encoder
+            .encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector))
+            .and_then(|raw| exec.collector.send(raw)),
+        Slot::Source => forward(nodes, exec, idx, record, None),
+    };
+    result.map_err(|e| match e {
+        e @ ProcessorError::InNode { .. } => e,
+        e => ProcessorError::InNode { node: node.name.clone(), source: Box::new(e) },
+    })
+}
+
+fn forward(
+    nodes: &[NodeSlot],
+    exec: &mut Exec<'_>,
+    from: usize,
+    record: AnyRecord,
+    only: Option<&str>,
+) -> Result<(), ProcessorError> {
+    let children = &nodes[from].children;
+    if let Some(name) = only {
+        let child = children.iter().copied().find(|&c| nodes[c].name == name).ok_or_else(|| {
+            ProcessorError::UnknownChild { processor: nodes[from].name.clone(), child: name.to_owned() }
+        })?;
+        return dispatch(nodes, exec, child, record);
+    }
+    // Clone for all children but the last, which takes the record itself.
+    if let Some((&last, rest)) = children.split_last() {
+        for &child in rest {
+            dispatch(nodes, exec, child, record.clone())?;
+        }
+        dispatch(nodes, exec, last, record)?;
+    }
+    Ok(())
+}
+
+impl NodeContext for Ctx<'_, '_> {
+    fn node_name(&self) -> &str {
+        &self.nodes[self.node].name
+    }
+
+    fn forward(&mut self, record: AnyRecord, child: Option<&str>) -> Result<(), ProcessorError> {
+        forward(self.nodes, self.exec, self.node, record, child)
+    }
+
+    fn metadata(&self) -> Option<&RecordMetadata> {
+        self.exec.metadata.as_ref()
+    }
+
+    fn schedule(&mut self, interval_ms: i64, kind: PunctuationType) -> ScheduleId {
+        let first = match kind {
+            // Aligned to 0: fires on the first record.
+            PunctuationType::StreamTime => 0,
+            PunctuationType::WallClockTime => self.exec.wall_clock.saturating_add(interval_ms),
+        };
+        self.exec.book.add(self.node, kind, interval_ms, first)
+    }
+
+    fn cancel(&mut self, schedule: ScheduleId) {
+        self.exec.book.cancel(schedule)
+    }
+
+    fn stream_time(&self) -> i64 {
+        self.exec.stream_time
+    }
+
+    fn wall_clock_time(&self) -> i64 {
+        self.exec.wall_clock
+    }
+
+    fn task_id(&self) -> TaskId {
+        self.exec.task_id
+    }
+
+    fn application_id(&self) -> &str {
+        self.exec.application_id
+    }
+
+    fn key_value_store_entry(&self, name: &str) -> Result<&StoreEntry, ProcessorError> {
+        let node = &self.nodes[self.node];
+        let denied = |reason: &str| ProcessorError::StoreAccess {
+            processor: node.name.clone(),
+            store: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if !node.stores.iter().any(|s| s == name) {
+            return Err(denied(
+                "the store is not connected to this processor (add_state_store / connect_processor_and_state_stores)",
+            ));
+        }
+        self.exec.stores.get(name).ok_or_else(|| denied("the store does not exist in this task"))
+    }
+}
+
+/// One task: its own processor instances and stores, its stream time and schedules.
+pub(crate) struct TaskEngine {
+    id: TaskId,
+    application_id: String,
+    nodes: Vec<NodeSlot>,
+    decoders: HashMap<String, (usize, Arc<dyn crate::topology::SourceDecoder>)>,
+    stores: HashMap<String, StoreEntry>,
+    book: ScheduleBook,
+    stream_time: i64,
+}
+
+impl fmt::Debug for TaskEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskEngine").field("id", &self.id).field("stream_time", &self.stream_time).finish()
+    }
+}
+
+/// Stream time before any record: unknown.
+pub(crate) const UNKNOWN_TIME: i64 = -1;
+
+impl TaskEngine {
+    /// Builds the nodes of `node_ids` (all nodes when `None`) with fresh
+    /// processor and store instances, and initialises the processors.
+    pub(crate) fn new(
+        topology: &Topology,
+        node_ids: Option<&[usize]>,
+        id: TaskId,
+        application_id: &str,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<Self, StreamsError> {
+        let all: Vec<usize> = (0..topology.nodes.len()).collect();
+        let ids = node_ids.unwrap_or(&all);
+        let position: HashMap<usize, usize> = ids.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
+        let mut nodes = Vec::with_capacity(ids.len());
+        let mut decoders = HashMap::new();
+        let mut store_names = Vec::new();
+        for &i in ids {
+            let def = &topology.nodes[i];
+            let slot = match &def.kind {
+                NodeKind::Source { topics, decoder } => {
+                    for t in topics {
+                        decoders.insert(t.clone(), (nodes.len(), Arc::clone(decoder)));
+                    }
+                    Slot::Source
+                }
+                NodeKind::Processor { factory } => Slot::Processor(RefCell::new(factory())),
+                NodeKind::Sink { encoder, .. } => Slot::Sink(Arc::clone(encoder)),
+            };
+            store_names.extend(def.stores.iter().cloned());
+            nodes.push(NodeSlot {
+                name: def.name.clone(),
+                slot,
+                children: def.children.iter().filter_map(|c| position.get(c).copied()).collect(),
+                stores: def.stores.clone(),
+            });
+        }
+        let mut stores = HashMap::new();
+        for builder in &topology.stores {
+            if store_names.iter().any(|s| s == builder.name()) {
+                let changelog = format!("{application_id}-{}-changelog", builder.name());
+                stores.insert(builder.name().to_owned(), builder.build(changelog));
+            }
+        }
+        let mut engine = Self {
+            id,
+            application_id: application_id.to_owned(),
+            nodes,
+            decoders,
+            stores,
+            book: ScheduleBook::default(),
+            stream_time: UNKNOWN_TIME,
+        };
+        engine.init(collector, wall_clock)?;
+        Ok(engine)
+    }
+
+    fn exec<'a>(
+        &'a mut self,
+        collector: &'a mut dyn RecordCollector,
+        metadata: Option<RecordMetadata>,
+        wall_clock: i64,
+    ) -> (&'a [NodeSlot], Exec<'a>) {
+        let exec = Exec {
+            metadata,
+            collector,
+            book: &mut self.book,
+            stream_time: self.stream_time,
+            wall_clock,
+            task_id: self.id,
+            application_id: &self.application_id,
+            stores: &self.stores,
+        };
+        (&self.nodes, exec)
+    }
+
+    fn init(&mut self, collector: &mut dyn RecordCollector, wall_clock: i64) -> Result<(), StreamsError> {
+        let (nodes, mut exec) = self.exec(collector, None, wall_clock);
+        for (idx, node) in nodes.iter().enumerate() {
+            if let Slot::Processor(cell) = &node.slot {
+                let mut processor = cell.borrow_mut();
+                processor.init(&mut Ctx { nodes, exec: &mut exec, node: idx }).map_err(|e| {
+                    StreamsError::Processing {
+                        metadata: None,
+                        source: ProcessorError::InNode { node: node.name.clone(), source: Box::new(e) },
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest record timestamp processed, or [`UNKNOWN_TIME`].
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.stream_time
+    }
+
+    /// The topics this task's sources read.
+    pub(crate) fn reads(&self, topic: &str) -> bool {
+        self.decoders.contains_key(topic)
+    }
+
+    pub(crate) fn store(&self, name: &str) -> Option<&StoreEntry> {
+        self.stores.get(name)
+    }
+
+    /// Decodes and processes one record read from a source topic, then fires
+    /// the stream-time punctuators that became due.
+    pub(crate) fn process(
+        &mut self,
+        raw: RawRecord,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<(), StreamsError> {
+        let (source, decoder) =
+            self.decoders.get(&raw.topic).cloned().ok_or_else(|| StreamsError::UnknownTopic(raw.topic.clone()))?;
+        let metadata = RecordMetadata {
+            topic: raw.topic.clone(),
+            partition: raw.partition.unwrap_or(0),
+            offset: raw.offset.unwrap_or(-1),
+        };
+        let record = decoder.decode(&raw).map_err(|e| match e {
+            DecodeError::Serde(source) => StreamsError::Deserialization { metadata: metadata.clone(), source },
+            DecodeError::InvalidTimestamp(timestamp) => {
+                StreamsError::InvalidTimestamp { metadata: metadata.clone(), timestamp }
+            }
+        })?;
+        self.stream_time = self.stream_time.max(record.timestamp());
+        let (nodes, mut exec) = self.exec(collector, Some(metadata.clone()), wall_clock);
+        forward(nodes, &mut exec, source, record, None)
+            .map_err(|source| StreamsError::Processing { metadata: Some(metadata), source })?;
+        self.punctuate_stream_time(collector, wall_clock)
+    }
+
+    /// Fires due stream-time punctuators (none before the first record).
+    pub(crate) fn punctuate_stream_time(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<(), StreamsError> {
+        if self.stream_time == UNKNOWN_TIME {
+            return Ok(());
+        }
+        let now = self.stream_time;
+        self.punctuate(PunctuationType::StreamTime, now, collector, wall_clock)
+    }
+
+    /// Fires due wall-clock punctuators.
+    pub(crate) fn punctuate_wall_clock(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<(), StreamsError> {
+        self.punctuate(PunctuationType::WallClockTime, wall_clock, collector, wall_clock)
+    }
+
+    fn punctuate(
+        &mut self,
+        kind: PunctuationType,
+        now: i64,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<(), StreamsError> {
+        let (nodes, mut exec) = self.exec(collector, None, wall_clock);
+        while let Some((id, node)) = exec.book.next_due(kind, now) {
+            // Reschedule first so that a punctuator may cancel its own schedule.
+            exec.book.reschedule(id, now);
+            let slot = &nodes[node];
+            if let Slot::Processor(cell) = &slot.slot {
+                let mut processor = cell.try_borrow_mut().map_err(|_| StreamsError::Processing {
+                    metadata: None,
+                    source: ProcessorError::Internal("punctuator re-entered".into()),
+                })?;
+                processor.punctuate(id, now, &mut Ctx { nodes, exec: &mut exec, node }).map_err(|e| {
+                    StreamsError::Processing {
+                        metadata: None,
+                        source: match e {
+                            e @ ProcessorError::InNode { .. } => e,
+                            e => ProcessorError::InNode { node: slot.name.clone(), source: Box::new(e) },
+                        },
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every processor, then every store; reports the first error.
+    pub(crate) fn close(&mut self) -> Result<(), StreamsError> {
+        let mut first: Option<StreamsError> = None;
+        for node in &self.nodes {
+            if let Slot::Processor(cell) = &node.slot {
+                if let Err(e) = cell.borrow_mut().close() {
+                    first.get_or_insert(StreamsError::Processing {
+                        metadata: None,
+                        source: ProcessorError::InNode { node: node.name.clone(), source: Box::new(e) },
+                    });
+                }
+            }
+        }
+        for store in self.stores.values() {
+            if let Err(e) = store.close() {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
