@@ -94,6 +94,6 @@ pub mod prelude {
         BytesSerde, F64Serde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, StringSerde, U64Serde,
     };
     pub use crate::store::{KeyValueStoreHandle, Stores};
-    pub use crate::test_driver::{TestRecord, TopologyTestDriver};
+    pub use crate::test_driver::{TestDriverConfig, TestRecord, TopologyTestDriver};
     pub use crate::topology::{SinkSpec, Topology};
 }

@@ -185,10 +185,13 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     }
 }
 
+/// Marks the four types of an adapter without owning any of them.
+type TypeMarker<KIn, VIn, KOut, VOut> = PhantomData<fn(KIn, VIn) -> (KOut, VOut)>;
+
 /// Adapts a typed [`Processor`] to the engine's erased records.
 pub(crate) struct ProcessorAdapter<P, KIn, VIn, KOut, VOut> {
     processor: P,
-    _types: PhantomData<fn(KIn, VIn) -> (KOut, VOut)>,
+    _types: TypeMarker<KIn, VIn, KOut, VOut>,
 }
 
 impl<P, KIn, VIn, KOut, VOut> ProcessorAdapter<P, KIn, VIn, KOut, VOut> {
