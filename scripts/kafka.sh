@@ -100,7 +100,7 @@ LOG
 case "${1:-}" in
     start) start ;;
     stop) stop_pid "$PIDFILE" kafka ;;
-    status) broker_answers ;;
+    status) tcp_open 127.0.0.1 "$KAFKA_PORT" && broker_answers ;;
     fetch) fetch_jars ;;
     *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
 esac
