@@ -16,10 +16,24 @@ pub enum StoreError {
         /// The store's name.
         store: String,
     },
-    /// The store's files could not be read or written.
+    /// Restoring was asked for while the store had uncommitted writes.
+    #[error("state store `{store}`: cannot restore while the store has uncommitted writes; commit or abort first")]
+    PendingWrites {
+        /// The store's name.
+        store: String,
+    },
+    /// A changelog record that this kind of store cannot have written.
+    #[error("state store `{store}`: malformed changelog record: {reason}")]
+    MalformedChangelog {
+        /// The store's name.
+        store: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store's files could not be opened, read or written.
     #[error(
-        "state store `{store}` at {path}: {message}. The local state can be wiped \
-         (delete the directory) and restored from its changelog topic"
+        "state store `{store}` at {}: {message}. The local state can be wiped (delete that \
+         directory) and is then restored from the store's changelog topic", .path.display()
     )]
     Io {
         /// The store's name.

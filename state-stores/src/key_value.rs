@@ -1,21 +1,19 @@
-//! Key-value stores: the byte-level trait and the in-memory implementation.
+//! Key-value stores: the byte-level trait and its transactional implementation
+//! over RocksDB or memory.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::path::Path;
 
+use crate::backend::memory::MemoryBackend;
+use crate::backend::rocks::{RocksBackend, RocksDbConfig};
+use crate::backend::WriteSet;
+use crate::encoding::{prefix_end, successor};
+use crate::tx::{Change, ChangeObserver, ChangelogRecord, EntryIter, StateStore, TxCore};
 use crate::StoreError;
-
-/// An iterator over key-value pairs in ascending key order.
-pub type KeyValueIter<'a> = Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a>;
 
 /// A key-value store over bytes, ordered by key (lexicographic byte order).
 ///
-/// Implementations are used by one task at a time; they need not be
-/// internally synchronised, only `Send` so that a task can move between threads.
-pub trait KeyValueStore: Send + std::fmt::Debug {
-    /// The store's name, unique within a topology.
-    fn name(&self) -> &str;
-
+/// Writes go to the open batch (see [`StateStore`]); reads see them at once.
+pub trait KeyValueStore: StateStore {
     /// The value stored for `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
@@ -39,126 +37,147 @@ pub trait KeyValueStore: Send + std::fmt::Debug {
 
     /// All entries with `from <= key <= to` (both bounds inclusive, as in Kafka
     /// Streams), in ascending key order. `None` leaves that side open.
-    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIter<'_>, StoreError>;
+    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<EntryIter<'_>, StoreError>;
 
     /// All entries whose key starts with `prefix`, in ascending key order.
-    fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIter<'_>, StoreError>;
+    fn prefix_scan(&self, prefix: &[u8]) -> Result<EntryIter<'_>, StoreError>;
 
     /// Every entry, in ascending key order.
-    fn all(&self) -> Result<KeyValueIter<'_>, StoreError> {
+    fn all(&self) -> Result<EntryIter<'_>, StoreError> {
         self.range(None, None)
     }
 
-    /// An estimate of the number of entries (exact for in-memory stores).
+    /// An estimate of the number of entries (RocksDB's estimate plus pending puts).
     fn approximate_num_entries(&self) -> Result<u64, StoreError>;
-
-    /// Makes buffered writes durable (a no-op for stores without buffers).
-    fn flush(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Releases the store's resources; later calls fail with [`StoreError::Closed`].
-    fn close(&mut self) -> Result<(), StoreError>;
-
-    /// Whether [`close`](KeyValueStore::close) has not been called yet.
-    fn is_open(&self) -> bool;
-
-    /// Whether the store keeps its data on disk across restarts.
-    fn persistent(&self) -> bool;
 }
 
-/// An ordered in-memory key-value store (a `BTreeMap`).
-#[derive(Debug, Clone)]
-pub struct InMemoryKeyValueStore {
-    name: String,
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
-    open: bool,
+/// The key-value store: a transactional ordered map over RocksDB or memory.
+/// Both behave identically; only durability differs.
+#[derive(Debug)]
+pub struct KvStore {
+    core: TxCore,
 }
 
-impl InMemoryKeyValueStore {
-    /// An empty, open store called `name`.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), map: BTreeMap::new(), open: true }
+impl KvStore {
+    /// An empty in-memory store.
+    pub fn in_memory(name: &str) -> Self {
+        Self { core: TxCore::new(name, Box::<MemoryBackend>::default()) }
     }
 
-    fn check_open(&self) -> Result<(), StoreError> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed { store: self.name.clone() })
+    /// A RocksDB store in directory `dir` (created if missing), reopened with
+    /// its committed state and checkpoint if it exists.
+    pub fn rocksdb(name: &str, dir: &Path, config: &RocksDbConfig) -> Result<Self, StoreError> {
+        Ok(Self { core: TxCore::new(name, Box::new(RocksBackend::open(name, dir, config)?)) })
+    }
+}
+
+/// Implements [`StateStore`] for a store type with a [`TxCore`] at the given field path and a
+/// `fn restore_writes(&self, records) -> Result<WriteSet, StoreError>`.
+macro_rules! impl_state_store {
+    ($t:ty, $($field:ident).+) => {
+        impl $crate::tx::StateStore for $t {
+            fn name(&self) -> &str {
+                &self.$($field).+.name
+            }
+            fn commit(&mut self, changelog_offset: Option<u64>) -> Result<(), StoreError> {
+                self.$($field).+.commit(changelog_offset)
+            }
+            fn abort(&mut self) {
+                self.$($field).+.abort();
+                self.after_abort();
+            }
+            fn has_pending_writes(&self) -> bool {
+                self.$($field).+.has_pending()
+            }
+            fn checkpoint(&self) -> Option<u64> {
+                self.$($field).+.checkpoint()
+            }
+            fn restore_batch(
+                &mut self,
+                records: &mut dyn Iterator<Item = $crate::tx::ChangelogRecord>,
+                changelog_offset: u64,
+            ) -> Result<(), StoreError> {
+                self.$($field).+.check_open()?;
+                if self.$($field).+.has_pending() {
+                    return Err(StoreError::PendingWrites { store: self.$($field).+.name.clone() });
+                }
+                let writes = self.restore_writes(records)?;
+                self.$($field).+.apply_direct(&writes, changelog_offset)
+            }
+            fn set_change_observer(&mut self, observer: Option<Box<dyn $crate::tx::ChangeObserver>>) {
+                self.$($field).+.set_observer(observer)
+            }
+            fn flush(&mut self) -> Result<(), StoreError> {
+                self.$($field).+.flush()
+            }
+            fn close(&mut self) -> Result<(), StoreError> {
+                self.$($field).+.close();
+                Ok(())
+            }
+            fn is_open(&self) -> bool {
+                self.$($field).+.is_open()
+            }
+            fn persistent(&self) -> bool {
+                self.$($field).+.persistent()
+            }
         }
-    }
+    };
 }
+pub(crate) use impl_state_store;
 
-/// The smallest byte string greater than every string starting with `prefix`,
-/// or `None` when there is none (the prefix is all `0xff`).
-pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
+impl KvStore {
+    fn restore_writes(&self, records: &mut dyn Iterator<Item = ChangelogRecord>) -> Result<WriteSet, StoreError> {
+        let mut writes = WriteSet::default();
+        for (k, v) in records {
+            writes.ops.insert(k, v);
         }
+        Ok(writes)
     }
-    None
+
+    fn after_abort(&mut self) {}
+
+    /// Installs the change-recording hook (same as [`StateStore::set_change_observer`]).
+    pub fn observe(&mut self, observer: impl ChangeObserver + 'static) {
+        self.core.set_observer(Some(Box::new(observer)));
+    }
 }
 
-impl KeyValueStore for InMemoryKeyValueStore {
-    fn name(&self) -> &str {
-        &self.name
-    }
+impl_state_store!(KvStore, core);
 
+impl KeyValueStore for KvStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check_open()?;
-        Ok(self.map.get(key).cloned())
+        self.core.get(key)
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.check_open()?;
-        self.map.insert(key.to_vec(), value.to_vec());
-        Ok(())
+        self.core.write(key, Some(value), Some(Change { key, value: Some(value), timestamp: None }))
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check_open()?;
-        Ok(self.map.remove(key))
+        let old = self.core.get(key)?;
+        if old.is_some() {
+            self.core.write(key, None, Some(Change { key, value: None, timestamp: None }))?;
+        }
+        Ok(old)
     }
 
-    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIter<'_>, StoreError> {
-        self.check_open()?;
+    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<EntryIter<'_>, StoreError> {
         if let (Some(f), Some(t)) = (from, to) {
             if f > t {
-                return Err(StoreError::InvalidRange { store: self.name.clone() });
+                return Err(StoreError::InvalidRange { store: self.core.name.clone() });
             }
         }
-        let lower = from.map_or(Bound::Unbounded, |f| Bound::Included(f.to_vec()));
-        let upper = to.map_or(Bound::Unbounded, |t| Bound::Included(t.to_vec()));
-        Ok(Box::new(self.map.range((lower, upper)).map(|(k, v)| (k.clone(), v.clone()))))
+        let end = to.map(successor);
+        self.core.scan(from.unwrap_or(&[]), end.as_deref())
     }
 
-    fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIter<'_>, StoreError> {
-        self.check_open()?;
-        let lower = Bound::Included(prefix.to_vec());
-        let upper = prefix_successor(prefix).map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(Box::new(self.map.range((lower, upper)).map(|(k, v)| (k.clone(), v.clone()))))
+    fn prefix_scan(&self, prefix: &[u8]) -> Result<EntryIter<'_>, StoreError> {
+        let end = prefix_end(prefix);
+        self.core.scan(prefix, end.as_deref())
     }
 
     fn approximate_num_entries(&self) -> Result<u64, StoreError> {
-        self.check_open()?;
-        Ok(self.map.len() as u64)
-    }
-
-    fn close(&mut self) -> Result<(), StoreError> {
-        self.open = false;
-        Ok(())
-    }
-
-    fn is_open(&self) -> bool {
-        self.open
-    }
-
-    fn persistent(&self) -> bool {
-        false
+        self.core.estimate_num_entries()
     }
 }
 
@@ -166,42 +185,65 @@ impl KeyValueStore for InMemoryKeyValueStore {
 mod tests {
     use super::*;
 
-    fn keys(iter: KeyValueIter<'_>) -> Vec<Vec<u8>> {
-        iter.map(|(k, _)| k).collect()
+    fn keys(iter: EntryIter<'_>) -> Result<Vec<Vec<u8>>, StoreError> {
+        iter.map(|r| r.map(|(k, _)| k)).collect()
     }
 
     #[test]
     fn range_bounds_are_inclusive_and_ordered() -> Result<(), StoreError> {
-        let mut s = InMemoryKeyValueStore::new("s");
+        let mut s = KvStore::in_memory("s");
         for k in [&b"a"[..], b"b", b"c", b"d"] {
             s.put(k, b"v")?;
         }
-        assert_eq!(keys(s.range(Some(b"b"), Some(b"c"))?), vec![b"b".to_vec(), b"c".to_vec()]);
-        assert_eq!(keys(s.range(None, Some(b"a"))?), vec![b"a".to_vec()]);
+        assert_eq!(keys(s.range(Some(b"b"), Some(b"c"))?)?, vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(keys(s.range(None, Some(b"a"))?)?, vec![b"a".to_vec()]);
         assert!(matches!(s.range(Some(b"d"), Some(b"a")), Err(StoreError::InvalidRange { .. })));
         Ok(())
     }
 
     #[test]
     fn prefix_scan_handles_ff_bytes() -> Result<(), StoreError> {
-        let mut s = InMemoryKeyValueStore::new("s");
+        let mut s = KvStore::in_memory("s");
         s.put(&[0xff], b"1")?;
         s.put(&[0xff, 0x00], b"2")?;
         s.put(&[0xfe, 0xff], b"3")?;
-        assert_eq!(keys(s.prefix_scan(&[0xff])?), vec![vec![0xff], vec![0xff, 0x00]]);
-        assert_eq!(keys(s.prefix_scan(&[0xfe])?), vec![vec![0xfe, 0xff]]);
+        s.commit(None)?;
+        assert_eq!(keys(s.prefix_scan(&[0xff])?)?, vec![vec![0xff], vec![0xff, 0x00]]);
+        assert_eq!(keys(s.prefix_scan(&[0xfe])?)?, vec![vec![0xfe, 0xff]]);
         Ok(())
     }
 
     #[test]
     fn put_if_absent_and_delete() -> Result<(), StoreError> {
-        let mut s = InMemoryKeyValueStore::new("s");
+        let mut s = KvStore::in_memory("s");
         assert_eq!(s.put_if_absent(b"k", b"1")?, None);
         assert_eq!(s.put_if_absent(b"k", b"2")?, Some(b"1".to_vec()));
         assert_eq!(s.delete(b"k")?, Some(b"1".to_vec()));
         assert_eq!(s.approximate_num_entries()?, 0);
         s.close()?;
         assert!(matches!(s.get(b"k"), Err(StoreError::Closed { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn observer_sees_each_write() -> Result<(), StoreError> {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let mut s = KvStore::in_memory("s");
+        s.observe(move |c: Change<'_>| {
+            if let Ok(mut v) = sink.lock() {
+                v.push((c.key.to_vec(), c.value.map(<[u8]>::to_vec)));
+            }
+        });
+        s.put(b"a", b"1")?;
+        s.put(b"a", b"2")?;
+        s.delete(b"a")?;
+        s.delete(b"missing")?;
+        let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"a".to_vec(), Some(b"2".to_vec())), (b"a".to_vec(), None)]
+        );
         Ok(())
     }
 }

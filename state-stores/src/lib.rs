@@ -1,32 +1,68 @@
 //! # state-stores
 //!
-//! Rivulet's storage layer: the traits and implementations of the state stores
-//! that stream processors read and write. Keys and values are bytes here; typed
-//! access with serdes is layered on top by `streams-core`.
+//! Rivulet's storage layer: the state stores that stream processors read and
+//! write, in RocksDB or in memory, with transactional write batches and
+//! changelog checkpoints. Keys and values are bytes here; typed access with
+//! serdes is layered on top by `streams-core`.
 //!
-//! What this crate is:
-//! - the [`KeyValueStore`] trait (get, put, put-if-absent, delete, ordered range
-//!   and prefix scans, full scans, approximate counts);
-//! - [`InMemoryKeyValueStore`], an ordered in-memory implementation.
+//! A tour:
+//! - [`StateStore`]: what every store offers. Writes enter an open batch that
+//!   reads see at once; [`commit`](StateStore::commit) applies the batch and the
+//!   changelog offset it reaches in one atomic write (one RocksDB `WriteBatch`);
+//!   [`abort`](StateStore::abort) drops it. A [`ChangeObserver`] sees every
+//!   write (for the changelog topic), and
+//!   [`restore_batch`](StateStore::restore_batch) bulk-applies changelog records.
+//! - [`KeyValueStore`] / [`KvStore`]: ordered key-value stores.
+//! - [`WindowStore`] / [`SegmentedWindowStore`]: values per key and window
+//!   start, with retention that drops whole time segments.
+//! - [`SessionStore`] / [`SegmentedSessionStore`]: session windows, found by overlap.
+//! - [`TimestampedKeyValueStore`], [`TimestampedWindowStore`]: values with the
+//!   timestamp of the record that wrote them (KTables).
+//! - [`RecordCache`]: collapses repeated updates per key between commits.
+//! - [`RocksDbConfig`]: shared block cache, write buffers, compression, and a
+//!   hook to set any RocksDB option per store.
 //!
-//! What it is not: it knows nothing about Kafka. Logging store writes to a
-//! changelog topic and restoring from it is the runtime's job (`streams-core`).
+//! What it is not: it knows nothing about Kafka. Sending changes to changelog
+//! topics and reading them back is the runtime's job (`streams-core`).
 //!
 //! ```
-//! use state_stores::{InMemoryKeyValueStore, KeyValueStore};
+//! use state_stores::{KeyValueStore, KvStore, RocksDbConfig, StateStore};
 //!
-//! let mut store = InMemoryKeyValueStore::new("counts");
+//! let dir = tempfile::tempdir()?;
+//! let mut store = KvStore::rocksdb("counts", dir.path(), &RocksDbConfig::default())?;
 //! store.put(b"apple", b"3")?;
+//! assert_eq!(store.get(b"apple")?, Some(b"3".to_vec()), "reads see the open batch");
+//! store.commit(Some(42))?;
 //! store.put(b"banana", b"1")?;
-//! assert_eq!(store.get(b"apple")?, Some(b"3".to_vec()));
-//! let fruits: Vec<_> = store.prefix_scan(b"b")?.map(|(k, _)| k).collect();
-//! assert_eq!(fruits, vec![b"banana".to_vec()]);
-//! # Ok::<(), state_stores::StoreError>(())
+//! store.abort();
+//! drop(store);
+//!
+//! let store = KvStore::rocksdb("counts", dir.path(), &RocksDbConfig::default())?;
+//! assert_eq!(store.checkpoint(), Some(42));
+//! assert_eq!(store.get(b"banana")?, None);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod backend;
+mod cache;
+mod encoding;
 mod error;
 mod key_value;
+mod segmented;
+mod session;
+mod timestamped;
+mod tx;
+mod window;
 
+pub use backend::rocks::{Compression, RocksDbConfig, RocksDbConfigSetter};
+pub use cache::{DirtyEntry, RecordCache};
 pub use error::StoreError;
-pub use key_value::{InMemoryKeyValueStore, KeyValueIter, KeyValueStore};
+pub use key_value::{KeyValueStore, KvStore};
+pub use session::{SegmentedSessionStore, SessionEntry, SessionStore};
+pub use timestamped::{TimestampedKeyValueStore, TimestampedWindowStore, ValueAndTimestamp};
+pub use tx::{Change, ChangeObserver, ChangelogRecord, EntryIter, StateStore};
+pub use window::{Retention, SegmentedWindowStore, WindowEntry, WindowStore};
+
+/// The RocksDB bindings, for [`RocksDbConfig::with_config_setter`] hooks.
+pub use rocksdb;

@@ -80,10 +80,13 @@ pub use error::{BoxError, ProcessorError, StreamsError, TopologyError};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
 pub use record::{Header, Headers, Record, RecordMetadata};
 pub use serde::{Serde, SerdeError};
-pub use store::{KeyValueStoreHandle, StoreBuilder, Stores};
+pub use store::{
+    KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreKind, StoreSupplier, Stores,
+    TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, Windowed,
+};
 pub use task::TaskId;
 pub use test_driver::{TestDriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
-pub use topology::{RawRecord, SinkSpec, Topology, TopologyDescription};
+pub use topology::{InternalTopic, RawRecord, SinkSpec, Topology, TopologyDescription};
 
 /// The names most programs need, in one `use`.
 pub mod prelude {
@@ -93,7 +96,10 @@ pub mod prelude {
     pub use crate::serde::{
         BytesSerde, F64Serde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, StringSerde, U64Serde,
     };
-    pub use crate::store::{KeyValueStoreHandle, Stores};
+    pub use crate::store::{
+        KeyValueStoreHandle, SessionStoreHandle, Stores, TimestampedKeyValueStoreHandle, Window, WindowStoreHandle,
+        Windowed,
+    };
     pub use crate::test_driver::{TestDriverConfig, TestRecord, TopologyTestDriver};
     pub use crate::topology::{SinkSpec, Topology};
 }

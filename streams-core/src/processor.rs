@@ -10,7 +10,9 @@ use std::time::Duration;
 use crate::erased::{erase, AnyRecord};
 use crate::error::{ProcessorError, StreamsError};
 use crate::record::{Record, RecordMetadata};
-use crate::store::KeyValueStoreHandle;
+use crate::store::{
+    KeyValueStoreHandle, SessionStoreHandle, StoreEntry, TimestampedKeyValueStoreHandle, WindowStoreHandle,
+};
 use crate::task::TaskId;
 
 /// A node that receives records of `(KIn, VIn)` and forwards `(KOut, VOut)`.
@@ -80,7 +82,8 @@ pub(crate) trait NodeContext {
     fn wall_clock_time(&self) -> i64;
     fn task_id(&self) -> TaskId;
     fn application_id(&self) -> &str;
-    fn key_value_store_entry(&self, name: &str) -> Result<&crate::store::StoreEntry, ProcessorError>;
+    fn key_value_store_entry(&self, name: &str) -> Result<&StoreEntry, ProcessorError>;
+    fn count_dropped(&mut self, reason: &'static str);
 }
 
 /// What a processor can do while it runs: forward records, read where the
@@ -165,23 +168,66 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.inner.application_id()
     }
 
+    fn store_access<T>(
+        &self,
+        name: &str,
+        get: impl FnOnce(&StoreEntry) -> Result<T, StreamsError>,
+    ) -> Result<T, ProcessorError> {
+        let entry = self.inner.key_value_store_entry(name)?;
+        get(entry).map_err(|e| ProcessorError::StoreAccess {
+            processor: self.inner.node_name().to_owned(),
+            store: name.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
     /// A typed handle to a key-value store connected to this processor.
     ///
     /// Fails when the store does not exist, is not connected to this
-    /// processor, or holds other key/value types.
+    /// processor, or is of another kind or other key/value types.
     pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
     ) -> Result<KeyValueStoreHandle<K, V>, ProcessorError> {
-        let entry = self.inner.key_value_store_entry(name)?;
-        entry.handle::<K, V>().map_err(|e| match e {
-            StreamsError::StoreType { requested, actual, .. } => ProcessorError::StoreAccess {
-                processor: self.inner.node_name().to_owned(),
-                store: name.to_owned(),
-                reason: format!("it holds ({actual}), not ({requested})"),
-            },
-            other => ProcessorError::Internal(other.to_string()),
-        })
+        self.store_access(name, StoreEntry::key_value::<K, V>)
+    }
+
+    /// A typed handle to a timestamped key-value store connected to this processor.
+    pub fn timestamped_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<TimestampedKeyValueStoreHandle<K, V>, ProcessorError> {
+        self.store_access(name, StoreEntry::timestamped_key_value::<K, V>)
+    }
+
+    /// A typed handle to a window store connected to this processor.
+    pub fn window_store<K: 'static, V: 'static>(&self, name: &str) -> Result<WindowStoreHandle<K, V>, ProcessorError> {
+        self.store_access(name, |e| e.window::<K, V>(false))
+    }
+
+    /// A typed handle to a timestamped window store connected to this processor.
+    pub fn timestamped_window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStoreHandle<K, V>, ProcessorError> {
+        self.store_access(name, |e| e.window::<K, V>(true))
+    }
+
+    /// A typed handle to a session store connected to this processor.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStoreHandle<K, V>, ProcessorError> {
+        self.store_access(name, StoreEntry::session::<K, V>)
+    }
+
+    /// Counts a record this processor dropped on purpose (a late record, a
+    /// null key where one is needed) and logs it at debug level with `reason`.
+    /// Nothing is dropped silently: the counts are in the task's metrics.
+    pub fn record_dropped(&mut self, reason: &'static str) {
+        let node = self.inner.node_name().to_owned();
+        tracing::debug!(node = %node, reason, metadata = ?self.inner.metadata(), "record dropped");
+        self.inner.count_dropped(reason);
     }
 }
 

@@ -3,7 +3,7 @@
 //! the Kafka runtime, so both process records the same way.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::erased::AnyRecord;
 use crate::error::{ProcessorError, StreamsError};
 use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, ScheduleId};
 use crate::record::RecordMetadata;
-use crate::store::StoreEntry;
+use crate::store::{StoreContext, StoreEntry};
 use crate::topology::{DecodeError, NodeKind, PartitionCounts, RawRecord, Topology};
 
 /// A task's id: sub-topology number and partition, printed `<sub>_<partition>`.
@@ -113,6 +113,8 @@ struct Exec<'a> {
     task_id: TaskId,
     application_id: &'a str,
     stores: &'a HashMap<String, StoreEntry>,
+    dropped: &'a mut BTreeMap<&'static str, u64>,
+    internal_topics: &'a HashMap<String, String>,
 }
 
 struct Ctx<'e, 'a> {
@@ -130,9 +132,14 @@ fn dispatch(nodes: &[NodeSlot], exec: &mut Exec<'_>, idx: usize, record: AnyReco
                 .map_err(|_| ProcessorError::Internal(format!("node `{}` re-entered while processing", node.name)))?;
             processor.process(record, &mut Ctx { nodes, exec, node: idx })
         }
-        Slot::Sink(encoder) => encoder
-            .encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector))
-            .and_then(|raw| exec.collector.send(raw)),
+        Slot::Sink(encoder) => {
+            encoder.encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector)).and_then(|mut raw| {
+                if let Some(full) = exec.internal_topics.get(&raw.topic) {
+                    raw.topic.clone_from(full);
+                }
+                exec.collector.send(raw)
+            })
+        }
         Slot::Source => forward(nodes, exec, idx, record, None),
     };
     result.map_err(|e| match e {
@@ -221,6 +228,10 @@ impl NodeContext for Ctx<'_, '_> {
         }
         self.exec.stores.get(name).ok_or_else(|| denied("the store does not exist in this task"))
     }
+
+    fn count_dropped(&mut self, reason: &'static str) {
+        *self.exec.dropped.entry(reason).or_insert(0) += 1;
+    }
 }
 
 /// One task: its own processor instances and stores, its stream time and schedules.
@@ -232,6 +243,9 @@ pub(crate) struct TaskEngine {
     stores: HashMap<String, StoreEntry>,
     book: ScheduleBook,
     stream_time: i64,
+    dropped: BTreeMap<&'static str, u64>,
+    /// Internal topic name → its name on the cluster.
+    internal_topics: HashMap<String, String>,
 }
 
 impl fmt::Debug for TaskEngine {
@@ -253,6 +267,7 @@ impl TaskEngine {
         application_id: &str,
         collector: &mut dyn RecordCollector,
         wall_clock: i64,
+        store_context: &StoreContext,
     ) -> Result<Self, StreamsError> {
         let all: Vec<usize> = (0..topology.nodes.len()).collect();
         let ids = node_ids.unwrap_or(&all);
@@ -265,7 +280,7 @@ impl TaskEngine {
             let slot = match &def.kind {
                 NodeKind::Source { topics, decoder } => {
                     for t in topics {
-                        decoders.insert(t.clone(), (nodes.len(), Arc::clone(decoder)));
+                        decoders.insert(topology.resolve_topic(application_id, t), (nodes.len(), Arc::clone(decoder)));
                     }
                     Slot::Source
                 }
@@ -284,7 +299,7 @@ impl TaskEngine {
         for builder in &topology.stores {
             if store_names.iter().any(|s| s == builder.name()) {
                 let changelog = format!("{application_id}-{}-changelog", builder.name());
-                stores.insert(builder.name().to_owned(), builder.build(changelog));
+                stores.insert(builder.name().to_owned(), builder.build(store_context, changelog)?);
             }
         }
         let mut engine = Self {
@@ -295,6 +310,11 @@ impl TaskEngine {
             stores,
             book: ScheduleBook::default(),
             stream_time: UNKNOWN_TIME,
+            dropped: BTreeMap::new(),
+            internal_topics: topology
+                .internal_topics()
+                .map(|t| (t.name.clone(), topology.resolve_topic(application_id, &t.name)))
+                .collect(),
         };
         engine.init(collector, wall_clock)?;
         Ok(engine)
@@ -315,6 +335,8 @@ impl TaskEngine {
             task_id: self.id,
             application_id: &self.application_id,
             stores: &self.stores,
+            dropped: &mut self.dropped,
+            internal_topics: &self.internal_topics,
         };
         (&self.nodes, exec)
     }
@@ -428,6 +450,22 @@ impl TaskEngine {
             }
         }
         Ok(())
+    }
+
+    /// Records dropped on purpose by processors, by reason.
+    pub(crate) fn dropped_records(&self) -> &BTreeMap<&'static str, u64> {
+        &self.dropped
+    }
+
+    /// Commits every store's open batch (no changelog offset: the test driver
+    /// and at-least-once paths without logging).
+    pub(crate) fn commit_stores(&mut self) -> Result<(), StreamsError> {
+        self.stores.values().try_for_each(|s| s.commit(None))
+    }
+
+    /// Drops every store's open batch.
+    pub(crate) fn abort_stores(&mut self) {
+        self.stores.values().for_each(StoreEntry::abort)
     }
 
     /// Closes every processor, then every store; reports the first error.

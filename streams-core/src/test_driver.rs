@@ -2,17 +2,24 @@
 //! synchronously, with stores, punctuators and a mock wall clock.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use state_stores::RocksDbConfig;
 
 use crate::error::{ProcessorError, StreamsError};
 use crate::record::Headers;
 use crate::serde::Serde;
-use crate::store::KeyValueStoreHandle;
+use crate::store::{
+    KeyValueStoreHandle, SessionStoreHandle, StoreContext, StoreEntry, TimestampedKeyValueStoreHandle,
+    WindowStoreHandle,
+};
 use crate::task::{RecordCollector, TaskEngine, TaskId};
 use crate::topology::{RawRecord, Topology};
 
@@ -58,6 +65,37 @@ struct Inner {
     wall_clock: i64,
     offsets: HashMap<String, i64>,
     closed: bool,
+    // Dropped last: persistent stores are closed before their files go.
+    _state_dir: TempStateDir,
+}
+
+/// A private `state.dir` for the driver's persistent stores, removed on drop.
+struct TempStateDir {
+    path: PathBuf,
+}
+
+impl TempStateDir {
+    fn create() -> Result<Self, StreamsError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let unique =
+            format!("rivulet-test-driver-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let path = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&path).map_err(|e| {
+            StreamsError::Store(state_stores::StoreError::Io {
+                store: "<test driver>".into(),
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        })?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for TempStateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 impl Inner {
@@ -90,11 +128,28 @@ impl Inner {
     fn pipe(&mut self, mut raw: RawRecord) -> Result<(), StreamsError> {
         raw.partition = Some(0);
         raw.offset = Some(self.next_offset(&raw.topic));
-        let result = self.engine.process(raw, &mut self.collected, self.wall_clock);
-        // Keep what was produced before a failure visible, as a real run would
-        // have sent it.
-        let drained = self.drain();
-        result.and(drained)
+        self.transaction(|inner| inner.engine.process(raw, &mut inner.collected, inner.wall_clock))
+    }
+
+    /// Runs `step` and everything it leads to (records fed back through
+    /// internal topics) as one unit, as one exactly-once transaction would: on
+    /// success the stores commit; on error the stores roll back and the
+    /// outputs of the failed unit are discarded.
+    fn transaction(&mut self, step: impl FnOnce(&mut Self) -> Result<(), StreamsError>) -> Result<(), StreamsError> {
+        let marks: HashMap<String, usize> = self.collected.outputs.iter().map(|(t, q)| (t.clone(), q.len())).collect();
+        let result = step(self).and_then(|()| self.drain()).and_then(|()| self.engine.commit_stores());
+        if result.is_err() {
+            self.engine.abort_stores();
+            self.collected.produced.clear();
+            self.collected.outputs.retain(|topic, queue| match marks.get(topic) {
+                Some(&len) => {
+                    queue.truncate(len);
+                    true
+                }
+                None => false,
+            });
+        }
+        result
     }
 }
 
@@ -102,7 +157,9 @@ impl Inner {
 ///
 /// All sub-topologies run in one task (`0_0`), every topic has one partition,
 /// and records that sinks write to topics the topology reads are processed
-/// next, so repartitioned topologies work end to end. Stream-time punctuators
+/// next, so repartitioned topologies work end to end. Each piped record (with
+/// everything it causes) is one transaction: stores commit after it, and if it
+/// fails, store writes roll back and its outputs are discarded. Stream-time punctuators
 /// fire as records advance time; wall-clock punctuators fire on
 /// [`advance_wall_clock_time`](Self::advance_wall_clock_time).
 ///
@@ -145,6 +202,11 @@ impl TopologyTestDriver {
         topology.validate()?;
         let mut collected = Collected::default();
         let task = TaskId { subtopology: 0, partition: 0 };
+        let state_dir = TempStateDir::create()?;
+        let store_context = StoreContext {
+            task_dir: state_dir.path.join(&config.application_id).join(task.to_string()),
+            rocksdb: RocksDbConfig::default(),
+        };
         let engine = TaskEngine::new(
             topology,
             None,
@@ -152,6 +214,7 @@ impl TopologyTestDriver {
             &config.application_id,
             &mut collected,
             config.initial_wall_clock_ms,
+            &store_context,
         )?;
         let mut inner = Inner {
             engine,
@@ -159,8 +222,9 @@ impl TopologyTestDriver {
             wall_clock: config.initial_wall_clock_ms,
             offsets: HashMap::new(),
             closed: false,
+            _state_dir: state_dir,
         };
-        inner.drain()?;
+        inner.transaction(|_| Ok(()))?;
         Ok(Self { inner: Rc::new(RefCell::new(inner)) })
     }
 
@@ -223,9 +287,7 @@ impl TopologyTestDriver {
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
         inner.wall_clock = inner.wall_clock.saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
-        let result = inner.engine.punctuate_wall_clock(&mut inner.collected, inner.wall_clock);
-        let drained = inner.drain();
-        result.and(drained)
+        inner.transaction(|inner| inner.engine.punctuate_wall_clock(&mut inner.collected, inner.wall_clock))
     }
 
     /// The mock wall-clock time, ms since the epoch.
@@ -238,13 +300,52 @@ impl TopologyTestDriver {
         self.inner.borrow().engine.stream_time()
     }
 
+    fn store<T>(
+        &self,
+        name: &str,
+        get: impl FnOnce(&StoreEntry) -> Result<T, StreamsError>,
+    ) -> Result<T, StreamsError> {
+        let inner = self.inner.borrow();
+        get(inner.engine.store(name).ok_or_else(|| StreamsError::UnknownStore(name.to_owned()))?)
+    }
+
     /// A typed handle to a key-value store, to check its content.
     pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
     ) -> Result<KeyValueStoreHandle<K, V>, StreamsError> {
-        let inner = self.inner.borrow();
-        inner.engine.store(name).ok_or_else(|| StreamsError::UnknownStore(name.to_owned()))?.handle::<K, V>()
+        self.store(name, StoreEntry::key_value::<K, V>)
+    }
+
+    /// A typed handle to a timestamped key-value store (a KTable's store).
+    pub fn timestamped_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<TimestampedKeyValueStoreHandle<K, V>, StreamsError> {
+        self.store(name, StoreEntry::timestamped_key_value::<K, V>)
+    }
+
+    /// A typed handle to a window store.
+    pub fn window_store<K: 'static, V: 'static>(&self, name: &str) -> Result<WindowStoreHandle<K, V>, StreamsError> {
+        self.store(name, |e| e.window::<K, V>(false))
+    }
+
+    /// A typed handle to a timestamped window store (a windowed KTable's store).
+    pub fn timestamped_window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStoreHandle<K, V>, StreamsError> {
+        self.store(name, |e| e.window::<K, V>(true))
+    }
+
+    /// A typed handle to a session store.
+    pub fn session_store<K: 'static, V: 'static>(&self, name: &str) -> Result<SessionStoreHandle<K, V>, StreamsError> {
+        self.store(name, StoreEntry::session::<K, V>)
+    }
+
+    /// Records dropped on purpose (late, expired, null keys), by reason.
+    pub fn dropped_records(&self) -> BTreeMap<String, u64> {
+        self.inner.borrow().engine.dropped_records().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     }
 
     /// The names of the topics sinks have written to so far.

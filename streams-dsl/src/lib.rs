@@ -1,27 +1,81 @@
 //! # streams-dsl
 //!
-//! The crate Rivulet applications depend on. It will hold the typed DSL
-//! (`StreamsBuilder`, `KStream`, `KTable`, windowed aggregations, joins),
-//! which only ever builds a [`streams_core::Topology`]; the DSL operators are
-//! still being written. Today it re-exports the core so that an application
-//! needs this one dependency: the Processor API, serdes, topologies and the
-//! [`TopologyTestDriver`] are all reachable from here.
+//! The typed DSL of Rivulet, in the shape of Kafka Streams' `StreamsBuilder`:
+//! streams and tables built from chained calls, which only ever produce a
+//! [`streams_core::Topology`]. The same topology runs on the
+//! [`TopologyTestDriver`] and on a Kafka cluster.
 //!
-//! What it is not: a runtime. Running a topology belongs to `streams-core`.
+//! A tour:
+//! - [`StreamsBuilder`]: `stream`, `table`, then [`build`](StreamsBuilder::build).
+//! - [`KStream`]: filter, map, flat_map, select_key, peek, foreach, merge,
+//!   split/branch, repartition, to, process; joins with tables.
+//! - [`KGroupedStream`]: count, reduce, aggregate; over [`TimeWindows`]
+//!   (tumbling, hopping) and [`SessionWindows`].
+//! - [`KTable`]: filter, map_values, to_stream, group_by ([`KGroupedTable`]
+//!   with adder and subtractor), `suppress` for windowed tables.
+//! - Options named as in Kafka Streams: [`Consumed`], [`Produced`],
+//!   [`Grouped`], [`Materialized`], [`Repartitioned`].
+//!
+//! Key-changing operators mark a stream for repartitioning; the next
+//! aggregation or join inserts the repartition topic itself
+//! (`<application.id>-<name>-repartition`). Records dropped on purpose (null
+//! keys, records for windows past their grace period) are counted per reason
+//! and logged at debug level.
+//!
+//! What it is not: a runtime. It re-exports the core (`streams_core::*`) so
+//! that an application needs this one dependency.
+//!
+//! ## Word count
 //!
 //! ```
 //! use streams_dsl::prelude::*;
 //!
-//! let mut topology = Topology::new();
-//! topology
-//!     .add_source("in", &["in"], StringSerde, StringSerde)?
-//!     .add_sink("out", "out", StringSerde, StringSerde, &["in"])?;
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream(&["text-lines"], Consumed::with(Nullable(StringSerde), StringSerde))
+//!     .flat_map_values(|line: String| line.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_owned).collect::<Vec<_>>())
+//!     .group_by(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
+//!     .count()
+//!     .to_stream()
+//!     .to_with("word-counts", Produced::with(StringSerde, Nullable(I64Serde)));
+//! let topology = builder.build()?;
+//!
 //! let driver = TopologyTestDriver::new(&topology)?;
-//! driver.create_input_topic("in", StringSerde, StringSerde).pipe_input_at("k".into(), "v".into(), 0)?;
-//! let out = driver.create_output_topic("out", StringSerde, StringSerde);
-//! assert_eq!(out.read_key_value()?, ("k".to_owned(), "v".to_owned()));
+//! let lines = driver.create_input_topic("text-lines", Nullable(StringSerde), StringSerde);
+//! let counts = driver.create_output_topic("word-counts", StringSerde, Nullable(I64Serde));
+//! lines.pipe_input(None, "to be or not to be".to_owned())?;
+//! let last = counts.read_key_values_to_map()?;
+//! assert_eq!(last["to"], Some(2));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod builder;
+mod grouped;
+mod joins;
+mod kstream;
+mod ktable;
+mod options;
+mod processors;
+mod serdes;
+mod suppress;
+mod windows;
+
+pub use builder::{Data, DslError, SerdeRef, StreamsBuilder};
+pub use grouped::{KGroupedStream, KGroupedTable, SessionWindowedKStream, TimeWindowedKStream};
+pub use kstream::{BranchedKStream, KStream};
+pub use ktable::{Change, KTable};
+pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use serdes::WindowedSerde;
 pub use streams_core::*;
+pub use suppress::Suppressed;
+pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
+
+/// The names most applications need, in one `use`.
+pub mod prelude {
+    pub use crate::{
+        Change, Consumed, Grouped, JoinWindows, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
+        Repartitioned, SessionWindows, SlidingWindows, StreamsBuilder, Suppressed, TimeWindows, WindowedSerde,
+    };
+    pub use streams_core::prelude::*;
+}

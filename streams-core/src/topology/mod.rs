@@ -8,7 +8,7 @@
 mod describe;
 mod node;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -43,6 +43,17 @@ pub struct Topology {
     by_name: HashMap<String, usize>,
     pub(crate) stores: Vec<StoreBuilder>,
     topic_to_source: HashMap<String, usize>,
+    internal_topics: BTreeMap<String, InternalTopic>,
+}
+
+/// A topic the application owns (a repartition topic), named without the
+/// `application.id-` prefix that runners add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// The name without prefix.
+    pub name: String,
+    /// A fixed partition count, or `None` for "as many as the input".
+    pub partitions: Option<i32>,
 }
 
 impl fmt::Debug for Topology {
@@ -333,6 +344,28 @@ impl Topology {
             }
         }
         Ok(())
+    }
+
+    /// Declares `name` an internal topic: sources and sinks that name it
+    /// read and write `<application.id>-<name>` when the topology runs.
+    pub fn add_internal_topic(&mut self, name: &str, partitions: Option<i32>) -> &mut Self {
+        self.internal_topics.insert(name.to_owned(), InternalTopic { name: name.to_owned(), partitions });
+        self
+    }
+
+    /// The internal topics, by unprefixed name.
+    pub fn internal_topics(&self) -> impl Iterator<Item = &InternalTopic> {
+        self.internal_topics.values()
+    }
+
+    /// The topic name as it is on the cluster: internal topics get the
+    /// `application.id-` prefix.
+    pub fn resolve_topic(&self, application_id: &str, name: &str) -> String {
+        if self.internal_topics.contains_key(name) {
+            format!("{application_id}-{name}")
+        } else {
+            name.to_owned()
+        }
     }
 
     /// The topics read by the sources.

@@ -1,0 +1,127 @@
+//! Store throughput: puts through a batch, gets, range scans, and restore of
+//! changelog records, for RocksDB and in-memory stores.
+//!
+//! `cargo bench -p state-stores`
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use state_stores::{KeyValueStore, KvStore, RocksDbConfig, StateStore};
+
+const N: u64 = 100_000;
+
+fn key(i: u64) -> [u8; 12] {
+    // Spread keys so writes are not in key order.
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(b"key-");
+    k[4..].copy_from_slice(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes());
+    k
+}
+
+const VALUE: &[u8; 24] = b"value-0123456789abcdefgh";
+
+fn filled(store: &mut KvStore) {
+    for i in 0..N {
+        let _ = store.put(&key(i), VALUE);
+    }
+    let _ = store.commit(Some(N));
+}
+
+fn stores(c: &mut Criterion) {
+    let config = RocksDbConfig::default().with_shared_block_cache(64 << 20);
+
+    let mut group = c.benchmark_group("put+commit");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    group.bench_function("in-memory", |b| {
+        b.iter_batched(
+            || KvStore::in_memory("bench"),
+            |mut s| {
+                filled(&mut s);
+                s
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("rocksdb", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().ok().and_then(|d| KvStore::rocksdb("bench", d.path(), &config).ok().map(|s| (s, d))),
+            |store| {
+                if let Some((mut s, d)) = store {
+                    filled(&mut s);
+                    return Some((s, d));
+                }
+                None
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("get");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    let mut mem = KvStore::in_memory("bench");
+    filled(&mut mem);
+    let dir = tempfile::tempdir().ok();
+    let mut rocks = dir.as_ref().and_then(|d| KvStore::rocksdb("bench", d.path(), &config).ok());
+    if let Some(r) = rocks.as_mut() {
+        filled(r);
+    }
+    group.bench_function("in-memory", |b| {
+        b.iter(|| (0..N).filter(|&i| matches!(mem.get(&key(i)), Ok(Some(_)))).count())
+    });
+    if let Some(r) = rocks.as_ref() {
+        group.bench_function("rocksdb", |b| {
+            b.iter(|| (0..N).filter(|&i| matches!(r.get(&key(i)), Ok(Some(_)))).count())
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("range-scan");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    group.bench_function("in-memory", |b| b.iter(|| mem.all().map(|it| it.count()).unwrap_or(0)));
+    if let Some(r) = rocks.as_ref() {
+        group.bench_function("rocksdb", |b| b.iter(|| r.all().map(|it| it.count()).unwrap_or(0)));
+    }
+    group.finish();
+
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..N).map(|i| (key(i).to_vec(), Some(VALUE.to_vec()))).collect();
+    let mut group = c.benchmark_group("restore");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    group.bench_function("in-memory", |b| {
+        b.iter_batched(
+            || (KvStore::in_memory("bench"), records.clone()),
+            |(mut s, recs)| {
+                let _ = s.restore_batch(&mut recs.into_iter(), N);
+                s
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("rocksdb", |b| {
+        b.iter_batched(
+            || {
+                let d = tempfile::tempdir().ok();
+                let s = d.as_ref().and_then(|d| KvStore::rocksdb("bench", d.path(), &config).ok());
+                (s, d, records.clone())
+            },
+            |(s, d, recs)| {
+                if let Some(mut s) = s {
+                    let _ = s.restore_batch(&mut recs.into_iter(), N);
+                    return (Some(s), d);
+                }
+                (None, d)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    black_box((mem, rocks));
+}
+
+criterion_group!(benches, stores);
+criterion_main!(benches);

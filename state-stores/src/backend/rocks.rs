@@ -1,0 +1,242 @@
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
+
+use super::{Backend, BackendIter, WriteSet};
+use crate::StoreError;
+
+const DATA_CF: &str = "default";
+const META_CF: &str = "rivulet-meta";
+const CHECKPOINT_KEY: &[u8] = b"changelog-offset";
+
+/// Compression of RocksDB data blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// LZ4: fast, the default (as in Kafka Streams).
+    #[default]
+    Lz4,
+    /// Zstandard: smaller, slower.
+    Zstd,
+}
+
+/// A user hook to adjust each store's RocksDB options (Kafka Streams'
+/// `RocksDBConfigSetter`): called with the store name before opening.
+pub type RocksDbConfigSetter = Arc<dyn Fn(&str, &mut Options) + Send + Sync>;
+
+/// RocksDB settings shared by the stores of an application.
+#[derive(Clone)]
+pub struct RocksDbConfig {
+    block_cache: Option<rocksdb::Cache>,
+    write_buffer_size: usize,
+    compression: Compression,
+    setter: Option<RocksDbConfigSetter>,
+}
+
+impl fmt::Debug for RocksDbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbConfig")
+            .field("shared_block_cache", &self.block_cache.is_some())
+            .field("write_buffer_size", &self.write_buffer_size)
+            .field("compression", &self.compression)
+            .field("config_setter", &self.setter.is_some())
+            .finish()
+    }
+}
+
+impl Default for RocksDbConfig {
+    fn default() -> Self {
+        Self { block_cache: None, write_buffer_size: 16 * 1024 * 1024, compression: Compression::Lz4, setter: None }
+    }
+}
+
+impl RocksDbConfig {
+    /// Defaults: 16 MiB write buffers, LZ4, each store with RocksDB's own block cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One LRU block cache of `bytes`, shared by every store opened with this
+    /// config (clones of it included), bounding their read-cache memory together.
+    pub fn with_shared_block_cache(mut self, bytes: usize) -> Self {
+        self.block_cache = Some(rocksdb::Cache::new_lru_cache(bytes));
+        self
+    }
+
+    /// The size of each store's memtable.
+    pub fn with_write_buffer_size(mut self, bytes: usize) -> Self {
+        self.write_buffer_size = bytes;
+        self
+    }
+
+    /// Data block compression.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// A hook called with each store's name and options before it opens.
+    pub fn with_config_setter(mut self, setter: impl Fn(&str, &mut Options) + Send + Sync + 'static) -> Self {
+        self.setter = Some(Arc::new(setter));
+        self
+    }
+
+    fn options(&self, store: &str) -> Options {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_write_buffer_size(self.write_buffer_size);
+        opts.set_compression_type(match self.compression {
+            Compression::None => DBCompressionType::None,
+            Compression::Lz4 => DBCompressionType::Lz4,
+            Compression::Zstd => DBCompressionType::Zstd,
+        });
+        let mut table = BlockBasedOptions::default();
+        if let Some(cache) = &self.block_cache {
+            table.set_block_cache(cache);
+        }
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+        if let Some(setter) = &self.setter {
+            setter(store, &mut opts);
+        }
+        opts
+    }
+}
+
+/// Committed state in one RocksDB instance: data in the default column
+/// family, the changelog checkpoint in a second one, both written by one
+/// atomic `WriteBatch`.
+pub(crate) struct RocksBackend {
+    store: String,
+    path: PathBuf,
+    db: DB,
+    checkpoint: Option<u64>,
+    write_opts: WriteOptions,
+}
+
+impl fmt::Debug for RocksBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksBackend").field("store", &self.store).field("path", &self.path).finish()
+    }
+}
+
+impl RocksBackend {
+    pub(crate) fn open(store: &str, path: &Path, config: &RocksDbConfig) -> Result<Self, StoreError> {
+        let io = |message: String| StoreError::Io { store: store.to_owned(), path: path.to_owned(), message };
+        std::fs::create_dir_all(path).map_err(|e| io(format!("cannot create the directory: {e}")))?;
+        let opts = config.options(store);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(DATA_CF, opts.clone()),
+            ColumnFamilyDescriptor::new(META_CF, Options::default()),
+        ];
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| io(format!("cannot open RocksDB: {e}")))?;
+        let mut backend = Self {
+            store: store.to_owned(),
+            path: path.to_owned(),
+            db,
+            checkpoint: None,
+            write_opts: WriteOptions::default(),
+        };
+        backend.checkpoint = backend.read_checkpoint()?;
+        Ok(backend)
+    }
+
+    fn io(&self, what: &str, e: impl fmt::Display) -> StoreError {
+        StoreError::Io { store: self.store.clone(), path: self.path.clone(), message: format!("{what}: {e}") }
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(name).ok_or_else(|| self.io("missing column family", name))
+    }
+
+    fn read_checkpoint(&self) -> Result<Option<u64>, StoreError> {
+        let raw =
+            self.db.get_cf(self.cf(META_CF)?, CHECKPOINT_KEY).map_err(|e| self.io("cannot read the checkpoint", e))?;
+        match raw {
+            None => Ok(None),
+            Some(bytes) => {
+                let arr: [u8; 8] =
+                    bytes.as_slice().try_into().map_err(|_| self.io("corrupt checkpoint", "not 8 bytes"))?;
+                Ok(Some(u64::from_be_bytes(arr)))
+            }
+        }
+    }
+}
+
+impl Backend for RocksBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(DATA_CF)?, key).map_err(|e| self.io("read failed", e))
+    }
+
+    fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<BackendIter<'_>, StoreError> {
+        if let Some(t) = to {
+            if t <= from {
+                return Ok(Box::new(std::iter::empty()));
+            }
+        }
+        let mut read = ReadOptions::default();
+        if let Some(t) = to {
+            read.set_iterate_upper_bound(t.to_vec());
+        }
+        let iter = self.db.iterator_cf_opt(self.cf(DATA_CF)?, read, IteratorMode::From(from, Direction::Forward));
+        let store = self.store.clone();
+        let path = self.path.clone();
+        Ok(Box::new(iter.map(move |item| {
+            item.map(|(k, v)| (k.into_vec(), v.into_vec())).map_err(|e| StoreError::Io {
+                store: store.clone(),
+                path: path.clone(),
+                message: format!("scan failed: {e}"),
+            })
+        })))
+    }
+
+    fn commit(&mut self, writes: &WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError> {
+        let data = self.cf(DATA_CF)?;
+        let mut batch = WriteBatch::default();
+        for (start, end) in &writes.range_deletes {
+            batch.delete_range_cf(data, start, end);
+        }
+        for (k, v) in &writes.ops {
+            match v {
+                Some(v) => batch.put_cf(data, k, v),
+                None => batch.delete_cf(data, k),
+            }
+        }
+        if let Some(offset) = checkpoint {
+            batch.put_cf(self.cf(META_CF)?, CHECKPOINT_KEY, offset.to_be_bytes());
+        }
+        self.db.write_opt(batch, &self.write_opts).map_err(|e| self.io("commit failed", e))?;
+        if checkpoint.is_some() {
+            self.checkpoint = checkpoint;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Option<u64> {
+        self.checkpoint
+    }
+
+    fn estimate_num_entries(&self) -> Result<u64, StoreError> {
+        let n = self
+            .db
+            .property_int_value_cf(self.cf(DATA_CF)?, "rocksdb.estimate-num-keys")
+            .map_err(|e| self.io("cannot read the key estimate", e))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.db.flush_cf(self.cf(DATA_CF)?).map_err(|e| self.io("flush failed", e))?;
+        self.db.flush_cf(self.cf(META_CF)?).map_err(|e| self.io("flush failed", e))
+    }
+}

@@ -1,0 +1,460 @@
+//! State stores as processors see them: suppliers and builders that a
+//! topology holds, and typed handles over the byte-level stores of the
+//! `state-stores` crate.
+
+mod handles;
+
+use std::any::Any;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use state_stores::{
+    KeyValueStore, KvStore, Retention, RocksDbConfig, SegmentedSessionStore, SegmentedWindowStore, SessionStore,
+    StateStore, StoreError, WindowStore,
+};
+
+pub use handles::{
+    KeyValueStoreHandle, SessionStoreHandle, TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, Windowed,
+};
+
+use crate::erased::DataTypes;
+use crate::error::StreamsError;
+use crate::serde::Serde;
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What kind of store a supplier makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Key-value.
+    KeyValue,
+    /// Values per key and window start.
+    Window {
+        /// Window size, ms (to know each window's end).
+        window_size_ms: i64,
+        /// Retention and segments.
+        retention: Retention,
+        /// Keep every put (stream-stream joins) instead of replacing.
+        retain_duplicates: bool,
+    },
+    /// Session windows.
+    Session {
+        /// Retention and segments.
+        retention: Retention,
+    },
+}
+
+/// Makes the byte-level store of one task: in memory or in RocksDB.
+#[derive(Debug, Clone)]
+pub struct StoreSupplier {
+    name: String,
+    persistent: bool,
+    kind: StoreKind,
+}
+
+impl StoreSupplier {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the store lives in RocksDB (under `state.dir`).
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The kind of store.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+}
+
+/// Where a task's persistent stores live and how RocksDB is tuned.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreContext {
+    /// `state.dir/application.id/<task>`; stores go in sub-directories.
+    pub(crate) task_dir: PathBuf,
+    pub(crate) rocksdb: RocksDbConfig,
+}
+
+/// One task's instance of a byte-level store.
+#[derive(Clone)]
+pub(crate) enum StoreInstance {
+    KeyValue(Arc<Mutex<Box<dyn KeyValueStore>>>),
+    Window(Arc<Mutex<Box<dyn WindowStore>>>),
+    Session(Arc<Mutex<Box<dyn SessionStore>>>),
+}
+
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<Box<T>>) -> MutexGuard<'_, Box<T>> {
+    // Each store call is one operation on the open batch; a panic in another
+    // holder cannot leave it half-applied, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl StoreInstance {
+    fn with<R>(&self, f: impl FnOnce(&mut dyn StateStore) -> R) -> R {
+        match self {
+            Self::KeyValue(s) => f(&mut **lock(s)),
+            Self::Window(s) => f(&mut **lock(s)),
+            Self::Session(s) => f(&mut **lock(s)),
+        }
+    }
+}
+
+impl StoreSupplier {
+    fn make(&self, ctx: &StoreContext) -> Result<StoreInstance, StoreError> {
+        let dir = ctx.task_dir.join(&self.name);
+        Ok(match (self.kind, self.persistent) {
+            (StoreKind::KeyValue, false) => {
+                StoreInstance::KeyValue(Arc::new(Mutex::new(Box::new(KvStore::in_memory(&self.name)))))
+            }
+            (StoreKind::KeyValue, true) => StoreInstance::KeyValue(Arc::new(Mutex::new(Box::new(KvStore::rocksdb(
+                &self.name,
+                &dir,
+                &ctx.rocksdb,
+            )?)))),
+            (StoreKind::Window { retention, retain_duplicates, .. }, false) => StoreInstance::Window(Arc::new(
+                Mutex::new(Box::new(SegmentedWindowStore::in_memory(&self.name, retention, retain_duplicates))),
+            )),
+            (StoreKind::Window { retention, retain_duplicates, .. }, true) => {
+                StoreInstance::Window(Arc::new(Mutex::new(Box::new(SegmentedWindowStore::rocksdb(
+                    &self.name,
+                    &dir,
+                    &ctx.rocksdb,
+                    retention,
+                    retain_duplicates,
+                )?))))
+            }
+            (StoreKind::Session { retention }, false) => StoreInstance::Session(Arc::new(Mutex::new(Box::new(
+                SegmentedSessionStore::in_memory(&self.name, retention),
+            )))),
+            (StoreKind::Session { retention }, true) => StoreInstance::Session(Arc::new(Mutex::new(Box::new(
+                SegmentedSessionStore::rocksdb(&self.name, &dir, &ctx.rocksdb, retention)?,
+            )))),
+        })
+    }
+}
+
+/// Factory functions for stores, as Kafka Streams' `Stores`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stores;
+
+impl Stores {
+    /// A RocksDB key-value store.
+    pub fn persistent_key_value_store(name: impl Into<String>) -> StoreSupplier {
+        StoreSupplier { name: name.into(), persistent: true, kind: StoreKind::KeyValue }
+    }
+
+    /// An in-memory key-value store.
+    pub fn in_memory_key_value_store(name: impl Into<String>) -> StoreSupplier {
+        StoreSupplier { name: name.into(), persistent: false, kind: StoreKind::KeyValue }
+    }
+
+    fn window(name: String, persistent: bool, retention: Duration, window_size: Duration, dups: bool) -> StoreSupplier {
+        StoreSupplier {
+            name,
+            persistent,
+            kind: StoreKind::Window {
+                window_size_ms: millis(window_size),
+                retention: Retention::new(millis(retention)),
+                retain_duplicates: dups,
+            },
+        }
+    }
+
+    /// A RocksDB window store keeping windows for `retention`.
+    pub fn persistent_window_store(
+        name: impl Into<String>,
+        retention: Duration,
+        window_size: Duration,
+        retain_duplicates: bool,
+    ) -> StoreSupplier {
+        Self::window(name.into(), true, retention, window_size, retain_duplicates)
+    }
+
+    /// An in-memory window store keeping windows for `retention`.
+    pub fn in_memory_window_store(
+        name: impl Into<String>,
+        retention: Duration,
+        window_size: Duration,
+        retain_duplicates: bool,
+    ) -> StoreSupplier {
+        Self::window(name.into(), false, retention, window_size, retain_duplicates)
+    }
+
+    /// A RocksDB session store keeping sessions for `retention` after they end.
+    pub fn persistent_session_store(name: impl Into<String>, retention: Duration) -> StoreSupplier {
+        StoreSupplier {
+            name: name.into(),
+            persistent: true,
+            kind: StoreKind::Session { retention: Retention::new(millis(retention)) },
+        }
+    }
+
+    /// An in-memory session store.
+    pub fn in_memory_session_store(name: impl Into<String>, retention: Duration) -> StoreSupplier {
+        StoreSupplier {
+            name: name.into(),
+            persistent: false,
+            kind: StoreKind::Session { retention: Retention::new(millis(retention)) },
+        }
+    }
+
+    fn builder<KS: Serde, VS: Serde>(supplier: StoreSupplier, ks: KS, vs: VS, timestamped: bool) -> StoreBuilder
+    where
+        KS::Target: 'static,
+        VS::Target: 'static,
+    {
+        let serdes: TypedSerdes<KS::Target, VS::Target> = TypedSerdes { key: Arc::new(ks), value: Arc::new(vs) };
+        StoreBuilder {
+            supplier,
+            serdes: Arc::new(serdes),
+            types: DataTypes::of::<KS::Target, VS::Target>(),
+            timestamped,
+            logging: true,
+            caching: false,
+        }
+    }
+
+    /// A typed key-value store: the supplier's bytes through these serdes.
+    pub fn key_value_store_builder<KS: Serde, VS: Serde>(
+        supplier: StoreSupplier,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> StoreBuilder
+    where
+        KS::Target: 'static,
+        VS::Target: 'static,
+    {
+        Self::builder(supplier, key_serde, value_serde, false)
+    }
+
+    /// A typed key-value store whose values carry the timestamp of the record
+    /// that wrote them (what KTables use).
+    pub fn timestamped_key_value_store_builder<KS: Serde, VS: Serde>(
+        supplier: StoreSupplier,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> StoreBuilder
+    where
+        KS::Target: 'static,
+        VS::Target: 'static,
+    {
+        Self::builder(supplier, key_serde, value_serde, true)
+    }
+
+    /// A typed window store (the supplier must be a window supplier).
+    pub fn window_store_builder<KS: Serde, VS: Serde>(
+        supplier: StoreSupplier,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> StoreBuilder
+    where
+        KS::Target: 'static,
+        VS::Target: 'static,
+    {
+        Self::builder(supplier, key_serde, value_serde, false)
+    }
+
+    /// A typed window store whose values carry timestamps.
+    pub fn timestamped_window_store_builder<KS: Serde, VS: Serde>(
+        supplier: StoreSupplier,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> StoreBuilder
+    where
+        KS::Target: 'static,
+        VS::Target: 'static,
+    {
+        Self::builder(supplier, key_serde, value_serde, true)
+    }
+
+    /// A typed session store (the supplier must be a session supplier).
+    pub fn session_store_builder<KS: Serde, VS: Serde>(
+        supplier: StoreSupplier,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> StoreBuilder
+    where
+        KS::Target: 'static,
+        VS::Target: 'static,
+    {
+        Self::builder(supplier, key_serde, value_serde, false)
+    }
+}
+
+pub(crate) struct TypedSerdes<K, V> {
+    pub(crate) key: Arc<dyn Serde<Target = K>>,
+    pub(crate) value: Arc<dyn Serde<Target = V>>,
+}
+
+/// Describes a state store of a topology; each task builds its own instance.
+#[derive(Clone)]
+pub struct StoreBuilder {
+    supplier: StoreSupplier,
+    serdes: Arc<dyn Any + Send + Sync>,
+    types: DataTypes,
+    timestamped: bool,
+    logging: bool,
+    caching: bool,
+}
+
+impl fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("supplier", &self.supplier)
+            .field("types", &self.types.to_string())
+            .field("timestamped", &self.timestamped)
+            .field("logging", &self.logging)
+            .field("caching", &self.caching)
+            .finish()
+    }
+}
+
+impl StoreBuilder {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.supplier.name
+    }
+
+    /// The supplier.
+    pub fn supplier(&self) -> &StoreSupplier {
+        &self.supplier
+    }
+
+    /// Turns logging to a changelog topic off (it is on by default). Without a
+    /// changelog, the store's content is lost with its local files.
+    pub fn without_logging(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+
+    /// Whether writes are logged to `<application.id>-<store>-changelog`.
+    pub fn logging_enabled(&self) -> bool {
+        self.logging
+    }
+
+    /// Turns the record cache on: repeated updates of a key between commits
+    /// reach downstream once.
+    pub fn with_caching(mut self) -> Self {
+        self.caching = true;
+        self
+    }
+
+    /// Whether the record cache is on.
+    pub fn caching_enabled(&self) -> bool {
+        self.caching
+    }
+
+    pub(crate) fn build(&self, ctx: &StoreContext, serde_topic: String) -> Result<StoreEntry, StreamsError> {
+        Ok(StoreEntry {
+            name: self.supplier.name.clone(),
+            kind: self.supplier.kind,
+            instance: self.supplier.make(ctx)?,
+            serdes: Arc::clone(&self.serdes),
+            types: self.types,
+            timestamped: self.timestamped,
+            serde_topic,
+        })
+    }
+}
+
+/// One task's instance of a store, with its serdes.
+pub(crate) struct StoreEntry {
+    name: String,
+    kind: StoreKind,
+    instance: StoreInstance,
+    serdes: Arc<dyn Any + Send + Sync>,
+    types: DataTypes,
+    timestamped: bool,
+    serde_topic: String,
+}
+
+/// What a typed handle is made from.
+pub(crate) struct HandleParts<K, V> {
+    pub(crate) name: String,
+    pub(crate) serde_topic: String,
+    pub(crate) serdes: Arc<TypedSerdes<K, V>>,
+}
+
+impl StoreEntry {
+    fn parts<K: 'static, V: 'static>(&self, want: &str) -> Result<HandleParts<K, V>, StreamsError> {
+        let requested = DataTypes::of::<K, V>();
+        let mismatch = |actual: String| StreamsError::StoreType {
+            store: self.name.clone(),
+            requested: format!("{want} of {requested}"),
+            actual,
+        };
+        let actual = format!("{} of {}", self.kind_name(), self.types);
+        if !requested.matches(&self.types) || self.kind_name() != want {
+            return Err(mismatch(actual));
+        }
+        let serdes = Arc::clone(&self.serdes).downcast::<TypedSerdes<K, V>>().map_err(|_| mismatch(actual))?;
+        Ok(HandleParts { name: self.name.clone(), serde_topic: self.serde_topic.clone(), serdes })
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match (self.kind, self.timestamped) {
+            (StoreKind::KeyValue, false) => "key-value store",
+            (StoreKind::KeyValue, true) => "timestamped key-value store",
+            (StoreKind::Window { .. }, false) => "window store",
+            (StoreKind::Window { .. }, true) => "timestamped window store",
+            (StoreKind::Session { .. }, _) => "session store",
+        }
+    }
+
+    pub(crate) fn key_value<K: 'static, V: 'static>(&self) -> Result<KeyValueStoreHandle<K, V>, StreamsError> {
+        let parts = self.parts::<K, V>("key-value store")?;
+        match &self.instance {
+            StoreInstance::KeyValue(s) => Ok(KeyValueStoreHandle::new(parts, Arc::clone(s))),
+            _ => Err(StreamsError::UnknownStore(self.name.clone())),
+        }
+    }
+
+    pub(crate) fn timestamped_key_value<K: 'static, V: 'static>(
+        &self,
+    ) -> Result<TimestampedKeyValueStoreHandle<K, V>, StreamsError> {
+        let parts = self.parts::<K, V>("timestamped key-value store")?;
+        match &self.instance {
+            StoreInstance::KeyValue(s) => Ok(TimestampedKeyValueStoreHandle::new(parts, Arc::clone(s))),
+            _ => Err(StreamsError::UnknownStore(self.name.clone())),
+        }
+    }
+
+    pub(crate) fn window<K: 'static, V: 'static>(
+        &self,
+        timestamped: bool,
+    ) -> Result<WindowStoreHandle<K, V>, StreamsError> {
+        let parts = self.parts::<K, V>(if timestamped { "timestamped window store" } else { "window store" })?;
+        match (&self.instance, self.kind) {
+            (StoreInstance::Window(s), StoreKind::Window { window_size_ms, .. }) => {
+                Ok(WindowStoreHandle::new(parts, Arc::clone(s), window_size_ms, timestamped))
+            }
+            _ => Err(StreamsError::UnknownStore(self.name.clone())),
+        }
+    }
+
+    pub(crate) fn session<K: 'static, V: 'static>(&self) -> Result<SessionStoreHandle<K, V>, StreamsError> {
+        let parts = self.parts::<K, V>("session store")?;
+        match &self.instance {
+            StoreInstance::Session(s) => Ok(SessionStoreHandle::new(parts, Arc::clone(s))),
+            _ => Err(StreamsError::UnknownStore(self.name.clone())),
+        }
+    }
+
+    pub(crate) fn commit(&self, changelog_offset: Option<u64>) -> Result<(), StreamsError> {
+        self.instance.with(|s| s.commit(changelog_offset)).map_err(StreamsError::from)
+    }
+
+    pub(crate) fn abort(&self) {
+        self.instance.with(|s| s.abort())
+    }
+
+    pub(crate) fn close(&self) -> Result<(), StreamsError> {
+        self.instance.with(|s| s.close()).map_err(StreamsError::from)
+    }
+}
