@@ -114,20 +114,32 @@ impl Segmented {
         self.expired
     }
 
-    /// Drops whole segments entirely older than the retention period.
-    fn expire(&mut self) -> Result<(), StoreError> {
+    /// Forgets the segments entirely older than the retention period and
+    /// returns their key ranges, to be range-deleted whole.
+    fn take_expired_segments(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let min_live = self.min_live();
+        let interval = self.interval;
         let doomed: Vec<i64> = self
             .segments
             .iter()
             .copied()
-            .take_while(|&s| s.saturating_add(1).saturating_mul(self.interval) <= min_live)
+            .take_while(|&s| s.saturating_add(1).saturating_mul(interval) <= min_live)
             .collect();
-        for seg in doomed {
-            let prefix = seg_prefix(seg);
-            let end = prefix_end(&prefix).unwrap_or_else(|| vec![0xff; 9]);
-            self.core.delete_range(&prefix, &end)?;
-            self.segments.remove(&seg);
+        doomed
+            .into_iter()
+            .map(|seg| {
+                self.segments.remove(&seg);
+                let prefix = seg_prefix(seg);
+                let end = prefix_end(&prefix).unwrap_or_else(|| vec![0xff; 9]);
+                (prefix.to_vec(), end)
+            })
+            .collect()
+    }
+
+    /// Drops whole segments entirely older than the retention period.
+    fn expire(&mut self) -> Result<(), StoreError> {
+        for (start, end) in self.take_expired_segments() {
+            self.core.delete_range(&start, &end)?;
         }
         Ok(())
     }
@@ -251,18 +263,7 @@ impl Segmented {
             internal.extend_from_slice(&k);
             writes.ops.insert(internal, v);
         }
-        let doomed: Vec<i64> = self
-            .segments
-            .iter()
-            .copied()
-            .take_while(|&s| s.saturating_add(1).saturating_mul(self.interval) <= min_live)
-            .collect();
-        for seg in doomed {
-            let prefix = seg_prefix(seg);
-            let end = prefix_end(&prefix).unwrap_or_else(|| vec![0xff; 9]);
-            writes.range_deletes.push((prefix.to_vec(), end));
-            self.segments.remove(&seg);
-        }
+        writes.range_deletes.extend(self.take_expired_segments());
         Ok(writes)
     }
 }

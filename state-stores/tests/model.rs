@@ -79,7 +79,9 @@ impl Model {
     }
 }
 
-fn collect(iter: state_stores::EntryIter<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn collect(iter: state_stores::EntryIter<'_>) -> Result<Entries, StoreError> {
     iter.collect()
 }
 

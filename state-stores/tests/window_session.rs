@@ -5,12 +5,12 @@ use state_stores::{
     StoreError, TimestampedKeyValueStore, WindowEntry, WindowStore,
 };
 
-type Res = Result<(), Box<dyn std::error::Error>>;
+type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
-fn window_stores(
-    retention: Retention,
-    dups: bool,
-) -> Result<Vec<(Box<dyn WindowStore>, tempfile::TempDir)>, Box<dyn std::error::Error>> {
+/// Each store under test with the directory it lives in.
+type UnderTest<S> = Vec<(Box<S>, tempfile::TempDir)>;
+
+fn window_stores(retention: Retention, dups: bool) -> Res<UnderTest<dyn WindowStore>> {
     let dir = tempfile::tempdir()?;
     let rocks = SegmentedWindowStore::rocksdb("w", dir.path(), &RocksDbConfig::default(), retention, dups)?;
     Ok(vec![
@@ -148,9 +148,7 @@ fn window_changelog_round_trips_through_restore() -> Res {
     Ok(())
 }
 
-fn session_stores(
-    retention: Retention,
-) -> Result<Vec<(Box<dyn SessionStore>, tempfile::TempDir)>, Box<dyn std::error::Error>> {
+fn session_stores(retention: Retention) -> Res<UnderTest<dyn SessionStore>> {
     let dir = tempfile::tempdir()?;
     let rocks = SegmentedSessionStore::rocksdb("s", dir.path(), &RocksDbConfig::default(), retention)?;
     Ok(vec![(Box::new(SegmentedSessionStore::in_memory("s", retention)), tempfile::tempdir()?), (Box::new(rocks), dir)])

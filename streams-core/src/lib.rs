@@ -86,7 +86,7 @@ pub use store::{
 };
 pub use task::TaskId;
 pub use test_driver::{TestDriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
-pub use topology::{InternalTopic, RawRecord, SinkSpec, Topology, TopologyDescription};
+pub use topology::{InternalTopic, OffsetReset, RawRecord, SinkSpec, Topology, TopologyDescription};
 
 /// The names most programs need, in one `use`.
 pub mod prelude {

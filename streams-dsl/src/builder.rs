@@ -122,6 +122,10 @@ impl StreamsBuilder {
         Self { shared: Shared(Rc::new(RefCell::new(Inner { topology: Topology::new(), index: 0, error: None }))) }
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// A stream of the records of `topics`.
     pub fn stream<K: Data, V: Data>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V> {
         let name = consumed.name.clone().unwrap_or_else(|| self.shared.name("KSTREAM-SOURCE"));

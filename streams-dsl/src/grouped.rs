@@ -37,12 +37,12 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         Self { stream, grouped }
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.stream.shared
     }
 
     /// The input, repartitioned if needed, named after `store`.
-    fn input(&self, store: &str) -> KStream<K, V> {
+    pub(crate) fn input(&self, store: &str) -> KStream<K, V> {
         let base = self.grouped.name.clone().unwrap_or_else(|| store.to_owned());
         self.stream.repartitioned_for(
             &base,
@@ -137,6 +137,17 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
     }
 
+    /// Aggregates per key and sliding window.
+    pub fn windowed_by_sliding(
+        &self,
+        windows: crate::windows::SlidingWindows,
+    ) -> crate::sliding::SlidingWindowedKStream<K, V> {
+        crate::sliding::SlidingWindowedKStream {
+            grouped: Self { stream: self.stream.clone(), grouped: clone_grouped(&self.grouped) },
+            windows,
+        }
+    }
+
     /// Aggregates per key and session.
     pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
         SessionWindowedKStream {
@@ -144,6 +155,24 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             windows,
         }
     }
+}
+
+fn millis(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The retention asked for, but never less than what the windows need.
+fn retention_at_least(asked: Option<std::time::Duration>, minimum_ms: i64) -> std::time::Duration {
+    let minimum = millis(minimum_ms);
+    asked.map_or(minimum, |r| r.max(minimum))
+}
+
+/// Adds `builder`'s store, connected to `processor`.
+fn attach_store(shared: &Shared, processor: &str, mut builder: StoreBuilder, logging: bool) {
+    if !logging {
+        builder = builder.without_logging();
+    }
+    shared.add(|t| t.add_state_store(builder, &[processor]).map(|_| ()));
 }
 
 fn clone_grouped<K, V>(g: &Grouped<K, V>) -> Grouped<K, V> {
@@ -275,22 +304,15 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let (Some(ks), Some(vs)) = (ks, vs) else {
             return KTable { shared, node: name, store: None, key_serde: None, value_serde: None, windowing: None };
         };
-        let minimum = std::time::Duration::from_millis(
-            u64::try_from(windows.size_ms.saturating_add(windows.grace_ms)).unwrap_or(0),
-        );
-        let retention = materialized.retention.map_or(minimum, |r| r.max(minimum));
-        let size = std::time::Duration::from_millis(u64::try_from(windows.size_ms).unwrap_or(0));
+        let retention = retention_at_least(materialized.retention, windows.size_ms.saturating_add(windows.grace_ms));
+        let size = millis(windows.size_ms);
         let supplier = if materialized.persistent {
             Stores::persistent_window_store(&store, retention, size, false)
         } else {
             Stores::in_memory_window_store(&store, retention, size, false)
         };
-        let mut builder: StoreBuilder =
-            Stores::timestamped_window_store_builder(supplier, Arc::clone(&ks), Arc::clone(&vs));
-        if !materialized.logging {
-            builder = builder.without_logging();
-        }
-        shared.add(|t| t.add_state_store(builder, &[&name]).map(|_| ()));
+        let builder = Stores::timestamped_window_store_builder(supplier, Arc::clone(&ks), Arc::clone(&vs));
+        attach_store(&shared, &name, builder, materialized.logging);
         let key_serde: SerdeRef<Windowed<K>> = Arc::new(WindowedSerde::time_ref(ks, windows.size_ms));
         KTable {
             shared,
@@ -419,20 +441,14 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let (Some(ks), Some(vs)) = (ks, vs) else {
             return KTable { shared, node: name, store: None, key_serde: None, value_serde: None, windowing: None };
         };
-        let minimum = std::time::Duration::from_millis(
-            u64::try_from(windows.gap_ms.saturating_add(windows.grace_ms)).unwrap_or(0),
-        );
-        let retention = materialized.retention.map_or(minimum, |r| r.max(minimum));
+        let retention = retention_at_least(materialized.retention, windows.gap_ms.saturating_add(windows.grace_ms));
         let supplier = if materialized.persistent {
             Stores::persistent_session_store(&store, retention)
         } else {
             Stores::in_memory_session_store(&store, retention)
         };
-        let mut builder: StoreBuilder = Stores::session_store_builder(supplier, Arc::clone(&ks), Arc::clone(&vs));
-        if !materialized.logging {
-            builder = builder.without_logging();
-        }
-        shared.add(|t| t.add_state_store(builder, &[&name]).map(|_| ()));
+        let builder = Stores::session_store_builder(supplier, Arc::clone(&ks), Arc::clone(&vs));
+        attach_store(&shared, &name, builder, materialized.logging);
         let key_serde: SerdeRef<Windowed<K>> = Arc::new(WindowedSerde::session_ref(ks));
         let mut table = KTable {
             shared,
@@ -699,5 +715,104 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for Tabl
         }
         store.put(&k, &agg, new_ts)?;
         ctx.forward(Record::new(k, Change { new: Some(agg), old: prev }, new_ts).with_headers(headers))
+    }
+}
+
+/// Adds one input's aggregating processor for a cogroup; returns its name.
+type CogroupInput<VA> = Box<dyn FnOnce(&str, Arc<dyn Fn() -> VA + Send + Sync>) -> Option<String>>;
+
+/// Several grouped streams aggregated into one table (Kafka Streams'
+/// `CogroupedKStream`): each input has its own aggregator, all share one store.
+pub struct CogroupedKStream<K, VA> {
+    shared: Shared,
+    key_serde: Option<SerdeRef<K>>,
+    inputs: Vec<CogroupInput<VA>>,
+}
+
+impl<K, VA> fmt::Debug for CogroupedKStream<K, VA> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CogroupedKStream").field("inputs", &self.inputs.len()).finish()
+    }
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    /// Starts a cogroup with this stream and its aggregator.
+    pub fn cogroup<VA: Data>(
+        &self,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> CogroupedKStream<K, VA> {
+        let cogrouped = CogroupedKStream {
+            shared: self.shared().clone(),
+            key_serde: self.grouped.key.clone().or_else(|| self.stream.key_serde.clone()),
+            inputs: Vec::new(),
+        };
+        cogrouped.cogroup(self, aggregator)
+    }
+}
+
+impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
+    /// Adds another grouped stream with its aggregator.
+    pub fn cogroup<V: Data>(
+        mut self,
+        grouped: &KGroupedStream<K, V>,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> Self {
+        let grouped = KGroupedStream { stream: grouped.stream.clone(), grouped: clone_grouped(&grouped.grouped) };
+        let shared = self.shared.clone();
+        let aggregator: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync> = Arc::new(aggregator);
+        self.inputs.push(Box::new(move |store: &str, init: Arc<dyn Fn() -> VA + Send + Sync>| {
+            let input = grouped.input(&format!("{store}-{}", shared.name("COGROUP")));
+            let name = shared.name("KSTREAM-COGROUP-AGGREGATE");
+            let step: Step<K, V, VA> =
+                Arc::new(move |k, v, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(|| init())));
+            let (store, ks, vs, parent) =
+                (store.to_owned(), input.key_serde.clone(), input.value_serde.clone(), input.node.clone());
+            shared.add(|t| {
+                t.add_processor(
+                    &name,
+                    move || StreamAggProc {
+                        store: store.clone(),
+                        step: Arc::clone(&step),
+                        key_serde: ks.clone(),
+                        value_serde: vs.clone(),
+                        handle: None,
+                    },
+                    &[&parent],
+                )
+                .map(|_| ())
+            });
+            Some(name)
+        }));
+        self
+    }
+
+    /// Aggregates every input into one table starting from `initializer()`.
+    pub fn aggregate(
+        self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        let shared = self.shared.clone();
+        let store = materialized.name.clone().unwrap_or_else(|| shared.name("COGROUPKSTREAM-AGGREGATE-STATE-STORE"));
+        let init: Arc<dyn Fn() -> VA + Send + Sync> = Arc::new(initializer);
+        let processors: Vec<String> =
+            self.inputs.into_iter().filter_map(|add| add(&store, Arc::clone(&init))).collect();
+        let merge = shared.name("COGROUPKSTREAM-MERGE");
+        let parents: Vec<&str> = processors.iter().map(String::as_str).collect();
+        shared
+            .add(|t| t.add_processor(&merge, crate::processors::PassProc::<K, Change<VA>>::new, &parents).map(|_| ()));
+        let value_serde = materialized.value.clone();
+        let m = Materialized { name: Some(store), ..materialized };
+        let key_serde = m.key.clone().or(self.key_serde);
+        let store = processors.first().and_then(|first| {
+            let name =
+                table_store(&shared, &m, key_serde.clone(), value_serde.clone(), first, "COGROUPKSTREAM-AGGREGATE")?;
+            for p in &processors[1..] {
+                let (p, n) = (p.clone(), name.clone());
+                shared.add(|t| t.connect_processor_and_state_stores(&p, &[&n]).map(|_| ()));
+            }
+            Some(name)
+        });
+        KTable { shared, node: merge, store, key_serde, value_serde, windowing: None }
     }
 }

@@ -115,7 +115,13 @@ impl<K: Data, V: Data> KTable<K, V> {
     ) -> Self {
         let source = consumed.name.clone().unwrap_or_else(|| shared.name("KSTREAM-SOURCE"));
         let nullable: SerdeRef<Option<V>> = Arc::new(Nullable(Arc::clone(&consumed.value)));
-        let mut as_table = Consumed { key: Arc::clone(&consumed.key), value: nullable, name: None, extractor: None };
+        let mut as_table = Consumed {
+            key: Arc::clone(&consumed.key),
+            value: nullable,
+            name: None,
+            extractor: None,
+            offset_reset: consumed.offset_reset,
+        };
         if let Some(f) = consumed.extractor.clone() {
             // Tombstones have no value to extract from: they keep Kafka's timestamp.
             as_table = as_table.with_timestamp_extractor(move |r: &Record<K, Option<V>>| match r.value() {

@@ -49,8 +49,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// The DSL stores user closures as `Arc<dyn Fn(..) -> .. + Send + Sync>`; each
+// signature is spelled out where the operator that takes it is built.
+#![allow(clippy::type_complexity)]
 
 mod builder;
+mod global;
 mod grouped;
 mod joins;
 mod kstream;
@@ -58,24 +62,28 @@ mod ktable;
 mod options;
 mod processors;
 mod serdes;
+mod sliding;
 mod suppress;
 mod windows;
 
 pub use builder::{Data, DslError, SerdeRef, StreamsBuilder};
-pub use grouped::{KGroupedStream, KGroupedTable, SessionWindowedKStream, TimeWindowedKStream};
+pub use global::GlobalKTable;
+pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable, SessionWindowedKStream, TimeWindowedKStream};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{Change, KTable};
 pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use serdes::WindowedSerde;
+pub use sliding::SlidingWindowedKStream;
 pub use streams_core::*;
-pub use suppress::Suppressed;
+pub use suppress::{BufferConfig, Suppressed};
 pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 
 /// The names most applications need, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Change, Consumed, Grouped, JoinWindows, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
-        Repartitioned, SessionWindows, SlidingWindows, StreamsBuilder, Suppressed, TimeWindows, WindowedSerde,
+        BufferConfig, Change, Consumed, GlobalKTable, Grouped, JoinWindows, KGroupedStream, KGroupedTable, KStream,
+        KTable, Materialized, Produced, Repartitioned, SessionWindows, SlidingWindows, StreamsBuilder, Suppressed,
+        TimeWindows, WindowedSerde,
     };
     pub use streams_core::prelude::*;
 }

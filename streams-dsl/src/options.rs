@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::serde::{DefaultSerde, Serde};
-use streams_core::Record;
+use streams_core::{OffsetReset, Record};
 
 use crate::builder::{Data, SerdeRef, Shared};
 
@@ -18,6 +18,7 @@ pub struct Consumed<K, V> {
     pub(crate) value: SerdeRef<V>,
     pub(crate) name: Option<String>,
     pub(crate) extractor: Option<ExtractorRef<K, V>>,
+    pub(crate) offset_reset: Option<OffsetReset>,
 }
 
 impl<K, V> Clone for Consumed<K, V> {
@@ -27,6 +28,7 @@ impl<K, V> Clone for Consumed<K, V> {
             value: Arc::clone(&self.value),
             name: self.name.clone(),
             extractor: self.extractor.clone(),
+            offset_reset: self.offset_reset,
         }
     }
 }
@@ -40,7 +42,13 @@ impl<K, V> fmt::Debug for Consumed<K, V> {
 impl<K: Data, V: Data> Consumed<K, V> {
     /// Read keys and values with these serdes.
     pub fn with(key_serde: impl Serde<Target = K>, value_serde: impl Serde<Target = V>) -> Self {
-        Self { key: Arc::new(key_serde), value: Arc::new(value_serde), name: None, extractor: None }
+        Self { key: Arc::new(key_serde), value: Arc::new(value_serde), name: None, extractor: None, offset_reset: None }
+    }
+
+    /// Where to start reading partitions that have no committed offset.
+    pub fn with_offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.offset_reset = Some(reset);
+        self
     }
 
     /// Take record timestamps from `extractor` (it sees the record with the
@@ -60,6 +68,12 @@ impl<K: Data, V: Data> Consumed<K, V> {
     }
 
     pub(crate) fn add_source(&self, shared: &Shared, name: &str, topics: &[&str]) {
+        if let Some(reset) = self.offset_reset {
+            shared.add(|t| {
+                t.set_offset_reset(topics, reset);
+                Ok(())
+            });
+        }
         let (ks, vs) = (Arc::clone(&self.key), Arc::clone(&self.value));
         match &self.extractor {
             Some(f) => {

@@ -116,12 +116,18 @@ fn build(name: &str) -> Res<Topology> {
                 .group_by_key()
                 .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(5)))
                 .count()
-                .suppress(Suppressed::until_window_closes()),
+                .suppress(Suppressed::until_window_closes(BufferConfig::unbounded())),
         ),
         "session_count" => windowed_out(
             b.stream(&["in"], Consumed::with(s(), s()))
                 .group_by_key()
                 .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(ms(5), ms(0)))
+                .count(),
+        ),
+        "sliding_count" => windowed_out(
+            b.stream(&["in"], Consumed::with(s(), s()))
+                .group_by_key()
+                .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(ms(10), ms(5)))
                 .count(),
         ),
         "stream_table_join" => {
@@ -166,6 +172,33 @@ fn build(name: &str) -> Res<Topology> {
             l.left_join(&r, move |a, c| format!("{a}+{}", opt(c))).to_stream().to_with("left", out_str());
             l.outer_join(&r, move |a, c| format!("{}+{}", opt(a), opt(c))).to_stream().to_with("outer", out_str());
         }
+        "global_join" => {
+            let g = b.global_table("g", Consumed::with(s(), s()), Materialized::default());
+            let st = b.stream(&["s"], Consumed::with(s(), s()));
+            let customer = |_: &String, v: &String| v.split(':').next().unwrap_or_default().to_owned();
+            st.join_global(&g, customer, |sv, gv| format!("{sv}+{gv}")).to_with("inner", Produced::with(s(), s()));
+            st.left_join_global(&g, customer, |sv, gv| format!("{sv}+{}", gv.map_or("null", String::as_str)))
+                .to_with("left", Produced::with(s(), s()));
+        }
+        "cogroup" => {
+            let g1 = b.stream(&["a"], Consumed::with(s(), s())).group_by_key();
+            let g2 = b.stream(&["b"], Consumed::with(s(), s())).group_by_key();
+            g1.cogroup(|_, v, agg: String| format!("{agg}a{v}"))
+                .cogroup(&g2, |_, v, agg: String| format!("{agg}b{v}"))
+                .aggregate(String::new, Materialized::with(s(), s()))
+                .to_stream()
+                .to("out");
+        }
+        "suppress_time_limit" => b
+            .table("t", Consumed::with(s(), s()), Materialized::default())
+            .suppress(Suppressed::until_time_limit(ms(10), BufferConfig::unbounded()))
+            .to_stream()
+            .to("out"),
+        "suppress_emit_early" => b
+            .table("t", Consumed::with(s(), s()), Materialized::default())
+            .suppress(Suppressed::until_time_limit(ms(100), BufferConfig::max_records(2).emit_early_when_full()))
+            .to_stream()
+            .to("out"),
         other => return Err(format!("no Rust topology for scenario {other}").into()),
     }
     Ok(b.build()?)
@@ -233,8 +266,13 @@ golden!(
     hopping_sum,
     suppress,
     session_count,
+    sliding_count,
     stream_table_join,
     table_groupby_aggregate,
     stream_stream_join,
     table_table_join,
+    global_join,
+    cogroup,
+    suppress_time_limit,
+    suppress_emit_early,
 );

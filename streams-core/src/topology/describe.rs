@@ -44,6 +44,8 @@ pub enum NodeDescription {
 pub struct SubtopologyDescription {
     /// The sub-topology number (tasks are named `<id>_<partition>`).
     pub id: u32,
+    /// Whether it feeds a global store (it generates no tasks).
+    pub global: bool,
     /// Its nodes, in the order they were added.
     pub nodes: Vec<NodeDescription>,
 }
@@ -64,6 +66,7 @@ impl TopologyDescription {
             .into_iter()
             .map(|sub| SubtopologyDescription {
                 id: sub.id,
+                global: sub.global,
                 nodes: sub
                     .nodes
                     .iter()
@@ -145,7 +148,11 @@ impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Topologies:")?;
         for sub in &self.subtopologies {
-            writeln!(f, "   Sub-topology: {}", sub.id)?;
+            if sub.global {
+                writeln!(f, "   Sub-topology: {} for global store (will not generate tasks)", sub.id)?;
+            } else {
+                writeln!(f, "   Sub-topology: {}", sub.id)?;
+            }
             for node in &sub.nodes {
                 match node {
                     NodeDescription::Source { name, topics, successors } => {

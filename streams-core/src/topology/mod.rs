@@ -44,6 +44,18 @@ pub struct Topology {
     pub(crate) stores: Vec<StoreBuilder>,
     topic_to_source: HashMap<String, usize>,
     internal_topics: BTreeMap<String, InternalTopic>,
+    global_stores: BTreeSet<String>,
+    global_nodes: BTreeSet<usize>,
+    offset_resets: BTreeMap<String, OffsetReset>,
+}
+
+/// Where a source starts reading a partition that has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// From the oldest record still in the topic.
+    Earliest,
+    /// From the next record produced.
+    Latest,
 }
 
 /// A topic the application owns (a repartition topic), named without the
@@ -73,6 +85,8 @@ pub(crate) struct Subtopology {
     pub(crate) nodes: Vec<usize>,
     pub(crate) stores: BTreeSet<String>,
     pub(crate) source_topics: BTreeSet<String>,
+    /// Feeds a global store: read in full by every instance, no tasks.
+    pub(crate) global: bool,
 }
 
 impl Topology {
@@ -307,6 +321,58 @@ impl Topology {
         Ok(self)
     }
 
+    /// Adds a global store: `topic` is read in full by every instance into
+    /// the store through `processor` (which should only write the store; it
+    /// has no children). Any processor may then read the store (connect it
+    /// with [`connect_processor_and_state_stores`](Self::connect_processor_and_state_stores))
+    /// without co-partitioning.
+    #[allow(clippy::too_many_arguments)] // mirrors Kafka Streams' addGlobalStore
+    pub fn add_global_store<KS, VS, P>(
+        &mut self,
+        builder: StoreBuilder,
+        source_name: &str,
+        topic: &str,
+        key_serde: KS,
+        value_serde: VS,
+        processor_name: &str,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Result<&mut Self, TopologyError>
+    where
+        KS: Serde,
+        VS: Serde,
+        KS::Target: Clone + Send + 'static,
+        VS::Target: Clone + Send + 'static,
+        P: Processor<KS::Target, VS::Target, KS::Target, VS::Target>,
+    {
+        let store = builder.name().to_owned();
+        self.add_source(source_name, &[topic], key_serde, value_serde)?;
+        self.add_processor(processor_name, supplier, &[source_name])?;
+        self.add_state_store(builder, &[processor_name])?;
+        self.global_stores.insert(store);
+        self.global_nodes.insert(self.nodes.len() - 2);
+        self.global_nodes.insert(self.nodes.len() - 1);
+        Ok(self)
+    }
+
+    /// Sets where the sources of `topics` start without a committed offset
+    /// (default: the application's `auto.offset.reset`).
+    pub fn set_offset_reset(&mut self, topics: &[&str], reset: OffsetReset) -> &mut Self {
+        for t in topics {
+            self.offset_resets.insert((*t).to_owned(), reset);
+        }
+        self
+    }
+
+    /// The offset reset policy set for `topic`, if any.
+    pub fn offset_reset(&self, topic: &str) -> Option<OffsetReset> {
+        self.offset_resets.get(topic).copied()
+    }
+
+    /// The names of the global stores.
+    pub fn global_stores(&self) -> impl Iterator<Item = &str> {
+        self.global_stores.iter().map(String::as_str)
+    }
+
     /// Lets `processor` use the named stores.
     pub fn connect_processor_and_state_stores(
         &mut self,
@@ -384,6 +450,11 @@ impl Topology {
                 uf.union(i, p);
             }
             for store in &node.stores {
+                // Global stores are shared by every task: using one does not
+                // tie sub-topologies together.
+                if self.global_stores.contains(store) {
+                    continue;
+                }
                 if let Some(&other) = store_owner.get(store.as_str()) {
                     uf.union(i, other);
                 } else {
@@ -413,7 +484,8 @@ impl Topology {
                         source_topics.extend(topics.iter().cloned());
                     }
                 }
-                Subtopology { id: u32::try_from(id).unwrap_or(u32::MAX), nodes, stores, source_topics }
+                let global = nodes.iter().all(|n| self.global_nodes.contains(n));
+                Subtopology { id: u32::try_from(id).unwrap_or(u32::MAX), nodes, stores, source_topics, global }
             })
             .collect()
     }

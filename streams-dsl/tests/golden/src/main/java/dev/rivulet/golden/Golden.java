@@ -133,6 +133,26 @@ public final class Golden {
                 l.leftJoin(r, (a, c) -> a + "+" + c).toStream().to("left", P);
                 l.outerJoin(r, (a, c) -> a + "+" + c).toStream().to("outer", P);
             }
+            case "global_join" -> {
+                org.apache.kafka.streams.kstream.GlobalKTable<String, String> g = b.globalTable("g", C);
+                KStream<String, String> s = b.stream("s", C);
+                s.join(g, (k, v) -> v.split(":")[0], (sv, gv) -> sv + "+" + gv).to("inner", P);
+                s.leftJoin(g, (k, v) -> v.split(":")[0], (sv, gv) -> sv + "+" + gv).to("left", P);
+            }
+            case "cogroup" -> {
+                org.apache.kafka.streams.kstream.KGroupedStream<String, String> g1 = b.stream("a", C).groupByKey();
+                org.apache.kafka.streams.kstream.KGroupedStream<String, String> g2 = b.stream("b", C).groupByKey();
+                g1.<String>cogroup((k, v, agg) -> agg + "a" + v)
+                        .cogroup(g2, (k, v, agg) -> agg + "b" + v)
+                        .aggregate(() -> "", Materialized.with(Serdes.String(), Serdes.String()))
+                        .toStream().to("out", P);
+            }
+            case "suppress_time_limit" -> b.table("t", C)
+                    .suppress(Suppressed.untilTimeLimit(Duration.ofMillis(10), Suppressed.BufferConfig.unbounded()))
+                    .toStream().to("out", P);
+            case "suppress_emit_early" -> b.table("t", C)
+                    .suppress(Suppressed.untilTimeLimit(Duration.ofMillis(100), Suppressed.BufferConfig.maxRecords(2).emitEarlyWhenFull()))
+                    .toStream().to("out", P);
             default -> throw new IllegalArgumentException("unknown scenario " + name);
         }
         return b.build();
