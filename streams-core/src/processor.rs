@@ -49,6 +49,13 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send + 'static {
         Ok(())
     }
 
+    /// Called before every commit: forward whatever was held back since the
+    /// last one (record caches). Upstream processors flush before downstream ones.
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), ProcessorError> {
+        let _ = ctx;
+        Ok(())
+    }
+
     /// Called once when the task closes.
     fn close(&mut self) -> Result<(), ProcessorError> {
         Ok(())
@@ -82,6 +89,7 @@ pub(crate) trait NodeContext {
     fn wall_clock_time(&self) -> i64;
     fn task_id(&self) -> TaskId;
     fn application_id(&self) -> &str;
+    fn cache_max_bytes(&self) -> u64;
     fn key_value_store_entry(&self, name: &str) -> Result<&StoreEntry, ProcessorError>;
     fn count_dropped(&mut self, reason: &'static str);
 }
@@ -166,6 +174,12 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     /// The application's `application.id`.
     pub fn application_id(&self) -> &str {
         self.inner.application_id()
+    }
+
+    /// The record cache budget of the task (`statestore.cache.max.bytes`);
+    /// 0 turns caching off.
+    pub fn cache_max_bytes(&self) -> u64 {
+        self.inner.cache_max_bytes()
     }
 
     fn store_access<T>(
@@ -256,6 +270,7 @@ pub(crate) trait ErasedProcessor: Send {
         timestamp: i64,
         ctx: &mut dyn NodeContext,
     ) -> Result<(), ProcessorError>;
+    fn flush(&mut self, ctx: &mut dyn NodeContext) -> Result<(), ProcessorError>;
     fn close(&mut self) -> Result<(), ProcessorError>;
 }
 
@@ -283,6 +298,10 @@ where
         ctx: &mut dyn NodeContext,
     ) -> Result<(), ProcessorError> {
         self.processor.punctuate(schedule, timestamp, &mut ProcessorContext::new(ctx))
+    }
+
+    fn flush(&mut self, ctx: &mut dyn NodeContext) -> Result<(), ProcessorError> {
+        self.processor.flush(&mut ProcessorContext::new(ctx))
     }
 
     fn close(&mut self) -> Result<(), ProcessorError> {

@@ -115,6 +115,7 @@ struct Exec<'a> {
     stores: &'a HashMap<String, StoreEntry>,
     dropped: &'a mut BTreeMap<&'static str, u64>,
     internal_topics: &'a HashMap<String, String>,
+    cache_max_bytes: u64,
 }
 
 struct Ctx<'e, 'a> {
@@ -214,6 +215,10 @@ impl NodeContext for Ctx<'_, '_> {
         self.exec.application_id
     }
 
+    fn cache_max_bytes(&self) -> u64 {
+        self.exec.cache_max_bytes
+    }
+
     fn key_value_store_entry(&self, name: &str) -> Result<&StoreEntry, ProcessorError> {
         let node = &self.nodes[self.node];
         let denied = |reason: &str| ProcessorError::StoreAccess {
@@ -246,6 +251,7 @@ pub(crate) struct TaskEngine {
     dropped: BTreeMap<&'static str, u64>,
     /// Internal topic name → its name on the cluster.
     internal_topics: HashMap<String, String>,
+    cache_max_bytes: u64,
 }
 
 impl fmt::Debug for TaskEngine {
@@ -315,6 +321,7 @@ impl TaskEngine {
                 .internal_topics()
                 .map(|t| (t.name.clone(), topology.resolve_topic(application_id, &t.name)))
                 .collect(),
+            cache_max_bytes: store_context.cache_max_bytes,
         };
         engine.init(collector, wall_clock)?;
         Ok(engine)
@@ -337,6 +344,7 @@ impl TaskEngine {
             stores: &self.stores,
             dropped: &mut self.dropped,
             internal_topics: &self.internal_topics,
+            cache_max_bytes: self.cache_max_bytes,
         };
         (&self.nodes, exec)
     }
@@ -444,6 +452,29 @@ impl TaskEngine {
                         source: match e {
                             e @ ProcessorError::InNode { .. } => e,
                             e => ProcessorError::InNode { node: slot.name.clone(), source: Box::new(e) },
+                        },
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets every processor forward what it held back (caches), upstream first.
+    pub(crate) fn flush(&mut self, collector: &mut dyn RecordCollector, wall_clock: i64) -> Result<(), StreamsError> {
+        let (nodes, mut exec) = self.exec(collector, None, wall_clock);
+        for (idx, node) in nodes.iter().enumerate() {
+            if let Slot::Processor(cell) = &node.slot {
+                let mut processor = cell.try_borrow_mut().map_err(|_| StreamsError::Processing {
+                    metadata: None,
+                    source: ProcessorError::Internal("flush re-entered a processor".into()),
+                })?;
+                processor.flush(&mut Ctx { nodes, exec: &mut exec, node: idx }).map_err(|e| {
+                    StreamsError::Processing {
+                        metadata: None,
+                        source: match e {
+                            e @ ProcessorError::InNode { .. } => e,
+                            e => ProcessorError::InNode { node: node.name.clone(), source: Box::new(e) },
                         },
                     }
                 })?;

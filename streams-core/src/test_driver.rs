@@ -30,6 +30,9 @@ pub struct TestDriverConfig {
     pub application_id: String,
     /// The mock wall-clock time at start, in ms since the epoch. Default: now.
     pub initial_wall_clock_ms: i64,
+    /// `statestore.cache.max.bytes`: the record cache budget. Default 10 MiB
+    /// (as Kafka Streams); 0 turns caching off so every update is emitted.
+    pub cache_max_bytes: u64,
 }
 
 impl Default for TestDriverConfig {
@@ -37,7 +40,7 @@ impl Default for TestDriverConfig {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Self { application_id: "test-app".to_owned(), initial_wall_clock_ms: now }
+        Self { application_id: "test-app".to_owned(), initial_wall_clock_ms: now, cache_max_bytes: 10 * 1024 * 1024 }
     }
 }
 
@@ -122,6 +125,8 @@ impl Inner {
             }
             let Some(record) = pending.pop_front() else { return Ok(()) };
             self.engine.process(record, &mut self.collected, self.wall_clock)?;
+            // As Kafka Streams' test driver, commit (and so flush caches) after every record.
+            self.engine.flush(&mut self.collected, self.wall_clock)?;
         }
     }
 
@@ -137,7 +142,10 @@ impl Inner {
     /// outputs of the failed unit are discarded.
     fn transaction(&mut self, step: impl FnOnce(&mut Self) -> Result<(), StreamsError>) -> Result<(), StreamsError> {
         let marks: HashMap<String, usize> = self.collected.outputs.iter().map(|(t, q)| (t.clone(), q.len())).collect();
-        let result = step(self).and_then(|()| self.drain()).and_then(|()| self.engine.commit_stores());
+        let result = step(self)
+            .and_then(|()| self.engine.flush(&mut self.collected, self.wall_clock))
+            .and_then(|()| self.drain())
+            .and_then(|()| self.engine.commit_stores());
         if result.is_err() {
             self.engine.abort_stores();
             self.collected.produced.clear();
@@ -206,6 +214,7 @@ impl TopologyTestDriver {
         let store_context = StoreContext {
             task_dir: state_dir.path.join(&config.application_id).join(task.to_string()),
             rocksdb: RocksDbConfig::default(),
+            cache_max_bytes: config.cache_max_bytes,
         };
         let engine = TaskEngine::new(
             topology,

@@ -8,6 +8,7 @@ use streams_core::prelude::*;
 use streams_core::StoreBuilder;
 
 use crate::builder::{Data, SerdeRef, Shared};
+use crate::cache::{identity_of, Forwarder};
 use crate::kstream::KStream;
 use crate::ktable::{table_store, Change, KTable};
 use crate::options::{Grouped, Materialized};
@@ -64,6 +65,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let name = shared.name(prefix);
         let (store_for_proc, ks, vs) = (store.clone(), input.key_serde.clone(), input.value_serde.clone());
         let parent = input.node.clone();
+        let caching = materialized.caching;
+        let identity = identity_of(materialized.key.clone().or_else(|| input.key_serde.clone()));
         shared.add(|t| {
             t.add_processor(
                 &name,
@@ -73,6 +76,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                     key_serde: ks.clone(),
                     value_serde: vs.clone(),
                     handle: None,
+                    out: Forwarder::new(caching, Arc::clone(&identity)),
                 },
                 &[&parent],
             )
@@ -185,12 +189,18 @@ struct StreamAggProc<K, V, VA> {
     key_serde: Option<SerdeRef<K>>,
     value_serde: Option<SerdeRef<V>>,
     handle: Option<TimestampedKeyValueStoreHandle<K, VA>>,
+    out: Forwarder<K, VA>,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggProc<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
         self.handle = Some(ctx.timestamped_key_value_store(&self.store)?);
+        self.out.init(ctx);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+        self.out.flush(ctx)
     }
 
     fn process(
@@ -210,7 +220,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggPro
         let old = old.map(|(a, _)| a);
         let new = (self.step)(&k, v, old.clone());
         store.put(&k, &new, new_ts)?;
-        ctx.forward(Record::new(k, Change { new: Some(new), old }, new_ts).with_headers(headers))
+        self.out.send(ctx, k, Change { new: Some(new), old }, new_ts, headers)
     }
 }
 
@@ -286,6 +296,10 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let vs = shared.need(&materialized.value.clone(), &name, "value", hint);
         let (store_for_proc, kser, vser) = (store.clone(), input.key_serde.clone(), input.value_serde.clone());
         let parent = input.node.clone();
+        let caching = materialized.caching;
+        let identity = identity_of(
+            ks.clone().map(|s| Arc::new(WindowedSerde::time_ref(s, windows.size_ms)) as SerdeRef<Windowed<K>>),
+        );
         shared.add(|t| {
             t.add_processor(
                 &name,
@@ -296,6 +310,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     key_serde: kser.clone(),
                     value_serde: vser.clone(),
                     handle: None,
+                    out: Forwarder::new(caching, Arc::clone(&identity)),
                 },
                 &[&parent],
             )
@@ -333,12 +348,18 @@ struct WindowAggProc<K, V, VA> {
     key_serde: Option<SerdeRef<K>>,
     value_serde: Option<SerdeRef<V>>,
     handle: Option<WindowStoreHandle<K, VA>>,
+    out: Forwarder<Windowed<K>, VA>,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for WindowAggProc<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), ProcessorError> {
         self.handle = Some(ctx.timestamped_window_store(&self.store)?);
+        self.out.init(ctx);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), ProcessorError> {
+        self.out.flush(ctx)
     }
 
     fn process(
@@ -366,7 +387,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Wi
             let new = (self.step)(r.key(), r.value().clone(), old.clone());
             store.put(r.key(), &new, window.start, new_ts)?;
             let key = Windowed { key: r.key().clone(), window };
-            ctx.forward(Record::new(key, Change { new: Some(new), old }, new_ts).with_headers(r.headers().clone()))?;
+            self.out.send(ctx, key, Change { new: Some(new), old }, new_ts, r.headers().clone())?;
         }
         Ok(())
     }
@@ -421,6 +442,9 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let merger: Merger<K, VA> = Arc::new(merger);
         let (store_for_proc, kser, vser) = (store.clone(), input.key_serde.clone(), input.value_serde.clone());
         let parent = input.node.clone();
+        let caching = materialized.caching;
+        let identity =
+            identity_of(ks.clone().map(|s| Arc::new(WindowedSerde::session_ref(s)) as SerdeRef<Windowed<K>>));
         shared.add(|t| {
             t.add_processor(
                 &name,
@@ -433,6 +457,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     key_serde: kser.clone(),
                     value_serde: vser.clone(),
                     handle: None,
+                    out: Forwarder::new(caching, Arc::clone(&identity)),
                 },
                 &[&parent],
             )
@@ -472,12 +497,18 @@ struct SessionAggProc<K, V, VA> {
     key_serde: Option<SerdeRef<K>>,
     value_serde: Option<SerdeRef<V>>,
     handle: Option<SessionStoreHandle<K, VA>>,
+    out: Forwarder<Windowed<K>, VA>,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for SessionAggProc<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), ProcessorError> {
         self.handle = Some(ctx.session_store(&self.store)?);
+        self.out.init(ctx);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), ProcessorError> {
+        self.out.flush(ctx)
     }
 
     fn process(
@@ -513,14 +544,14 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Se
             for (session, value) in found {
                 store.remove(&session)?;
                 let end = session.window.end;
-                ctx.forward(Record::new(session, Change { new: None, old: Some(value) }, end))?;
+                self.out.send(ctx, session, Change { new: None, old: Some(value) }, end, Headers::new())?;
             }
         }
         let (k, v, _, headers) = r.into_parts();
         let agg = (self.agg)(&k, v, agg);
         let session = Windowed { key: k, window: merged_window };
         store.put(&session, &agg)?;
-        ctx.forward(Record::new(session, Change { new: Some(agg), old: None }, merged_window.end).with_headers(headers))
+        self.out.send(ctx, session, Change { new: Some(agg), old: None }, merged_window.end, headers)
     }
 }
 
@@ -582,6 +613,8 @@ impl<K2: Data + PartialEq, V2: Data> KGroupedTable<K2, V2> {
         let subtractor: Arc<dyn Fn(&K2, &V2, VA) -> VA + Send + Sync> = Arc::new(subtractor);
         let store_for_proc = store.clone();
         let parent = input.node.clone();
+        let caching = materialized.caching;
+        let identity = identity_of(ks.clone());
         shared.add(|t| {
             t.add_processor(
                 &name,
@@ -591,6 +624,7 @@ impl<K2: Data + PartialEq, V2: Data> KGroupedTable<K2, V2> {
                     adder: Arc::clone(&adder),
                     subtractor: Arc::clone(&subtractor),
                     handle: None,
+                    out: Forwarder::new(caching, Arc::clone(&identity)),
                 },
                 &[&parent],
             )
@@ -684,12 +718,18 @@ struct TableAggProc<K, V, VA> {
     adder: Arc<dyn Fn(&K, &V, VA) -> VA + Send + Sync>,
     subtractor: Arc<dyn Fn(&K, &V, VA) -> VA + Send + Sync>,
     handle: Option<TimestampedKeyValueStoreHandle<K, VA>>,
+    out: Forwarder<K, VA>,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for TableAggProc<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
         self.handle = Some(ctx.timestamped_key_value_store(&self.store)?);
+        self.out.init(ctx);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+        self.out.flush(ctx)
     }
 
     fn process(
@@ -714,12 +754,12 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for Tabl
             agg = (self.adder)(&k, new, agg);
         }
         store.put(&k, &agg, new_ts)?;
-        ctx.forward(Record::new(k, Change { new: Some(agg), old: prev }, new_ts).with_headers(headers))
+        self.out.send(ctx, k, Change { new: Some(agg), old: prev }, new_ts, headers)
     }
 }
 
 /// Adds one input's aggregating processor for a cogroup; returns its name.
-type CogroupInput<VA> = Box<dyn FnOnce(&str, Arc<dyn Fn() -> VA + Send + Sync>) -> Option<String>>;
+type CogroupInput<VA> = Box<dyn FnOnce(&str, Arc<dyn Fn() -> VA + Send + Sync>, bool) -> Option<String>>;
 
 /// Several grouped streams aggregated into one table (Kafka Streams'
 /// `CogroupedKStream`): each input has its own aggregator, all share one store.
@@ -760,13 +800,14 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         let grouped = KGroupedStream { stream: grouped.stream.clone(), grouped: clone_grouped(&grouped.grouped) };
         let shared = self.shared.clone();
         let aggregator: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync> = Arc::new(aggregator);
-        self.inputs.push(Box::new(move |store: &str, init: Arc<dyn Fn() -> VA + Send + Sync>| {
+        self.inputs.push(Box::new(move |store: &str, init: Arc<dyn Fn() -> VA + Send + Sync>, caching: bool| {
             let input = grouped.input(&format!("{store}-{}", shared.name("COGROUP")));
             let name = shared.name("KSTREAM-COGROUP-AGGREGATE");
             let step: Step<K, V, VA> =
                 Arc::new(move |k, v, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(|| init())));
             let (store, ks, vs, parent) =
                 (store.to_owned(), input.key_serde.clone(), input.value_serde.clone(), input.node.clone());
+            let identity = identity_of(input.key_serde.clone());
             shared.add(|t| {
                 t.add_processor(
                     &name,
@@ -776,6 +817,7 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
                         handle: None,
+                        out: Forwarder::new(caching, Arc::clone(&identity)),
                     },
                     &[&parent],
                 )
@@ -795,8 +837,9 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         let shared = self.shared.clone();
         let store = materialized.name.clone().unwrap_or_else(|| shared.name("COGROUPKSTREAM-AGGREGATE-STATE-STORE"));
         let init: Arc<dyn Fn() -> VA + Send + Sync> = Arc::new(initializer);
+        let caching = materialized.caching;
         let processors: Vec<String> =
-            self.inputs.into_iter().filter_map(|add| add(&store, Arc::clone(&init))).collect();
+            self.inputs.into_iter().filter_map(|add| add(&store, Arc::clone(&init), caching)).collect();
         let merge = shared.name("COGROUPKSTREAM-MERGE");
         let parents: Vec<&str> = processors.iter().map(String::as_str).collect();
         shared

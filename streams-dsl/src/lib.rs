@@ -54,6 +54,7 @@
 #![allow(clippy::type_complexity)]
 
 mod builder;
+mod cache;
 mod global;
 mod grouped;
 mod joins;

@@ -188,9 +188,9 @@ impl<K, V> fmt::Debug for Materialized<K, V> {
 }
 
 impl<K, V> Default for Materialized<K, V> {
-    /// A RocksDB store with a generated name, logged, with the stream's serdes.
+    /// A RocksDB store with a generated name, logged and cached, with the stream's serdes.
     fn default() -> Self {
-        Self { name: None, key: None, value: None, persistent: true, logging: true, caching: false, retention: None }
+        Self { name: None, key: None, value: None, persistent: true, logging: true, caching: true, retention: None }
     }
 }
 
@@ -226,6 +226,13 @@ impl<K: Data, V: Data> Materialized<K, V> {
     /// Do not back the store with a changelog topic.
     pub fn without_logging(mut self) -> Self {
         self.logging = false;
+        self
+    }
+
+    /// Emit every update at once instead of one per key per commit (the
+    /// record cache, on by default, as in Kafka Streams).
+    pub fn without_caching(mut self) -> Self {
+        self.caching = false;
         self
     }
 

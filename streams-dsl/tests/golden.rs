@@ -199,6 +199,28 @@ fn build(name: &str) -> Res<Topology> {
             .suppress(Suppressed::until_time_limit(ms(100), BufferConfig::max_records(2).emit_early_when_full()))
             .to_stream()
             .to("out"),
+        "cached_count" => b
+            .stream(&["in"], Consumed::with(s(), s()))
+            .flat_map_values(|v: String| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+            .group_by_key()
+            .count()
+            .to_stream()
+            .map_values(|v| v.map(|c| c.to_string()))
+            .to_with("out", out_str()),
+        "cached_windowed" => windowed_out(
+            b.stream(&["in"], Consumed::with(s(), s()))
+                .flat_map_values(|v: String| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+                .group_by_key()
+                .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+                .count(),
+        ),
+        "cached_session" => windowed_out(
+            b.stream(&["in"], Consumed::with(s(), s()))
+                .flat_map_values(|v: String| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+                .group_by_key()
+                .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(5)))
+                .count(),
+        ),
         other => return Err(format!("no Rust topology for scenario {other}").into()),
     }
     Ok(b.build()?)
@@ -216,7 +238,12 @@ fn run(name: &str) -> Res<Vec<String>> {
     let topology = build(name)?;
     let driver = TopologyTestDriver::with_config(
         &topology,
-        TestDriverConfig { initial_wall_clock_ms: 0, ..Default::default() },
+        TestDriverConfig {
+            initial_wall_clock_ms: 0,
+            // As the Java harness: Kafka's default record cache for cached_* scenarios, none otherwise.
+            cache_max_bytes: if name.starts_with("cached_") { 10 * 1024 * 1024 } else { 0 },
+            ..Default::default()
+        },
     )?;
     let input = std::fs::read_to_string(dir().join("scenarios").join(format!("{name}.in")))?;
     for line in input.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
@@ -275,4 +302,7 @@ golden!(
     cogroup,
     suppress_time_limit,
     suppress_emit_early,
+    cached_count,
+    cached_windowed,
+    cached_session,
 );

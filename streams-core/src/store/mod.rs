@@ -79,6 +79,8 @@ pub(crate) struct StoreContext {
     /// `state.dir/application.id/<task>`; stores go in sub-directories.
     pub(crate) task_dir: PathBuf,
     pub(crate) rocksdb: RocksDbConfig,
+    /// The task's record cache budget; 0 turns caching off.
+    pub(crate) cache_max_bytes: u64,
 }
 
 /// One task's instance of a byte-level store.

@@ -153,6 +153,23 @@ public final class Golden {
             case "suppress_emit_early" -> b.table("t", C)
                     .suppress(Suppressed.untilTimeLimit(Duration.ofMillis(100), Suppressed.BufferConfig.maxRecords(2).emitEarlyWhenFull()))
                     .toStream().to("out", P);
+            case "cached_count" -> b.stream("in", C)
+                    .flatMapValues(v -> Arrays.asList(v.split(" ")))
+                    .groupByKey()
+                    .count()
+                    .toStream().mapValues(Golden::str).to("out", P);
+            case "cached_windowed" -> b.stream("in", C)
+                    .flatMapValues(v -> Arrays.asList(v.split(" ")))
+                    .groupByKey()
+                    .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(10), Duration.ofMillis(0)))
+                    .count()
+                    .toStream((wk, v) -> win(wk)).mapValues(Golden::str).to("out", P);
+            case "cached_session" -> b.stream("in", C)
+                    .flatMapValues(v -> Arrays.asList(v.split(" ")))
+                    .groupByKey()
+                    .windowedBy(SessionWindows.ofInactivityGapAndGrace(Duration.ofMillis(5), Duration.ofMillis(0)))
+                    .count()
+                    .toStream((wk, v) -> win(wk)).mapValues(Golden::str).to("out", P);
             default -> throw new IllegalArgumentException("unknown scenario " + name);
         }
         return b.build();
@@ -173,7 +190,8 @@ public final class Golden {
             Properties props = new Properties();
             props.put(StreamsConfig.APPLICATION_ID_CONFIG, "golden");
             props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "unused:9092");
-            props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
+            // cached_* scenarios keep Kafka Streams' default record cache; the others turn it off.
+            props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, name.startsWith("cached_") ? 10L * 1024 * 1024 : 0L);
             Topology topology = build(name);
             List<String> out = new ArrayList<>();
             try (TopologyTestDriver driver = new TopologyTestDriver(topology, props, Instant.ofEpochMilli(0))) {
