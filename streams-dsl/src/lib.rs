@@ -55,6 +55,7 @@
 
 mod builder;
 mod cache;
+mod fk_join;
 mod global;
 mod grouped;
 mod joins;

@@ -221,6 +221,19 @@ fn build(name: &str) -> Res<Topology> {
                 .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(5)))
                 .count(),
         ),
+        "fk_join" => {
+            let orders = b.table("orders", Consumed::with(s(), s()), Materialized::default());
+            let customers = b.table("customers", Consumed::with(s(), s()), Materialized::default());
+            let customer = |v: &String| v.split(':').next().unwrap_or_default().to_owned();
+            orders
+                .join_foreign_key(&customers, customer, |o, c| format!("{o}+{c}"))
+                .to_stream()
+                .to_with("inner", out_str());
+            orders
+                .left_join_foreign_key(&customers, customer, |o, c| format!("{o}+{}", c.map_or("null", String::as_str)))
+                .to_stream()
+                .to_with("left", out_str());
+        }
         other => return Err(format!("no Rust topology for scenario {other}").into()),
     }
     Ok(b.build()?)
@@ -305,4 +318,5 @@ golden!(
     cached_count,
     cached_windowed,
     cached_session,
+    fk_join,
 );

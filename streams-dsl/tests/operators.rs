@@ -177,3 +177,94 @@ fn windowed_serde_round_trips_kafka_layout() -> Res {
     assert!(serde.deserialize("t", &Headers::new(), Some(b"short")).is_err());
     Ok(())
 }
+
+#[test]
+fn to_table_and_table_group_by_count() -> Res {
+    let b = StreamsBuilder::new();
+    // Latest tier per user, then how many users per tier.
+    b.stream(&["tiers"], Consumed::with(StringSerde, StringSerde))
+        .to_table(Materialized::as_store("user-tiers"))
+        .group_by(|_, tier| (tier.clone(), tier.clone()), Grouped::with(StringSerde, StringSerde))
+        .count()
+        .to_stream()
+        .to_with("per-tier", Produced::with(StringSerde, Nullable(I64Serde)));
+    let driver =
+        TopologyTestDriver::with_config(&b.build()?, TestDriverConfig { cache_max_bytes: 0, ..Default::default() })?;
+    let input = driver.create_input_topic("tiers", StringSerde, StringSerde);
+    input.pipe_input_at("u1".into(), "gold".into(), 1)?;
+    input.pipe_input_at("u2".into(), "gold".into(), 2)?;
+    input.pipe_input_at("u1".into(), "silver".into(), 3)?;
+    let out = driver.create_output_topic("per-tier", StringSerde, Nullable(I64Serde)).read_key_values_to_list()?;
+    assert_eq!(
+        out,
+        vec![
+            ("gold".to_owned(), Some(1)),
+            ("gold".to_owned(), Some(2)),
+            ("gold".to_owned(), Some(1)),
+            ("silver".to_owned(), Some(1)),
+        ]
+    );
+    assert_eq!(
+        driver.timestamped_key_value_store::<String, String>("user-tiers")?.get(&"u1".into())?.map(|(t, _)| t),
+        Some("silver".into())
+    );
+    Ok(())
+}
+
+#[test]
+fn timestamp_extractor_drives_windows() -> Res {
+    let b = StreamsBuilder::new();
+    b.stream(
+        &["events"],
+        Consumed::with(StringSerde, I64Serde).with_timestamp_extractor(|r: &Record<String, i64>| *r.value()),
+    )
+    .group_by_key()
+    .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(100)))
+    .count()
+    .to_stream()
+    .to_with("out", Produced::with(WindowedSerde::time(StringSerde, 100), Nullable(I64Serde)));
+    let driver = TopologyTestDriver::new(&b.build()?)?;
+    let input = driver.create_input_topic("events", StringSerde, I64Serde);
+    // Kafka timestamps say 0; the values carry the event time.
+    input.pipe_input_at("k".into(), 150, 0)?;
+    input.pipe_input_at("k".into(), 99, 0)?;
+    let out = driver
+        .create_output_topic("out", WindowedSerde::time(StringSerde, 100), Nullable(I64Serde))
+        .read_records_to_list()?;
+    assert_eq!(out.len(), 1, "the record at 99 is late for [0, 100) once stream time is 150");
+    assert_eq!((out[0].key.window.start, out[0].timestamp), (100, 150));
+    assert_eq!(driver.dropped_records().get("record for an expired window"), Some(&1));
+    Ok(())
+}
+
+#[test]
+fn strict_suppression_buffer_stops_when_full() -> Res {
+    let b = StreamsBuilder::new();
+    b.stream(&["in"], Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+        .count()
+        .suppress(Suppressed::until_window_closes(BufferConfig::max_records(1)))
+        .to_stream()
+        .to_with("out", Produced::with(WindowedSerde::time(StringSerde, 10), Nullable(I64Serde)));
+    let driver =
+        TopologyTestDriver::with_config(&b.build()?, TestDriverConfig { cache_max_bytes: 0, ..Default::default() })?;
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    input.pipe_input_at("a".into(), "x".into(), 1)?;
+    let err = input.pipe_input_at("b".into(), "x".into(), 2).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("suppression buffer") && err.contains("full"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn dynamic_output_topics() -> Res {
+    let b = StreamsBuilder::new();
+    b.stream(&["in"], Consumed::with(StringSerde, StringSerde))
+        .to_dynamic(|_, v, _| format!("out-{v}"), Produced::default());
+    let driver = TopologyTestDriver::new(&b.build()?)?;
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    input.pipe_input("k".into(), "eu".into())?;
+    input.pipe_input("k".into(), "us".into())?;
+    assert_eq!(driver.produced_topic_names(), vec!["out-eu".to_owned(), "out-us".to_owned()]);
+    Ok(())
+}

@@ -170,6 +170,12 @@ public final class Golden {
                     .windowedBy(SessionWindows.ofInactivityGapAndGrace(Duration.ofMillis(5), Duration.ofMillis(0)))
                     .count()
                     .toStream((wk, v) -> win(wk)).mapValues(Golden::str).to("out", P);
+            case "fk_join" -> {
+                KTable<String, String> orders = b.table("orders", C);
+                KTable<String, String> customers = b.table("customers", C);
+                orders.join(customers, v -> v.split(":")[0], (o, c) -> o + "+" + c).toStream().to("inner", P);
+                orders.leftJoin(customers, v -> v.split(":")[0], (o, c) -> o + "+" + c).toStream().to("left", P);
+            }
             default -> throw new IllegalArgumentException("unknown scenario " + name);
         }
         return b.build();
