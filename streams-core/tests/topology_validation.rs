@@ -179,3 +179,32 @@ fn processors_sharing_a_store_are_one_subtopology() -> Result<(), TopologyError>
     assert_eq!(description.subtopologies[0].nodes.len(), 4);
     Ok(())
 }
+
+#[test]
+fn global_stores_form_their_own_subtopology_and_do_not_join_others() -> Result<(), TopologyError> {
+    let mut t = Topology::new();
+    t.add_global_store(
+        Stores::key_value_store_builder(Stores::in_memory_key_value_store("customers"), StringSerde, StringSerde)
+            .without_logging(),
+        "customers-source",
+        "customers",
+        StringSerde,
+        StringSerde,
+        "customers-loader",
+        || PassThrough,
+    )?
+    .add_source("orders", &["orders"], StringSerde, StringSerde)?
+    .add_processor("enrich", || PassThrough, &["orders"])?
+    .connect_processor_and_state_stores("enrich", &["customers"])?
+    .add_source("payments", &["payments"], StringSerde, StringSerde)?
+    .add_processor("check", || PassThrough, &["payments"])?
+    .connect_processor_and_state_stores("check", &["customers"])?;
+    let description = t.describe();
+    // Using the same global store does not merge `enrich` and `check`.
+    assert_eq!(description.subtopologies.len(), 3);
+    assert!(description.subtopologies[0].global);
+    let text = description.to_string();
+    assert!(text.contains("Sub-topology: 0 for global store (will not generate tasks)"), "{text}");
+    assert_eq!(t.global_stores().collect::<Vec<_>>(), vec!["customers"]);
+    Ok(())
+}

@@ -10,9 +10,16 @@
 //! - [`KStream`]: filter, map, flat_map, select_key, peek, foreach, merge,
 //!   split/branch, repartition, to, process; joins with tables.
 //! - [`KGroupedStream`]: count, reduce, aggregate; over [`TimeWindows`]
-//!   (tumbling, hopping) and [`SessionWindows`].
+//!   (tumbling, hopping), [`SlidingWindows`] and [`SessionWindows`]; `cogroup`
+//!   of several grouped streams into one aggregate.
 //! - [`KTable`]: filter, map_values, to_stream, group_by ([`KGroupedTable`]
-//!   with adder and subtractor), `suppress` for windowed tables.
+//!   with adder and subtractor), joins (inner/left/outer, and by foreign key),
+//!   `suppress` (until a window closes, or a time limit, with bounded buffers).
+//! - [`GlobalKTable`]: a whole topic on every instance, joined by key mapper.
+//! - Stream–stream joins over [`JoinWindows`] emit unmatched left/outer records
+//!   only once their window closed (no spurious results).
+//! - Aggregations cache updates between commits by default (as Kafka
+//!   Streams' record cache; `Materialized::without_caching` turns it off).
 //! - Options named as in Kafka Streams: [`Consumed`], [`Produced`],
 //!   [`Grouped`], [`Materialized`], [`Repartitioned`].
 //!
