@@ -126,6 +126,13 @@ impl StreamsBuilder {
         &self.shared
     }
 
+    /// Adds a state store for Processor API processors that
+    /// [`KStream::process`](crate::KStream::process) connects by name.
+    pub fn add_state_store(&self, builder: streams_core::StoreBuilder) -> &Self {
+        self.shared.add(|t| t.add_state_store(builder, &[]).map(|_| ()));
+        self
+    }
+
     /// A stream of the records of `topics`.
     pub fn stream<K: Data, V: Data>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V> {
         let name = consumed.name.clone().unwrap_or_else(|| self.shared.name("KSTREAM-SOURCE"));

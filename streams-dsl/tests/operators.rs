@@ -268,3 +268,45 @@ fn dynamic_output_topics() -> Res {
     assert_eq!(driver.produced_topic_names(), vec!["out-eu".to_owned(), "out-us".to_owned()]);
     Ok(())
 }
+
+#[test]
+fn process_with_a_state_store_added_to_the_builder() -> Res {
+    /// Emits each key's first value only (deduplication).
+    struct FirstOnly {
+        seen: Option<KeyValueStoreHandle<String, String>>,
+    }
+    impl Processor<String, String> for FirstOnly {
+        fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), ProcessorError> {
+            self.seen = Some(ctx.key_value_store("seen")?);
+            Ok(())
+        }
+        fn process(
+            &mut self,
+            r: Record<String, String>,
+            ctx: &mut ProcessorContext<'_, String, String>,
+        ) -> Result<(), ProcessorError> {
+            let seen = self.seen.as_ref().ok_or_else(|| ProcessorError::Internal("no store".into()))?;
+            if seen.put_if_absent(r.key(), r.value())?.is_none() {
+                ctx.forward(r)?;
+            }
+            Ok(())
+        }
+    }
+    let b = StreamsBuilder::new();
+    b.add_state_store(Stores::key_value_store_builder(
+        Stores::persistent_key_value_store("seen"),
+        StringSerde,
+        StringSerde,
+    ));
+    b.stream(&["in"], Consumed::with(StringSerde, StringSerde))
+        .process_values(|| FirstOnly { seen: None }, &["seen"])
+        .to_with("out", Produced::with(StringSerde, StringSerde));
+    let driver = TopologyTestDriver::new(&b.build()?)?;
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    for (k, v) in [("a", "1"), ("a", "2"), ("b", "3")] {
+        input.pipe_input(k.into(), v.into())?;
+    }
+    let out = driver.create_output_topic("out", StringSerde, StringSerde).read_key_values_to_list()?;
+    assert_eq!(out, vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "3".to_owned())]);
+    Ok(())
+}
