@@ -13,6 +13,7 @@
 //! - [`Topology`]: sources, processors, sinks and stores, validated as they
 //!   are added, split into sub-topologies, printed by [`Topology::describe`].
 //! - [`TopologyTestDriver`]: run a topology synchronously in tests.
+//! - [`StreamsConfig`]: settings under Kafka Streams' names, validated.
 //!
 //! What it is not: the typed DSL (`StreamsBuilder`, `KStream`, `KTable`) lives
 //! in `streams-dsl`, and the stores themselves in `state-stores`.
@@ -66,6 +67,7 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod config;
 mod erased;
 pub mod error;
 pub mod processor;
@@ -76,6 +78,7 @@ mod task;
 pub mod test_driver;
 pub mod topology;
 
+pub use config::{ConfigError, ProcessingGuarantee, StreamsConfig};
 pub use error::{BoxError, ProcessorError, StreamsError, TopologyError};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
 pub use record::{Header, Headers, Record, RecordMetadata};

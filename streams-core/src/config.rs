@@ -1,0 +1,368 @@
+//! `StreamsConfig`: an application's settings, under Kafka Streams' names.
+//!
+//! Built from `key = value` pairs (as a `.properties` file would give them) or
+//! with setters. Unknown keys and invalid values are errors that name the key,
+//! so that a typo never silently falls back to a default. Any librdkafka
+//! setting passes through under the `consumer.`, `producer.` or `admin.` prefix.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::topology::OffsetReset;
+
+/// How results are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Offsets committed after results are written; a crash may repeat work.
+    AtLeastOnce,
+    /// Transactions: results, changelog writes and offsets commit together.
+    ExactlyOnceV2,
+}
+
+/// A built-in serde chosen by name in the config (`default.key.serde`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerdeName {
+    /// Raw bytes.
+    Bytes,
+    /// UTF-8 strings.
+    String,
+    /// Big-endian 32-bit integers.
+    I32,
+    /// Big-endian 64-bit integers.
+    I64,
+    /// Big-endian unsigned 64-bit integers.
+    U64,
+    /// Big-endian doubles.
+    F64,
+    /// serde-JSON.
+    Json,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required key has no value.
+    #[error("missing required config `{0}`")]
+    Missing(&'static str),
+    /// A key this library does not know (a typo?).
+    #[error("unknown config `{key}`{}; librdkafka settings go under `consumer.`, `producer.` or `admin.`", .suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    Unknown {
+        /// The key given.
+        key: String,
+        /// A known key it resembles.
+        suggestion: Option<&'static str>,
+    },
+    /// A value that does not parse or is out of range.
+    #[error("invalid value `{value}` for config `{key}`: expected {expected}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        expected: &'static str,
+    },
+}
+
+const KNOWN: &[&str] = &[
+    "application.id",
+    "bootstrap.servers",
+    "num.stream.threads",
+    "processing.guarantee",
+    "commit.interval.ms",
+    "state.dir",
+    "replication.factor",
+    "statestore.cache.max.bytes",
+    "cache.max.bytes.buffering",
+    "application.server",
+    "auto.offset.reset",
+    "default.key.serde",
+    "default.value.serde",
+];
+
+/// An application's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamsConfig {
+    /// `application.id`: the consumer group and the prefix of internal topics.
+    pub application_id: String,
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `num.stream.threads` (default 1).
+    pub num_stream_threads: usize,
+    /// `processing.guarantee` (default at_least_once).
+    pub processing_guarantee: ProcessingGuarantee,
+    /// `commit.interval.ms` if set; see [`commit_interval`](Self::commit_interval).
+    commit_interval_ms: Option<u64>,
+    /// `state.dir` (default: `<temp dir>/rivulet-streams`).
+    pub state_dir: PathBuf,
+    /// `replication.factor` of internal topics (-1: the broker's default).
+    pub replication_factor: i16,
+    /// `statestore.cache.max.bytes` (default 10 MiB; 0 turns caching off).
+    pub cache_max_bytes: u64,
+    /// `application.server`: `host:port` this instance answers queries on.
+    pub application_server: Option<String>,
+    /// `auto.offset.reset` for sources without their own (default earliest).
+    pub auto_offset_reset: OffsetReset,
+    /// `default.key.serde`.
+    pub default_key_serde: Option<SerdeName>,
+    /// `default.value.serde`.
+    pub default_value_serde: Option<SerdeName>,
+    /// `consumer.*` settings, prefix removed.
+    pub consumer: BTreeMap<String, String>,
+    /// `producer.*` settings, prefix removed.
+    pub producer: BTreeMap<String, String>,
+    /// `admin.*` settings, prefix removed.
+    pub admin: BTreeMap<String, String>,
+}
+
+fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), value: value.to_owned(), expected }
+}
+
+/// The known key nearest to `key` by edit distance, if close.
+fn suggest(key: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    KNOWN.iter().map(|k| (distance(key, k), *k)).filter(|(d, _)| *d <= 3).min().map(|(_, k)| k)
+}
+
+impl StreamsConfig {
+    /// A config with defaults for everything but the two required keys.
+    pub fn new(application_id: impl Into<String>, bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            application_id: application_id.into(),
+            bootstrap_servers: bootstrap_servers.into(),
+            num_stream_threads: 1,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            commit_interval_ms: None,
+            state_dir: std::env::temp_dir().join("rivulet-streams"),
+            replication_factor: -1,
+            cache_max_bytes: 10 * 1024 * 1024,
+            application_server: None,
+            auto_offset_reset: OffsetReset::Earliest,
+            default_key_serde: None,
+            default_value_serde: None,
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+            admin: BTreeMap::new(),
+        }
+    }
+
+    /// Reads `key = value` pairs; every key must be known or prefixed.
+    pub fn from_props<K: AsRef<str>, V: AsRef<str>>(
+        props: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
+        let props: Vec<(String, String)> =
+            props.into_iter().map(|(k, v)| (k.as_ref().trim().to_owned(), v.as_ref().trim().to_owned())).collect();
+        let get = |key: &str| props.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let app = get("application.id").filter(|v| !v.is_empty()).ok_or(ConfigError::Missing("application.id"))?;
+        let servers =
+            get("bootstrap.servers").filter(|v| !v.is_empty()).ok_or(ConfigError::Missing("bootstrap.servers"))?;
+        let mut config = Self::new(app, servers);
+        config.set_all(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets one key (the same rules as [`from_props`](Self::from_props)).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, ConfigError> {
+        self.set_all([(key, value)])?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn set_all<'a>(&mut self, props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), ConfigError> {
+        for (key, value) in props {
+            match key {
+                "application.id" => self.application_id = value.to_owned(),
+                "bootstrap.servers" => self.bootstrap_servers = value.to_owned(),
+                "num.stream.threads" => {
+                    self.num_stream_threads = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| invalid(key, value, "a whole number >= 1"))?
+                }
+                "processing.guarantee" => {
+                    self.processing_guarantee = match value {
+                        "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+                        "exactly_once_v2" | "exactly_once_beta" => ProcessingGuarantee::ExactlyOnceV2,
+                        _ => return Err(invalid(key, value, "at_least_once or exactly_once_v2")),
+                    }
+                }
+                "commit.interval.ms" => {
+                    self.commit_interval_ms =
+                        Some(value.parse().map_err(|_| invalid(key, value, "milliseconds, a whole number >= 0"))?)
+                }
+                "state.dir" => {
+                    if value.is_empty() {
+                        return Err(invalid(key, value, "a directory path"));
+                    }
+                    self.state_dir = PathBuf::from(value)
+                }
+                "replication.factor" => {
+                    self.replication_factor = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n == -1 || *n >= 1)
+                        .ok_or_else(|| invalid(key, value, "-1 or a number >= 1"))?
+                }
+                "statestore.cache.max.bytes" | "cache.max.bytes.buffering" => {
+                    self.cache_max_bytes =
+                        value.parse().map_err(|_| invalid(key, value, "bytes, a whole number >= 0"))?
+                }
+                "application.server" => {
+                    let ok = value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                    if !ok {
+                        return Err(invalid(key, value, "host:port"));
+                    }
+                    self.application_server = Some(value.to_owned())
+                }
+                "auto.offset.reset" => {
+                    self.auto_offset_reset = match value {
+                        "earliest" => OffsetReset::Earliest,
+                        "latest" => OffsetReset::Latest,
+                        _ => return Err(invalid(key, value, "earliest or latest")),
+                    }
+                }
+                "default.key.serde" | "default.value.serde" => {
+                    let serde = match value.to_ascii_lowercase().as_str() {
+                        "bytes" | "bytearray" => SerdeName::Bytes,
+                        "string" => SerdeName::String,
+                        "i32" | "integer" => SerdeName::I32,
+                        "i64" | "long" => SerdeName::I64,
+                        "u64" => SerdeName::U64,
+                        "f64" | "double" => SerdeName::F64,
+                        "json" => SerdeName::Json,
+                        _ => return Err(invalid(key, value, "bytes, string, i32, i64, u64, f64 or json")),
+                    };
+                    if key == "default.key.serde" {
+                        self.default_key_serde = Some(serde);
+                    } else {
+                        self.default_value_serde = Some(serde);
+                    }
+                }
+                _ => {
+                    if let Some(k) = key.strip_prefix("consumer.") {
+                        self.consumer.insert(k.to_owned(), value.to_owned());
+                    } else if let Some(k) = key.strip_prefix("producer.") {
+                        self.producer.insert(k.to_owned(), value.to_owned());
+                    } else if let Some(k) = key.strip_prefix("admin.") {
+                        self.admin.insert(k.to_owned(), value.to_owned());
+                    } else {
+                        return Err(ConfigError::Unknown { key: key.to_owned(), suggestion: suggest(key) });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let id_ok = !self.application_id.is_empty()
+            && self.application_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !id_ok {
+            return Err(invalid(
+                "application.id",
+                &self.application_id,
+                "letters, digits, '.', '_' and '-' (it names topics)",
+            ));
+        }
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::Missing("bootstrap.servers"));
+        }
+        Ok(())
+    }
+
+    /// `commit.interval.ms`, defaulting to 30 s, or 100 ms under exactly-once.
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms.unwrap_or(match self.processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => 30_000,
+            ProcessingGuarantee::ExactlyOnceV2 => 100,
+        }))
+    }
+
+    /// The directory of one task's stores: `state.dir/application.id/<task>`.
+    pub fn task_dir(&self, task: crate::TaskId) -> PathBuf {
+        self.state_dir.join(&self.application_id).join(task.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_kafka_streams() -> Result<(), ConfigError> {
+        let c = StreamsConfig::from_props([("application.id", "wc"), ("bootstrap.servers", "127.0.0.1:9092")])?;
+        assert_eq!(c.num_stream_threads, 1);
+        assert_eq!(c.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
+        assert_eq!(c.commit_interval(), Duration::from_secs(30));
+        assert_eq!(c.cache_max_bytes, 10 * 1024 * 1024);
+        let eos = StreamsConfig::from_props([
+            ("application.id", "wc"),
+            ("bootstrap.servers", "b:1"),
+            ("processing.guarantee", "exactly_once_v2"),
+        ])?;
+        assert_eq!(eos.commit_interval(), Duration::from_millis(100));
+        let task = crate::TaskId { subtopology: 1, partition: 3 };
+        assert!(eos.task_dir(task).ends_with("wc/1_3"));
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = StreamsConfig::from_props([
+            ("application.id", "a"),
+            ("bootstrap.servers", "b:1"),
+            ("num.stream.thread", "2"),
+        ]);
+        assert_eq!(
+            e,
+            Err(ConfigError::Unknown { key: "num.stream.thread".into(), suggestion: Some("num.stream.threads") })
+        );
+        let e = StreamsConfig::from_props([
+            ("application.id", "a"),
+            ("bootstrap.servers", "b:1"),
+            ("processing.guarantee", "exactly_once"),
+        ]);
+        assert!(e.err().map(|e| e.to_string()).unwrap_or_default().contains("processing.guarantee"));
+        assert_eq!(
+            StreamsConfig::from_props([("bootstrap.servers", "b:1")]),
+            Err(ConfigError::Missing("application.id"))
+        );
+        let e = StreamsConfig::from_props([("application.id", "has space"), ("bootstrap.servers", "b:1")]);
+        assert!(matches!(e, Err(ConfigError::Invalid { key, .. }) if key == "application.id"));
+        let e = StreamsConfig::from_props([
+            ("application.id", "a"),
+            ("bootstrap.servers", "b:1"),
+            ("application.server", "nohost"),
+        ]);
+        assert!(matches!(e, Err(ConfigError::Invalid { key, .. }) if key == "application.server"));
+    }
+
+    #[test]
+    fn prefixed_settings_pass_through() -> Result<(), ConfigError> {
+        let mut c = StreamsConfig::new("app", "b:1");
+        c.set("consumer.fetch.min.bytes", "1024")?.set("producer.linger.ms", "5")?.set("num.stream.threads", "4")?;
+        assert_eq!(c.consumer.get("fetch.min.bytes").map(String::as_str), Some("1024"));
+        assert_eq!(c.producer.get("linger.ms").map(String::as_str), Some("5"));
+        assert_eq!(c.num_stream_threads, 4);
+        assert!(c.set("num.stream.threads", "0").is_err());
+        Ok(())
+    }
+}
