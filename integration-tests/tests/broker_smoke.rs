@@ -59,6 +59,12 @@ async fn keyed_records_round_trip_once_in_per_key_order() -> Result<(), Box<dyn 
         let key = String::from_utf8(message.key().unwrap_or_default().to_vec())?;
         let value = std::str::from_utf8(message.payload().unwrap_or_default())?;
         let seq: usize = value.split_once(':').map(|(_, s)| s).unwrap_or_default().parse()?;
+        // librdkafka's murmur2 partitioner and Rivulet's agree with the Java client.
+        assert_eq!(
+            streams_core::partitioner::partition_for_key(key.as_bytes(), 4),
+            Some(message.partition()),
+            "key {key} is not on the partition the Java client would choose"
+        );
         let previous = partition_of_key.insert(key.clone(), message.partition());
         assert!(previous.is_none() || previous == Some(message.partition()), "key {key} moved partitions");
         per_key.entry(key).or_default().push(seq);

@@ -70,6 +70,7 @@
 pub mod config;
 mod erased;
 pub mod error;
+pub mod partitioner;
 pub mod processor;
 pub mod record;
 pub mod serde;
