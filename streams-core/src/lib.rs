@@ -70,6 +70,7 @@
 pub mod config;
 mod erased;
 pub mod error;
+pub mod internal_topics;
 pub mod partitioner;
 pub mod processor;
 pub mod record;

@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
-pub(crate) use node::{DecodeError, NodeDef, NodeKind, PartitionCounts, SinkEncoder, SourceDecoder};
+pub(crate) use node::{DecodeError, NodeDef, NodeKind, PartitionCounts, SinkDescription, SinkEncoder, SourceDecoder};
 pub use node::{RawRecord, SinkSpec};
 
 use crate::erased::DataTypes;
