@@ -11,7 +11,7 @@ use crate::erased::AnyRecord;
 use crate::error::{ProcessorError, StreamsError};
 use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, ScheduleId};
 use crate::record::RecordMetadata;
-use crate::store::{StoreContext, StoreEntry};
+use crate::store::{lock_buffer, ChangeBuffer, StoreContext, StoreEntry};
 use crate::topology::{DecodeError, NodeKind, PartitionCounts, RawRecord, Topology};
 
 /// A task's id: sub-topology number and partition, printed `<sub>_<partition>`.
@@ -252,6 +252,8 @@ pub(crate) struct TaskEngine {
     /// Internal topic name → its name on the cluster.
     internal_topics: HashMap<String, String>,
     cache_max_bytes: u64,
+    /// Changelog topic and pending writes of each logged store.
+    changelogs: Vec<(String, ChangeBuffer)>,
 }
 
 impl fmt::Debug for TaskEngine {
@@ -302,10 +304,19 @@ impl TaskEngine {
             });
         }
         let mut stores = HashMap::new();
+        let mut changelogs = Vec::new();
+        let global: Vec<&str> = topology.global_stores().collect();
         for builder in &topology.stores {
             if store_names.iter().any(|s| s == builder.name()) {
                 let changelog = format!("{application_id}-{}-changelog", builder.name());
-                stores.insert(builder.name().to_owned(), builder.build(store_context, changelog)?);
+                let entry = builder.build(store_context, changelog.clone())?;
+                // Global stores are restored from their source topic, not logged.
+                if builder.logging_enabled() && !global.contains(&builder.name()) {
+                    let buffer = ChangeBuffer::default();
+                    entry.observe(Arc::clone(&buffer));
+                    changelogs.push((changelog, buffer));
+                }
+                stores.insert(builder.name().to_owned(), entry);
             }
         }
         let mut engine = Self {
@@ -322,6 +333,7 @@ impl TaskEngine {
                 .map(|t| (t.name.clone(), topology.resolve_topic(application_id, &t.name)))
                 .collect(),
             cache_max_bytes: store_context.cache_max_bytes,
+            changelogs,
         };
         engine.init(collector, wall_clock)?;
         Ok(engine)
@@ -402,9 +414,32 @@ impl TaskEngine {
         })?;
         self.stream_time = self.stream_time.max(record.timestamp());
         let (nodes, mut exec) = self.exec(collector, Some(metadata.clone()), wall_clock);
+        let ts = record.timestamp();
         forward(nodes, &mut exec, source, record, None)
+            .map_err(|source| StreamsError::Processing { metadata: Some(metadata.clone()), source })?;
+        self.ship_changes(collector, ts)
             .map_err(|source| StreamsError::Processing { metadata: Some(metadata), source })?;
         self.punctuate_stream_time(collector, wall_clock)
+    }
+
+    /// Sends the stores' pending writes to their changelog topics, on this
+    /// task's partition, with the timestamp of what caused them.
+    fn ship_changes(&mut self, collector: &mut dyn RecordCollector, timestamp: i64) -> Result<(), ProcessorError> {
+        for (topic, buffer) in &self.changelogs {
+            let changes = std::mem::take(&mut *lock_buffer(buffer));
+            for (key, value) in changes {
+                collector.send(RawRecord {
+                    topic: topic.clone(),
+                    partition: Some(self.id.partition),
+                    offset: None,
+                    timestamp,
+                    key: Some(key),
+                    value,
+                    headers: crate::record::Headers::new(),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Fires due stream-time punctuators (none before the first record).
@@ -457,7 +492,7 @@ impl TaskEngine {
                 })?;
             }
         }
-        Ok(())
+        self.ship_changes(collector, now).map_err(|source| StreamsError::Processing { metadata: None, source })
     }
 
     /// Lets every processor forward what it held back (caches), upstream first.
@@ -480,7 +515,8 @@ impl TaskEngine {
                 })?;
             }
         }
-        Ok(())
+        let now = self.stream_time;
+        self.ship_changes(collector, now).map_err(|source| StreamsError::Processing { metadata: None, source })
     }
 
     /// Records dropped on purpose by processors, by reason.

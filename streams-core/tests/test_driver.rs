@@ -386,7 +386,25 @@ fn repartition_topics_are_fed_back_and_stores_are_readable() -> Res {
     assert_eq!(store.range(&"kafka".into(), &"rust".into())?, vec![("kafka".into(), 1), ("rust".into(), 2)]);
     assert!(matches!(driver.key_value_store::<String, String>("counts"), Err(StreamsError::StoreType { .. })));
     assert!(matches!(driver.key_value_store::<String, i64>("nope"), Err(StreamsError::UnknownStore(_))));
-    assert_eq!(driver.produced_topic_names(), vec!["wc-words-repartition".to_owned(), "word-counts".to_owned()]);
+    assert_eq!(
+        driver.produced_topic_names(),
+        vec!["test-app-counts-changelog".to_owned(), "wc-words-repartition".to_owned(), "word-counts".to_owned()]
+    );
+    // Every store write went to the store's changelog, in order, with the
+    // timestamp of the record that caused it.
+    let changelog =
+        driver.create_output_topic("test-app-counts-changelog", StringSerde, I64Serde).read_records_to_list()?;
+    let logged: Vec<(String, i64, i64)> = changelog.into_iter().map(|r| (r.key, r.value, r.timestamp)).collect();
+    assert_eq!(
+        logged,
+        vec![
+            ("hello".into(), 1, 10),
+            ("kafka".into(), 1, 10),
+            ("hello".into(), 2, 10),
+            ("rust".into(), 1, 10),
+            ("rust".into(), 2, 20)
+        ]
+    );
     driver.close()?;
     assert!(store.get(&"hello".into()).is_err(), "stores are closed with the driver");
     Ok(())

@@ -310,3 +310,22 @@ fn process_with_a_state_store_added_to_the_builder() -> Res {
     assert_eq!(out, vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "3".to_owned())]);
     Ok(())
 }
+
+#[test]
+fn logged_stores_write_changelogs_and_unlogged_ones_do_not() -> Res {
+    let b = StreamsBuilder::new();
+    let s = b.stream(&["in"], Consumed::with(StringSerde, StringSerde));
+    s.group_by_key().count_with(Materialized::as_store("logged"));
+    s.group_by_key().count_with(Materialized::as_store("unlogged").without_logging());
+    let driver =
+        TopologyTestDriver::with_config(&b.build()?, TestDriverConfig { cache_max_bytes: 0, ..Default::default() })?;
+    driver.create_input_topic("in", StringSerde, StringSerde).pipe_input_at("k".into(), "v".into(), 7)?;
+    assert_eq!(driver.produced_topic_names(), vec!["test-app-logged-changelog".to_owned()]);
+    // KTable stores log Kafka's ValueAndTimestamp: 8-byte timestamp, then the value.
+    let logged =
+        driver.create_output_topic("test-app-logged-changelog", StringSerde, BytesSerde).read_records_to_list()?;
+    assert_eq!(logged.len(), 1);
+    assert_eq!((logged[0].key.as_str(), logged[0].timestamp), ("k", 7));
+    assert_eq!(logged[0].value, [7i64.to_be_bytes(), 1i64.to_be_bytes()].concat());
+    Ok(())
+}

@@ -459,4 +459,25 @@ impl StoreEntry {
     pub(crate) fn close(&self) -> Result<(), StreamsError> {
         self.instance.with(|s| s.close()).map_err(StreamsError::from)
     }
+
+    /// Collects every write of the store (changelog key, value or tombstone)
+    /// into `buffer`, for the task to send to the changelog topic.
+    pub(crate) fn observe(&self, buffer: ChangeBuffer) {
+        self.instance.with(|s| {
+            s.set_change_observer(Some(Box::new(move |c: state_stores::Change<'_>| {
+                lock_buffer(&buffer).push((c.key.to_vec(), c.value.map(<[u8]>::to_vec)));
+            })))
+        })
+    }
+}
+
+/// One store write: changelog key and value (`None`: tombstone).
+pub(crate) type LoggedChange = (Vec<u8>, Option<Vec<u8>>);
+
+/// Writes of one store waiting to be sent to its changelog.
+pub(crate) type ChangeBuffer = Arc<Mutex<Vec<LoggedChange>>>;
+
+pub(crate) fn lock_buffer(buffer: &ChangeBuffer) -> MutexGuard<'_, Vec<LoggedChange>> {
+    // Pushing or draining a Vec cannot be left half-done by a panic elsewhere.
+    buffer.lock().unwrap_or_else(PoisonError::into_inner)
 }
