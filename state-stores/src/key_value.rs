@@ -5,7 +5,6 @@ use std::path::Path;
 
 use crate::backend::memory::MemoryBackend;
 use crate::backend::rocks::{RocksBackend, RocksDbConfig};
-use crate::backend::WriteSet;
 use crate::encoding::{prefix_end, successor};
 use crate::tx::{Change, ChangeObserver, ChangelogRecord, EntryIter, StateStore, TxCore};
 use crate::StoreError;
@@ -72,7 +71,7 @@ impl KvStore {
 }
 
 /// Implements [`StateStore`] for a store type with a [`TxCore`] at the given field path and a
-/// `fn restore_writes(&self, records) -> Result<WriteSet, StoreError>`.
+/// `fn restore_records(&mut self, records, offset) -> Result<(), StoreError>`.
 macro_rules! impl_state_store {
     ($t:ty, $($field:ident).+) => {
         impl $crate::tx::StateStore for $t {
@@ -101,8 +100,7 @@ macro_rules! impl_state_store {
                 if self.$($field).+.has_pending() {
                     return Err(StoreError::PendingWrites { store: self.$($field).+.name.clone() });
                 }
-                let writes = self.restore_writes(records)?;
-                self.$($field).+.apply_direct(&writes, changelog_offset)
+                self.restore_records(records, changelog_offset)
             }
             fn set_change_observer(&mut self, observer: Option<Box<dyn $crate::tx::ChangeObserver>>) {
                 self.$($field).+.set_observer(observer)
@@ -126,12 +124,14 @@ macro_rules! impl_state_store {
 pub(crate) use impl_state_store;
 
 impl KvStore {
-    fn restore_writes(&self, records: &mut dyn Iterator<Item = ChangelogRecord>) -> Result<WriteSet, StoreError> {
-        let mut writes = WriteSet::default();
-        for (k, v) in records {
-            writes.ops.insert(k, v);
-        }
-        Ok(writes)
+    /// Key-value changelog records are the store's own keys: stream them
+    /// straight into one backend write, without an intermediate map.
+    fn restore_records(
+        &mut self,
+        records: &mut dyn Iterator<Item = ChangelogRecord>,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        self.core.restore_direct(records, offset)
     }
 
     fn after_abort(&mut self) {}

@@ -200,6 +200,20 @@ impl TxCore {
         self.backend.commit(writes, Some(offset))
     }
 
+    /// Restores changelog records straight into the backend (one write, no
+    /// intermediate map), with the checkpoint.
+    pub(crate) fn restore_direct(
+        &mut self,
+        records: &mut dyn Iterator<Item = ChangelogRecord>,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        if self.has_pending() {
+            return Err(StoreError::PendingWrites { store: self.name.clone() });
+        }
+        self.backend.restore(records, offset)
+    }
+
     pub(crate) fn set_observer(&mut self, observer: Option<Box<dyn ChangeObserver>>) {
         self.observer = observer;
     }

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use crate::backend::memory::MemoryBackend;
 use crate::backend::rocks::{RocksBackend, RocksDbConfig};
-use crate::backend::WriteSet;
 use crate::segmented::Segmented;
 use crate::tx::{ChangelogRecord, StateStore, TxCore};
 use crate::StoreError;
@@ -120,8 +119,13 @@ impl SegmentedWindowStore {
         Ok(Self { core, retain_duplicates, seq: 0 })
     }
 
-    fn restore_writes(&mut self, records: &mut dyn Iterator<Item = ChangelogRecord>) -> Result<WriteSet, StoreError> {
-        self.core.restore_writes(records)
+    fn restore_records(
+        &mut self,
+        records: &mut dyn Iterator<Item = ChangelogRecord>,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        let writes = self.core.restore_writes(records)?;
+        self.core.core.apply_direct(&writes, offset)
     }
 
     fn after_abort(&mut self) {

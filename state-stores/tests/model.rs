@@ -223,3 +223,26 @@ fn abort_hides_everything_of_the_batch() -> Result<(), StoreError> {
     assert!(!s.has_pending_writes());
     Ok(())
 }
+
+#[test]
+fn large_restores_take_the_bulk_path_and_keep_changelog_order() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut s = KvStore::rocksdb("big", dir.path(), &RocksDbConfig::default())?;
+    s.put(b"old", b"x")?;
+    s.commit(Some(1))?;
+    let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+        (0..10_000u32).map(|i| (i.to_be_bytes().to_vec(), Some(i.to_le_bytes().to_vec()))).collect();
+    records.push((5u32.to_be_bytes().to_vec(), Some(b"last".to_vec())));
+    records.push((7u32.to_be_bytes().to_vec(), None));
+    records.push((b"old".to_vec(), None));
+    s.restore_batch(&mut records.into_iter(), 10_003)?;
+    assert_eq!(s.get(&5u32.to_be_bytes())?, Some(b"last".to_vec()));
+    assert_eq!(s.get(&7u32.to_be_bytes())?, None);
+    assert_eq!(s.get(b"old")?, None);
+    assert_eq!(s.get(&9_999u32.to_be_bytes())?, Some(9_999u32.to_le_bytes().to_vec()));
+    drop(s);
+    let s = KvStore::rocksdb("big", dir.path(), &RocksDbConfig::default())?;
+    assert_eq!(s.checkpoint(), Some(10_003));
+    assert_eq!(s.all()?.count(), 9_999);
+    Ok(())
+}

@@ -51,6 +51,25 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn restore(
+        &mut self,
+        records: &mut dyn Iterator<Item = crate::tx::ChangelogRecord>,
+        checkpoint: u64,
+    ) -> Result<(), StoreError> {
+        for (k, v) in records {
+            match v {
+                Some(v) => {
+                    self.map.insert(k, v);
+                }
+                None => {
+                    self.map.remove(&k);
+                }
+            }
+        }
+        self.checkpoint = Some(checkpoint);
+        Ok(())
+    }
+
     fn checkpoint(&self) -> Option<u64> {
         self.checkpoint
     }

@@ -51,6 +51,13 @@ pub(crate) trait Backend: Send + fmt::Debug {
     fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<BackendIter<'_>, StoreError>;
     /// Applies `writes` and records `checkpoint` (when given) atomically.
     fn commit(&mut self, writes: &WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError>;
+    /// Applies changelog records (key, value or tombstone) and the checkpoint
+    /// in one atomic write.
+    fn restore(
+        &mut self,
+        records: &mut dyn Iterator<Item = crate::tx::ChangelogRecord>,
+        checkpoint: u64,
+    ) -> Result<(), StoreError>;
     fn checkpoint(&self) -> Option<u64>;
     fn estimate_num_entries(&self) -> Result<u64, StoreError>;
     fn persistent(&self) -> bool;
