@@ -234,12 +234,26 @@ impl Segmented {
         Ok(out)
     }
 
-    /// The write set that restores these changelog records, with retention
-    /// applied as if they had been written one by one.
-    pub(crate) fn restore_writes(
+    /// Restores changelog records (retention applied) with their checkpoint.
+    pub(crate) fn restore_records(
         &mut self,
         records: &mut dyn Iterator<Item = ChangelogRecord>,
-    ) -> Result<WriteSet, StoreError> {
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        let writes = self.restore_writes(records)?;
+        self.core.apply_direct(&writes, offset)
+    }
+
+    /// After an abort, segments and stream time must be those of the committed state.
+    pub(crate) fn after_abort(&mut self) {
+        if let Err(e) = self.reload() {
+            tracing::warn!(store = %self.core.name, error = %e, "could not reload segments after abort");
+        }
+    }
+
+    /// The write set that restores these changelog records, with retention
+    /// applied as if they had been written one by one.
+    fn restore_writes(&mut self, records: &mut dyn Iterator<Item = ChangelogRecord>) -> Result<WriteSet, StoreError> {
         let mut decoded = Vec::new();
         for (k, v) in records {
             let Some((_, time, _)) = decode_changelog_key(&k) else {

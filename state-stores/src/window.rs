@@ -124,14 +124,11 @@ impl SegmentedWindowStore {
         records: &mut dyn Iterator<Item = ChangelogRecord>,
         offset: u64,
     ) -> Result<(), StoreError> {
-        let writes = self.core.restore_writes(records)?;
-        self.core.core.apply_direct(&writes, offset)
+        self.core.restore_records(records, offset)
     }
 
     fn after_abort(&mut self) {
-        if let Err(e) = self.core.reload() {
-            tracing::warn!(store = %self.core.core.name, error = %e, "could not reload segments after abort");
-        }
+        self.core.after_abort();
     }
 
     fn entries(found: Vec<crate::segmented::Decoded>) -> Vec<WindowEntry> {

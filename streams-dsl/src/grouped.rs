@@ -161,7 +161,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 }
 
-fn millis(ms: i64) -> std::time::Duration {
+pub(crate) fn millis(ms: i64) -> std::time::Duration {
     std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 

@@ -9,7 +9,7 @@ use streams_core::prelude::*;
 use streams_core::StoreBuilder;
 
 use crate::builder::{Data, SerdeRef};
-use crate::grouped::KGroupedStream;
+use crate::grouped::{millis, KGroupedStream};
 use crate::ktable::{Change, KTable, Windowing};
 use crate::options::Materialized;
 use crate::serdes::WindowedSerde;
@@ -25,10 +25,6 @@ impl<K, V> fmt::Debug for SlidingWindowedKStream<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlidingWindowedKStream").field("windows", &self.windows).finish()
     }
-}
-
-fn millis(ms: i64) -> std::time::Duration {
-    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 type Agg<K, V, VA> = Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>;
