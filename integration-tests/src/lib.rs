@@ -110,3 +110,117 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Creates `topic` from synchronous code (a private runtime).
+pub fn create_topic_blocking(topic: &str, partitions: i32) -> Result<(), HarnessError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HarnessError::Timeout(Duration::ZERO, format!("a tokio runtime for topic creation: {e}")))?;
+    rt.block_on(create_topic(topic, partitions))
+}
+
+/// A record as the tests write and read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRecord {
+    /// Partition it was read from (ignored when producing).
+    pub partition: i32,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Timestamp, ms.
+    pub timestamp: i64,
+}
+
+/// A record to produce: key, value, timestamp.
+pub type Input<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+
+/// Writes `records` (key, value, timestamp) to `topic` with an idempotent
+/// producer partitioning keys as the Java client does, and waits for every ack.
+pub fn produce(topic: &str, records: &[Input<'_>]) -> Result<(), HarnessError> {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = client_config()
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()?;
+    for (key, value, ts) in records {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(*ts);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// Reads `topic` from the beginning with a read_committed consumer until
+/// `done` holds for what was read so far, or fails after `timeout`.
+pub fn read_until(
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[TestRecord]) -> bool,
+) -> Result<Vec<TestRecord>, HarnessError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", unique_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + timeout;
+    let mut read = Vec::new();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                read.push(TestRecord {
+                    partition: m.partition(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                });
+                continue;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+        if done(&read) {
+            return Ok(read);
+        }
+        if Instant::now() >= deadline {
+            return Err(HarnessError::Timeout(
+                timeout,
+                format!("the expected records on topic {topic} ({} read)", read.len()),
+            ));
+        }
+    }
+}
+
+/// The last value of every key, as UTF-8 strings (`None` for tombstones).
+pub fn latest_by_key(records: &[TestRecord]) -> std::collections::BTreeMap<String, Option<String>> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                r.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()),
+            )
+        })
+        .collect()
+}

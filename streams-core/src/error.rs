@@ -120,6 +120,14 @@ pub enum ProcessorError {
         /// The error.
         source: Box<ProcessorError>,
     },
+    /// A record could not be handed to the producer.
+    #[error("cannot send a record to topic `{topic}`: {message}")]
+    Send {
+        /// The topic.
+        topic: String,
+        /// Why.
+        message: String,
+    },
     /// A broken internal invariant; please report it.
     #[error("internal error (a bug in rivulet, please report it): {0}")]
     Internal(String),
@@ -197,4 +205,32 @@ pub enum StreamsError {
     /// A test output topic was read while it held no record.
     #[error("output topic `{0}` has no (more) records")]
     NoRecord(String),
+    /// The configuration was refused.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The application's topics cannot work as the topology needs.
+    #[error(transparent)]
+    Topics(#[from] crate::internal_topics::TopicPlanError),
+    /// A call to Kafka failed.
+    #[error("kafka error while {operation}: {message}")]
+    Kafka {
+        /// What was being done (`committing the transaction`, say).
+        operation: String,
+        /// librdkafka's message.
+        message: String,
+    },
+    /// Another instance took this thread's tasks over (its transactional id was fenced).
+    #[error("producer fenced while {0}: another instance owns these tasks now")]
+    Fenced(String),
+    /// A file of the local state could not be read or written.
+    #[error("cannot use local state at `{path}`: {message}; check permissions, or delete the directory (state is restored from the changelogs)")]
+    StateDir {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// A call that the application's current state does not allow.
+    #[error("{0}")]
+    IllegalState(String),
 }

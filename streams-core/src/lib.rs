@@ -74,6 +74,7 @@ pub mod internal_topics;
 pub mod partitioner;
 pub mod processor;
 pub mod record;
+pub mod runtime;
 pub mod serde;
 pub mod store;
 mod task;
@@ -84,6 +85,7 @@ pub use config::{ConfigError, ProcessingGuarantee, StreamsConfig};
 pub use error::{BoxError, ProcessorError, StreamsError, TopologyError};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
 pub use record::{Header, Headers, Record, RecordMetadata};
+pub use runtime::{KafkaStreams, State as StreamsState};
 pub use serde::{Serde, SerdeError};
 pub use store::{
     KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreKind, StoreSupplier, Stores,

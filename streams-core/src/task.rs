@@ -252,8 +252,17 @@ pub(crate) struct TaskEngine {
     /// Internal topic name → its name on the cluster.
     internal_topics: HashMap<String, String>,
     cache_max_bytes: u64,
-    /// Changelog topic and pending writes of each logged store.
-    changelogs: Vec<(String, ChangeBuffer)>,
+    /// Store, changelog topic and pending writes of each logged store.
+    changelogs: Vec<Changelog>,
+    /// Stores another owner (the global thread) commits and closes.
+    shared: Vec<String>,
+}
+
+/// A logged store's changelog and the writes not yet sent to it.
+struct Changelog {
+    store: String,
+    topic: String,
+    buffer: ChangeBuffer,
 }
 
 impl fmt::Debug for TaskEngine {
@@ -268,9 +277,11 @@ pub(crate) const UNKNOWN_TIME: i64 = -1;
 impl TaskEngine {
     /// Builds the nodes of `node_ids` (all nodes when `None`) with fresh
     /// processor and store instances, and initialises the processors.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         topology: &Topology,
         node_ids: Option<&[usize]>,
+        shared_stores: &HashMap<String, StoreEntry>,
         id: TaskId,
         application_id: &str,
         collector: &mut dyn RecordCollector,
@@ -305,8 +316,16 @@ impl TaskEngine {
         }
         let mut stores = HashMap::new();
         let mut changelogs = Vec::new();
+        let mut shared = Vec::new();
         let global: Vec<&str> = topology.global_stores().collect();
         for builder in &topology.stores {
+            if let Some(entry) = shared_stores.get(builder.name()) {
+                if store_names.iter().any(|s| s == builder.name()) {
+                    stores.insert(builder.name().to_owned(), entry.clone());
+                    shared.push(builder.name().to_owned());
+                }
+                continue;
+            }
             if store_names.iter().any(|s| s == builder.name()) {
                 let changelog = format!("{application_id}-{}-changelog", builder.name());
                 let entry = builder.build(store_context, changelog.clone())?;
@@ -314,7 +333,7 @@ impl TaskEngine {
                 if builder.logging_enabled() && !global.contains(&builder.name()) {
                     let buffer = ChangeBuffer::default();
                     entry.observe(Arc::clone(&buffer));
-                    changelogs.push((changelog, buffer));
+                    changelogs.push(Changelog { store: builder.name().to_owned(), topic: changelog, buffer });
                 }
                 stores.insert(builder.name().to_owned(), entry);
             }
@@ -334,6 +353,7 @@ impl TaskEngine {
                 .collect(),
             cache_max_bytes: store_context.cache_max_bytes,
             changelogs,
+            shared,
         };
         engine.init(collector, wall_clock)?;
         Ok(engine)
@@ -425,11 +445,11 @@ impl TaskEngine {
     /// Sends the stores' pending writes to their changelog topics, on this
     /// task's partition, with the timestamp of what caused them.
     fn ship_changes(&mut self, collector: &mut dyn RecordCollector, timestamp: i64) -> Result<(), ProcessorError> {
-        for (topic, buffer) in &self.changelogs {
-            let changes = std::mem::take(&mut *lock_buffer(buffer));
+        for log in &self.changelogs {
+            let changes = std::mem::take(&mut *lock_buffer(&log.buffer));
             for (key, value) in changes {
                 collector.send(RawRecord {
-                    topic: topic.clone(),
+                    topic: log.topic.clone(),
                     partition: Some(self.id.partition),
                     offset: None,
                     timestamp,
@@ -527,12 +547,38 @@ impl TaskEngine {
     /// Commits every store's open batch (no changelog offset: the test driver
     /// and at-least-once paths without logging).
     pub(crate) fn commit_stores(&mut self) -> Result<(), StreamsError> {
-        self.stores.values().try_for_each(|s| s.commit(None))
+        self.commit_stores_at(&HashMap::new())
     }
 
-    /// Drops every store's open batch.
+    /// Commits every owned store's open batch; a logged store stores the
+    /// offset its changelog reached (`checkpoints`, by changelog topic) as
+    /// its checkpoint in the same write.
+    pub(crate) fn commit_stores_at(&mut self, checkpoints: &HashMap<String, u64>) -> Result<(), StreamsError> {
+        for (name, store) in &self.stores {
+            if self.shared.contains(name) {
+                continue;
+            }
+            let offset = self.changelogs.iter().find(|c| &c.store == name).and_then(|c| checkpoints.get(&c.topic));
+            store.commit(offset.copied())?;
+        }
+        Ok(())
+    }
+
+    /// Drops every owned store's open batch, and writes not yet logged.
     pub(crate) fn abort_stores(&mut self) {
-        self.stores.values().for_each(StoreEntry::abort)
+        for (name, store) in &self.stores {
+            if !self.shared.contains(name) {
+                store.abort();
+            }
+        }
+        for log in &self.changelogs {
+            lock_buffer(&log.buffer).clear();
+        }
+    }
+
+    /// The logged stores and their changelog topics.
+    pub(crate) fn changelogs(&self) -> impl Iterator<Item = (&StoreEntry, &str)> + '_ {
+        self.changelogs.iter().filter_map(|c| self.stores.get(&c.store).map(|s| (s, c.topic.as_str())))
     }
 
     /// Closes every processor, then every store; reports the first error.
@@ -548,7 +594,10 @@ impl TaskEngine {
                 }
             }
         }
-        for store in self.stores.values() {
+        for (name, store) in &self.stores {
+            if self.shared.contains(name) {
+                continue;
+            }
             if let Err(e) = store.close() {
                 first.get_or_insert(e);
             }

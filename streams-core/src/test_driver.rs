@@ -219,6 +219,7 @@ impl TopologyTestDriver {
         let engine = TaskEngine::new(
             topology,
             None,
+            &HashMap::new(),
             task,
             &config.application_id,
             &mut collected,

@@ -365,7 +365,9 @@ impl StoreBuilder {
     }
 }
 
-/// One task's instance of a store, with its serdes.
+/// One task's instance of a store, with its serdes. Clones share the instance
+/// (global stores are read by every task).
+#[derive(Clone)]
 pub(crate) struct StoreEntry {
     name: String,
     kind: StoreKind,
@@ -454,6 +456,24 @@ impl StoreEntry {
 
     pub(crate) fn abort(&self) {
         self.instance.with(|s| s.abort())
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The changelog offset the committed state reaches, if stored.
+    pub(crate) fn checkpoint(&self) -> Option<u64> {
+        self.instance.with(|s| s.checkpoint())
+    }
+
+    /// Applies changelog records in bulk and advances the checkpoint to `offset`.
+    pub(crate) fn restore_batch(
+        &self,
+        records: &mut dyn Iterator<Item = state_stores::ChangelogRecord>,
+        offset: u64,
+    ) -> Result<(), StreamsError> {
+        self.instance.with(|s| s.restore_batch(records, offset)).map_err(StreamsError::from)
     }
 
     pub(crate) fn close(&self) -> Result<(), StreamsError> {

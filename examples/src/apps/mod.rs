@@ -1,0 +1,3 @@
+//! One module per example application.
+
+pub mod word_count;

@@ -1,0 +1,61 @@
+//! `word-count`: the running count of every word seen on `text-lines`.
+//!
+//! Contract. Input: values are UTF-8 text (keys ignored; null values skipped).
+//! Words are split on anything that is not a letter or digit and lowercased.
+//! Output: key = word (UTF-8), value = the running count as a UTF-8 decimal
+//! string; the latest value per key is the exact count of that word so far.
+
+use streams_dsl::prelude::*;
+use streams_dsl::DslError;
+
+/// Default input topic.
+pub const INPUT: &str = "text-lines";
+/// Default output topic.
+pub const OUTPUT: &str = "word-counts";
+
+/// Splits `line` into lowercased words.
+pub fn words(line: &str) -> Vec<String> {
+    line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// The word-count topology from `input` to `output`.
+pub fn topology(input: &str, output: &str) -> Result<Topology, DslError> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(&[input], Consumed::with(Nullable(BytesSerde), Nullable(StringSerde)))
+        .flat_map_values(|line: Option<String>| line.as_deref().map(words).unwrap_or_default())
+        .group_by(|_, word: &String| word.clone(), Grouped::with(StringSerde, StringSerde).named("words"))
+        .count_with(Materialized::as_store("word-counts-store"))
+        .to_stream()
+        .map_values(|count: Option<i64>| count.map(|c| c.to_string()))
+        .to_with(output, Produced::with(StringSerde, Nullable(StringSerde)));
+    builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_non_alphanumerics_and_lowercases() {
+        assert_eq!(words("To be, or NOT to-be: 2b?"), ["to", "be", "or", "not", "to", "be", "2b"]);
+        assert_eq!(words("Grüße, Ölçü!"), ["grüße", "ölçü"]);
+        assert!(words("  ,;  ").is_empty());
+    }
+
+    #[test]
+    fn counts_words() -> Result<(), Box<dyn std::error::Error>> {
+        let topology = topology(INPUT, OUTPUT)?;
+        let driver = TopologyTestDriver::new(&topology)?;
+        let lines = driver.create_input_topic(INPUT, Nullable(BytesSerde), Nullable(StringSerde));
+        let counts = driver.create_output_topic(OUTPUT, StringSerde, StringSerde);
+        lines.pipe_input(None, Some("the cat and the hat".to_owned()))?;
+        lines.pipe_input(Some(b"k".to_vec()), None)?;
+        lines.pipe_input(None, Some("THE end".to_owned()))?;
+        let last = counts.read_key_values_to_map()?;
+        assert_eq!(last["the"], "3");
+        assert_eq!(last["hat"], "1");
+        assert_eq!(last["end"], "1");
+        Ok(())
+    }
+}

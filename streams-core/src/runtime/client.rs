@@ -1,0 +1,117 @@
+//! librdkafka client settings derived from a [`StreamsConfig`]: what Kafka
+//! Streams sets for its consumers and producers, then the user's pass-through
+//! `consumer.*` / `producer.*` / `admin.*` settings on top.
+
+use std::collections::BTreeMap;
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::{ProcessingGuarantee, StreamsConfig};
+use crate::error::StreamsError;
+use crate::topology::OffsetReset;
+
+fn base(config: &StreamsConfig, client_id: &str, overrides: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers).set("client.id", client_id);
+    for (k, v) in overrides {
+        c.set(k, v);
+    }
+    c
+}
+
+fn eos(config: &StreamsConfig) -> bool {
+    config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
+}
+
+/// The group consumer of a stream thread.
+pub(crate) fn consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", client_id)
+        .set("group.id", &config.application_id)
+        // Eager range assignment: partition p of every co-partitioned topic
+        // lands on the same member.
+        .set("partition.assignment.strategy", "range")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", offset_reset(config.auto_offset_reset))
+        .set("isolation.level", if eos(config) { "read_committed" } else { "read_uncommitted" })
+        .set("allow.auto.create.topics", "false");
+    for (k, v) in &config.consumer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A consumer outside the group (restore and global threads): assigned
+/// partitions only, read_committed so that aborted writes are never restored.
+pub(crate) fn restore_consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig {
+    let mut c = base(config, client_id, &config.consumer);
+    c.set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("allow.auto.create.topics", "false")
+        // Changelog restore is throughput-bound: fetch big.
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("queued.max.messages.kbytes", "262144");
+    c.remove("group.id");
+    c
+}
+
+/// The producer of a stream thread; transactional under exactly-once.
+pub(crate) fn producer(config: &StreamsConfig, client_id: &str, transactional_id: Option<&str>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", client_id)
+        // Same partitioning as the Java client, so that keys line up.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .set("enable.idempotence", "true");
+    if let Some(id) = transactional_id {
+        // Kafka Streams' EOS default: a crashed instance's open transaction
+        // blocks read_committed readers for at most this long.
+        c.set("transactional.id", id).set("transaction.timeout.ms", "10000");
+    }
+    for (k, v) in &config.producer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The admin client.
+pub(crate) fn admin(config: &StreamsConfig) -> ClientConfig {
+    base(config, &format!("{}-admin", config.application_id), &config.admin)
+}
+
+fn offset_reset(reset: OffsetReset) -> &'static str {
+    match reset {
+        OffsetReset::Earliest => "earliest",
+        OffsetReset::Latest => "latest",
+    }
+}
+
+/// Checks every derived client config with librdkafka, so that a bad
+/// pass-through setting fails at `KafkaStreams::new` naming the key.
+pub(crate) fn validate(config: &StreamsConfig) -> Result<(), StreamsError> {
+    let checks = [
+        ("consumer.", consumer(config, "check")),
+        ("producer.", producer(config, "check", None)),
+        ("admin.", admin(config)),
+    ];
+    for (prefix, c) in checks {
+        c.create_native_config().map_err(|e| StreamsError::Kafka {
+            operation: format!("checking the `{prefix}*` settings"),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Turns an rdkafka error into ours, saying what was being done.
+pub(crate) fn kafka_error(operation: impl Into<String>, e: &rdkafka::error::KafkaError) -> StreamsError {
+    StreamsError::Kafka { operation: operation.into(), message: e.to_string() }
+}

@@ -1,0 +1,464 @@
+//! The runtime: [`KafkaStreams`] runs a [`Topology`] on a Kafka cluster as a
+//! member of the consumer group `application.id`, as Kafka Streams does.
+//!
+//! - `num.stream.threads` stream threads, each with its own consumer (eager
+//!   range assignment; read_committed under exactly-once) and producer. A
+//!   task is one sub-topology × one partition; tasks are created, restored
+//!   from their changelogs, and closed as partitions move.
+//! - Internal topics (repartition, changelogs) are created at start-up and
+//!   co-partitioning is checked before anything is processed.
+//! - Exactly-once (`processing.guarantee=exactly_once_v2`): one transaction
+//!   per thread per commit, carrying outputs, changelog writes and consumed
+//!   offsets; store batches commit with their changelog checkpoint after it.
+//! - A global thread bootstraps global stores before processing starts.
+//! - [`EmbeddedCluster`]: an in-process cluster for demos (at-least-once only).
+//!
+//! ```no_run
+//! use streams_core::prelude::*;
+//! use streams_core::runtime::{KafkaStreams, State};
+//! use streams_core::StreamsConfig;
+//!
+//! let mut topology = Topology::new();
+//! topology
+//!     .add_source("in", &["lines"], StringSerde, StringSerde)?
+//!     .add_sink("out", "copies", StringSerde, StringSerde, &["in"])?;
+//! let streams = KafkaStreams::new(topology, StreamsConfig::new("copier", "127.0.0.1:9092"))?;
+//! streams.start()?;
+//! streams.wait_for_state(State::Running, std::time::Duration::from_secs(30));
+//! streams.close();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod client;
+mod embedded;
+mod global;
+mod listener;
+mod output;
+mod restore;
+mod task;
+mod thread;
+mod topics;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use embedded::EmbeddedCluster;
+pub use listener::{ErrorResponse, Metrics, State, StateListener, StateRestoreListener, UncaughtErrorHandler};
+
+use crate::config::StreamsConfig;
+use crate::error::StreamsError;
+use crate::internal_topics::plan_internal_topics;
+use crate::store::StoreEntry;
+use crate::topology::{Subtopology, Topology};
+use listener::Counters;
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadStatus {
+    Rebalancing,
+    Running,
+    Dead,
+}
+
+/// The client-wide state, its listener and the threads' statuses.
+#[derive(Default)]
+struct Lifecycle {
+    state: Mutex<LifecycleInner>,
+    changed: Condvar,
+    listener: Mutex<Option<StateListener>>,
+    handler: Mutex<Option<UncaughtErrorHandler>>,
+}
+
+struct LifecycleInner {
+    state: State,
+    threads: BTreeMap<usize, ThreadStatus>,
+    error: Option<String>,
+}
+
+impl Default for LifecycleInner {
+    fn default() -> Self {
+        Self { state: State::Created, threads: BTreeMap::new(), error: None }
+    }
+}
+
+impl Lifecycle {
+    fn state(&self) -> State {
+        guard(&self.state).state
+    }
+
+    /// Moves to `to` if the transition is allowed; tells the listener.
+    fn transition(&self, to: State) -> bool {
+        let from = {
+            let mut inner = guard(&self.state);
+            let from = inner.state;
+            let allowed = match (from, to) {
+                (a, b) if a == b => false,
+                (State::Created, State::Rebalancing | State::PendingShutdown | State::PendingError) => true,
+                (State::Rebalancing | State::Running, _) => to != State::Created,
+                (State::PendingShutdown, State::NotRunning) => true,
+                (State::PendingError, State::Error) => true,
+                _ => false,
+            };
+            if !allowed {
+                return false;
+            }
+            inner.state = to;
+            from
+        };
+        self.changed.notify_all();
+        tracing::info!(from = %from, to = %to, "state change");
+        if let Some(listener) = guard(&self.listener).as_ref() {
+            listener(to, from);
+        }
+        true
+    }
+
+    fn set_thread(&self, index: usize, status: ThreadStatus) {
+        let target = {
+            let mut inner = guard(&self.state);
+            if inner.threads.insert(index, status) == Some(status) {
+                return;
+            }
+            let live: Vec<ThreadStatus> =
+                inner.threads.values().copied().filter(|s| *s != ThreadStatus::Dead).collect();
+            if !live.is_empty() && live.iter().all(|s| *s == ThreadStatus::Running) {
+                State::Running
+            } else {
+                State::Rebalancing
+            }
+        };
+        if self.state().is_running_or_rebalancing() {
+            self.transition(target);
+        }
+    }
+}
+
+/// What every thread of an instance shares.
+pub(crate) struct Env {
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    process_id: String,
+    /// Non-global sub-topologies.
+    subtopologies: Vec<Subtopology>,
+    /// Topic as on the cluster → sub-topology reading it.
+    topic_sub: HashMap<String, u32>,
+    /// Sub-topology → the topics it reads, as on the cluster.
+    sub_topics: HashMap<u32, Vec<String>>,
+    source_topics: Vec<String>,
+    global_stores: HashMap<String, StoreEntry>,
+    counters: Counters,
+    restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    stop: AtomicBool,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Env {
+    fn set_thread_status(&self, index: usize, status: ThreadStatus) {
+        self.lifecycle.set_thread(index, status);
+    }
+
+    /// `statestore.cache.max.bytes` is for the instance; each thread gets its share.
+    fn cache_per_thread(&self) -> u64 {
+        self.config.cache_max_bytes / self.config.num_stream_threads.max(1) as u64
+    }
+}
+
+/// A Kafka Streams application instance: runs a [`Topology`] on a cluster.
+///
+/// Start several instances (processes) with the same `application.id` to
+/// scale out: the group protocol spreads partitions, and their state, over them.
+/// Each instance needs its own `state.dir`.
+pub struct KafkaStreams {
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    lifecycle: Arc<Lifecycle>,
+    restore_listener: Mutex<Option<Arc<dyn StateRestoreListener>>>,
+    embedded: Option<Arc<EmbeddedCluster>>,
+    env: Mutex<Option<Arc<Env>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for KafkaStreams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaStreams")
+            .field("application_id", &self.config.application_id)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaStreams {
+    /// Checks the topology and the config (including every pass-through
+    /// librdkafka setting); nothing connects yet.
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self, StreamsError> {
+        topology.validate()?;
+        client::validate(&config)?;
+        Ok(Self {
+            topology: Arc::new(topology),
+            config,
+            lifecycle: Arc::new(Lifecycle::default()),
+            restore_listener: Mutex::new(None),
+            embedded: None,
+            env: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs on `cluster` (created with [`EmbeddedCluster::start`]): internal
+    /// topics are created through the mock's own call, and
+    /// `bootstrap.servers` is set to the cluster's.
+    pub fn with_embedded_cluster(mut self, cluster: Arc<EmbeddedCluster>) -> Self {
+        self.config.bootstrap_servers = cluster.bootstrap_servers().to_owned();
+        self.embedded = Some(cluster);
+        self
+    }
+
+    /// Called with `(new, old)` on every state change.
+    pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + Sync + 'static) {
+        *guard(&self.lifecycle.listener) = Some(Box::new(listener));
+    }
+
+    /// Decides what a failed stream thread leads to (default: shut the client down).
+    pub fn set_uncaught_error_handler(&self, handler: impl Fn(&StreamsError) -> ErrorResponse + Send + Sync + 'static) {
+        *guard(&self.lifecycle.handler) = Some(Box::new(handler));
+    }
+
+    /// Observes store restoration. Set before [`start`](Self::start).
+    pub fn set_restore_listener(&self, listener: Arc<dyn StateRestoreListener>) {
+        *guard(&self.restore_listener) = Some(listener);
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.lifecycle.state()
+    }
+
+    /// The error that stopped the instance, if it is in state `Error`.
+    pub fn error(&self) -> Option<String> {
+        guard(&self.lifecycle.state).error.clone()
+    }
+
+    /// Counters summed over the instance's threads.
+    pub fn metrics(&self) -> Metrics {
+        guard(&self.env).as_ref().map(|e| e.counters.snapshot()).unwrap_or_default()
+    }
+
+    /// Waits until the instance is in `state`, or the timeout passes; says which.
+    pub fn wait_for_state(&self, state: State, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut inner = guard(&self.lifecycle.state);
+        while inner.state != state {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            inner = self.lifecycle.changed.wait_timeout(inner, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        true
+    }
+
+    /// Deletes this application's local state (`state.dir/application.id`).
+    /// Only allowed before `start` or after `close`.
+    pub fn clean_up(&self) -> Result<(), StreamsError> {
+        if self.state().is_running_or_rebalancing() {
+            return Err(StreamsError::IllegalState("clean_up is only allowed before start or after close".into()));
+        }
+        let dir = self.config.state_dir.join(&self.config.application_id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StreamsError::StateDir { path: dir, message: e.to_string() }),
+        }
+    }
+
+    /// Creates internal topics, checks co-partitioning, bootstraps global
+    /// stores, then starts the stream threads. Returns once the threads run;
+    /// watch [`state`](Self::state) for `Running`.
+    pub fn start(&self) -> Result<(), StreamsError> {
+        if self.state() != State::Created {
+            return Err(StreamsError::IllegalState(format!("start() called in state {}", self.state())));
+        }
+        match self.prepare() {
+            Ok(env) => {
+                self.lifecycle.transition(State::Rebalancing);
+                let mut threads = guard(&self.threads);
+                for index in 0..self.config.num_stream_threads {
+                    threads.push(spawn_stream_thread(Arc::clone(&env), index)?);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let mut inner = guard(&self.lifecycle.state);
+                inner.error = Some(e.to_string());
+                drop(inner);
+                self.lifecycle.transition(State::PendingError);
+                self.lifecycle.transition(State::Error);
+                Err(e)
+            }
+        }
+    }
+
+    fn prepare(&self) -> Result<Arc<Env>, StreamsError> {
+        let app = &self.config.application_id;
+        let admin = topics::TopicAdmin::new(&self.config, self.embedded.clone())?;
+        let existing = admin.partition_counts()?;
+        let (_, specs) = plan_internal_topics(&self.topology, app, &existing)?;
+        admin.ensure(&specs)?;
+        let process_id = process_id(&self.config.state_dir.join(app))?;
+        let subtopologies: Vec<Subtopology> = self.topology.subtopologies().into_iter().filter(|s| !s.global).collect();
+        let mut topic_sub = HashMap::new();
+        let mut sub_topics: HashMap<u32, Vec<String>> = HashMap::new();
+        for sub in &subtopologies {
+            for t in &sub.source_topics {
+                let resolved = self.topology.resolve_topic(app, t);
+                topic_sub.insert(resolved.clone(), sub.id);
+                sub_topics.entry(sub.id).or_default().push(resolved);
+            }
+        }
+        let source_topics: Vec<String> = topic_sub.keys().cloned().collect();
+        let global = global::bootstrap(&self.topology, &self.config)?;
+        let (global_task, global_stores) = match global {
+            Some((task, stores)) => (Some(task), stores),
+            None => (None, HashMap::new()),
+        };
+        let env = Arc::new(Env {
+            topology: Arc::clone(&self.topology),
+            config: self.config.clone(),
+            process_id,
+            subtopologies,
+            topic_sub,
+            sub_topics,
+            source_topics,
+            global_stores,
+            counters: Counters::default(),
+            restore_listener: guard(&self.restore_listener).clone(),
+            stop: AtomicBool::new(false),
+            lifecycle: Arc::clone(&self.lifecycle),
+        });
+        *guard(&self.env) = Some(Arc::clone(&env));
+        if let Some(task) = global_task {
+            let env2 = Arc::clone(&env);
+            let handle = std::thread::Builder::new()
+                .name(format!("{app}-GlobalStreamThread"))
+                .spawn(move || {
+                    if let Err(e) = task.run(&env2) {
+                        tracing::error!(error = %e, "global thread failed");
+                        fail_client(&env2, &e);
+                    }
+                })
+                .map_err(|e| StreamsError::IllegalState(format!("cannot start the global thread: {e}")))?;
+            guard(&self.threads).push(handle);
+        }
+        Ok(env)
+    }
+
+    /// Stops the threads (each commits and closes its tasks) and waits for them.
+    pub fn close(&self) {
+        self.close_timeout(Duration::from_secs(u64::from(u32::MAX)));
+    }
+
+    /// As [`close`](Self::close), waiting at most `timeout`; says whether
+    /// every thread stopped in time.
+    pub fn close_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let errored = matches!(self.state(), State::PendingError | State::Error);
+        if !errored {
+            self.lifecycle.transition(State::PendingShutdown);
+        }
+        if let Some(env) = guard(&self.env).as_ref() {
+            env.stop.store(true, Ordering::Release);
+        }
+        let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *guard(&self.threads));
+        let mut all = true;
+        for handle in handles {
+            // Threads notice `stop` within one poll interval; join waits on that.
+            while !handle.is_finished() {
+                if Instant::now() >= deadline {
+                    all = false;
+                    break;
+                }
+                std::thread::park_timeout(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+        if errored {
+            self.lifecycle.transition(State::Error);
+        } else {
+            self.lifecycle.transition(State::NotRunning);
+        }
+        all
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !guard(&self.threads).is_empty() {
+            self.close_timeout(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Moves the client to `PendingError` and asks every thread to stop.
+fn fail_client(env: &Env, error: &StreamsError) {
+    guard(&env.lifecycle.state).error.get_or_insert_with(|| error.to_string());
+    env.lifecycle.transition(State::PendingError);
+    env.stop.store(true, Ordering::Release);
+}
+
+fn spawn_stream_thread(env: Arc<Env>, index: usize) -> Result<JoinHandle<()>, StreamsError> {
+    let name = format!("{}-StreamThread-{}", env.config.application_id, index + 1);
+    env.set_thread_status(index, ThreadStatus::Rebalancing);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || loop {
+            match thread::run(Arc::clone(&env), index) {
+                Ok(()) => break,
+                Err(StreamsError::Fenced(what)) if !env.stop.load(Ordering::Acquire) => {
+                    // Another instance owns our tasks now: they were closed
+                    // without committing; rejoin with a fresh consumer and producer.
+                    tracing::warn!(thread = index, during = %what, "fenced; rejoining the group");
+                    env.set_thread_status(index, ThreadStatus::Rebalancing);
+                }
+                Err(e) => {
+                    tracing::error!(thread = index, error = %e, "stream thread failed");
+                    let response =
+                        guard(&env.lifecycle.handler).as_ref().map_or(ErrorResponse::ShutdownClient, |h| h(&e));
+                    if response == ErrorResponse::ReplaceThread && !env.stop.load(Ordering::Acquire) {
+                        tracing::warn!(thread = index, "replacing the failed thread");
+                        env.set_thread_status(index, ThreadStatus::Rebalancing);
+                        continue;
+                    }
+                    fail_client(&env, &e);
+                    break;
+                }
+            }
+        })
+        .map_err(|e| StreamsError::IllegalState(format!("cannot start a stream thread: {e}")))
+}
+
+/// This instance's id, kept in the state directory so that a restarted
+/// instance reuses its transactional ids and fences its own zombie at once.
+fn process_id(app_dir: &Path) -> Result<String, StreamsError> {
+    let file = app_dir.join("rivulet-process-id");
+    let io = |e: std::io::Error| StreamsError::StateDir { path: file.clone(), message: e.to_string() };
+    match std::fs::read_to_string(&file) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::create_dir_all(app_dir).map_err(io)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&file, &id).map_err(io)?;
+    Ok(id)
+}

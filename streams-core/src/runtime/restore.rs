@@ -1,0 +1,171 @@
+//! Restoring a task's stores from their changelogs: from each store's
+//! checkpoint to the changelog's end (read_committed), in bulk batches.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::kafka_error;
+use super::listener::{Counters, StateRestoreListener};
+use crate::error::StreamsError;
+use crate::store::StoreEntry;
+use crate::task::TaskId;
+
+const BATCH: usize = 50_000;
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+/// A restore that makes no progress for this long fails.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Pending<'a> {
+    store: &'a StoreEntry,
+    topic: &'a str,
+    end: i64,
+    batch: Vec<state_stores::ChangelogRecord>,
+    next: i64,
+    restored: u64,
+}
+
+/// Brings every logged store of a task up to its changelog's end.
+pub(crate) fn restore<'a>(
+    task: TaskId,
+    changelogs: impl Iterator<Item = (&'a StoreEntry, &'a str)>,
+    consumer: &BaseConsumer,
+    listener: Option<&dyn StateRestoreListener>,
+    counters: &Counters,
+) -> Result<(), StreamsError> {
+    let partition = task.partition;
+    let mut pending: Vec<Pending<'a>> = Vec::new();
+    for (store, topic) in changelogs {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
+            .map_err(|e| kafka_error(format!("reading the end of changelog {topic}-{partition}"), &e))?;
+        let checkpoint = store.checkpoint().and_then(|c| i64::try_from(c).ok());
+        if let Some(c) = checkpoint {
+            if c > high {
+                return Err(StreamsError::IllegalState(format!(
+                    "store `{}` of task {task} is checkpointed at changelog offset {c}, past the end ({high}) of \
+                     {topic}-{partition}: the changelog was deleted or recreated; delete the local state \
+                     (KafkaStreams::clean_up) so that it is rebuilt",
+                    store.name()
+                )));
+            }
+        }
+        let start = checkpoint.unwrap_or(low).max(low);
+        if start >= high {
+            continue;
+        }
+        tracing::info!(%task, store = store.name(), changelog = topic, start, end = high, "restoring");
+        if let Some(l) = listener {
+            l.on_restore_start(task, store.name(), start, high);
+        }
+        Counters::add(&counters.restore_total, u64::try_from(high - start).unwrap_or(0));
+        pending.push(Pending { store, topic, end: high, batch: Vec::new(), next: start, restored: 0 });
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &pending {
+        tpl.add_partition_offset(p.topic, partition, Offset::Offset(p.next))
+            .map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+    let by_topic: HashMap<String, usize> = pending.iter().enumerate().map(|(i, p)| (p.topic.to_owned(), i)).collect();
+    let result = run(task, consumer, &mut pending, &by_topic, listener, counters);
+    let _ = consumer.assign(&TopicPartitionList::new());
+    result
+}
+
+fn run(
+    task: TaskId,
+    consumer: &BaseConsumer,
+    pending: &mut [Pending<'_>],
+    by_topic: &HashMap<String, usize>,
+    listener: Option<&dyn StateRestoreListener>,
+    counters: &Counters,
+) -> Result<(), StreamsError> {
+    let mut last_progress = Instant::now();
+    let mut done = vec![false; pending.len()];
+    while done.iter().any(|d| !d) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let Some(&i) = by_topic.get(m.topic()) else { continue };
+                if done[i] {
+                    continue;
+                }
+                let p = &mut pending[i];
+                if let Some(key) = m.key() {
+                    p.batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                }
+                p.next = m.offset() + 1;
+                if p.batch.len() >= BATCH {
+                    flush(task, p, p.next, listener, counters)?;
+                }
+                if p.next >= p.end {
+                    flush(task, p, p.end, listener, counters)?;
+                    finish(task, p, listener, &mut done[i]);
+                }
+            }
+            Some(Err(e)) => return Err(kafka_error("reading a changelog", &e)),
+            None => {
+                // Transaction markers end a changelog written under
+                // exactly-once: the position passes them though no record does.
+                let positions = consumer.position().map_err(|e| kafka_error("reading restore positions", &e))?;
+                for (i, p) in pending.iter_mut().enumerate() {
+                    if done[i] {
+                        continue;
+                    }
+                    let pos = positions
+                        .find_partition(p.topic, task.partition)
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        })
+                        .unwrap_or(-1);
+                    if pos >= p.end {
+                        flush(task, p, p.end, listener, counters)?;
+                        finish(task, p, listener, &mut done[i]);
+                        last_progress = Instant::now();
+                    }
+                }
+                if last_progress.elapsed() > STALL_TIMEOUT {
+                    return Err(StreamsError::IllegalState(format!(
+                        "restoring task {task} made no progress for {} s; is the broker reachable?",
+                        STALL_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn flush(
+    task: TaskId,
+    p: &mut Pending<'_>,
+    offset: i64,
+    listener: Option<&dyn StateRestoreListener>,
+    counters: &Counters,
+) -> Result<(), StreamsError> {
+    let n = p.batch.len() as u64;
+    let mut records = std::mem::take(&mut p.batch).into_iter();
+    p.store.restore_batch(&mut records, u64::try_from(offset).unwrap_or(0))?;
+    p.restored += n;
+    Counters::add(&counters.restored, n);
+    if let Some(l) = listener {
+        l.on_batch_restored(task, p.store.name(), offset, n);
+    }
+    Ok(())
+}
+
+fn finish(task: TaskId, p: &Pending<'_>, listener: Option<&dyn StateRestoreListener>, done: &mut bool) {
+    *done = true;
+    tracing::info!(%task, store = p.store.name(), restored = p.restored, "restored");
+    if let Some(l) = listener {
+        l.on_restore_end(task, p.store.name(), p.restored);
+    }
+}

@@ -1,0 +1,394 @@
+//! A stream thread: one group consumer and one producer, the tasks of the
+//! partitions assigned to it, and the commit protocol of DESIGN.md.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::{self, kafka_error};
+use super::listener::Counters;
+use super::output::Output;
+use super::restore;
+use super::task::{StreamTask, MAX_BUFFERED};
+use super::{Env, ThreadStatus};
+use crate::config::ProcessingGuarantee;
+use crate::error::StreamsError;
+use crate::record::Headers;
+use crate::store::StoreContext;
+use crate::task::{TaskEngine, TaskId};
+use crate::topology::RawRecord;
+
+/// Records polled per loop before processing.
+const POLL_BATCH: usize = 2000;
+/// Records a task processes per loop before others get a turn.
+const PROCESS_BATCH: usize = 1000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What the consumer's rebalance callbacks and the loop share.
+struct ThreadState {
+    env: Arc<Env>,
+    index: usize,
+    tasks: BTreeMap<TaskId, StreamTask>,
+    output: Output,
+    restore_consumer: BaseConsumer,
+    /// An assignment the loop has not acted on yet.
+    assigned: Option<Vec<(String, i32)>>,
+    /// Bumped by every rebalance callback: records polled before it are stale.
+    generation: u64,
+    /// An error raised inside a callback, for the loop to report.
+    error: Option<StreamsError>,
+    last_commit: Instant,
+    /// Processed anything since the last commit.
+    dirty: bool,
+    paused: BTreeSet<(String, i32)>,
+}
+
+struct ThreadContext {
+    state: Arc<Mutex<ThreadState>>,
+}
+
+fn lock(state: &Mutex<ThreadState>) -> MutexGuard<'_, ThreadState> {
+    // A panic while holding the state leaves tasks that are closed dirty on
+    // the error path anyway; the data is still safe to inspect.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ClientContext for ThreadContext {}
+
+impl ConsumerContext for ThreadContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut st = lock(&self.state);
+        st.generation += 1;
+        st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
+        if let Rebalance::Revoke(_) = rebalance {
+            // Commit before the partitions go, so that the next owner starts
+            // exactly where this thread stopped.
+            if let Err(e) = st.commit(consumer) {
+                tracing::error!(error = %e, "commit on revocation failed");
+                st.output.abort();
+                st.close_tasks(false);
+                st.error.get_or_insert(e);
+            } else {
+                st.close_tasks(true);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut st = lock(&self.state);
+        st.generation += 1;
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                st.assigned = Some(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect());
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+impl ThreadState {
+    fn eos(&self) -> bool {
+        self.env.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
+    }
+
+    /// The commit of DESIGN.md: flush caches into the open transaction,
+    /// send the consumed offsets with it, commit it, then commit each store's
+    /// batch with the changelog offset it reached.
+    fn commit(&mut self, consumer: &BaseConsumer<ThreadContext>) -> Result<(), StreamsError> {
+        self.last_commit = Instant::now();
+        if !self.dirty && !self.output.has_open_transaction() {
+            return Ok(());
+        }
+        let wall = now_ms();
+        for task in self.tasks.values_mut() {
+            task.engine.flush(&mut self.output, wall)?;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (id, task) in &self.tasks {
+            for (topic, &next) in &task.consumed {
+                offsets
+                    .add_partition_offset(topic, id.partition, Offset::Offset(next))
+                    .map_err(|e| kafka_error("building the offsets to commit", &e))?;
+            }
+        }
+        if self.eos() && offsets.count() > 0 {
+            self.output.begin()?;
+        }
+        let group = consumer.group_metadata();
+        let reached = self.output.commit(&offsets, group.as_ref())?;
+        if !self.eos() && offsets.count() > 0 {
+            consumer.commit(&offsets, CommitMode::Sync).map_err(|e| kafka_error("committing offsets", &e))?;
+        }
+        for (id, task) in self.tasks.iter_mut() {
+            let checkpoints: HashMap<String, u64> = task
+                .engine
+                .changelogs()
+                .filter_map(|(_, topic)| {
+                    reached
+                        .get(&(topic.to_owned(), id.partition))
+                        .and_then(|&o| u64::try_from(o).ok())
+                        .map(|o| (topic.to_owned(), o))
+                })
+                .collect();
+            task.engine.commit_stores_at(&checkpoints)?;
+            task.consumed.clear();
+        }
+        Counters::add(&self.env.counters.commits, 1);
+        Counters::add(&self.env.counters.produced, std::mem::take(&mut self.output.sent));
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Closes every task: cleanly after a commit, or dropping what is not
+    /// committed (stores roll back to their last commit).
+    fn close_tasks(&mut self, clean: bool) {
+        for (id, mut task) in std::mem::take(&mut self.tasks) {
+            if !clean {
+                task.engine.abort_stores();
+            }
+            if let Err(e) = task.engine.close() {
+                tracing::warn!(task = %id, error = %e, "closing task failed");
+            }
+        }
+        self.paused.clear();
+    }
+
+    /// Creates the tasks of a new assignment and restores their stores.
+    fn take_assignment(&mut self, partitions: Vec<(String, i32)>) -> Result<(), StreamsError> {
+        let ids: BTreeSet<TaskId> = partitions
+            .iter()
+            .filter_map(|(topic, p)| self.env.topic_sub.get(topic).map(|&s| TaskId { subtopology: s, partition: *p }))
+            .collect();
+        tracing::info!(thread = self.index, tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "assigned");
+        let wall = now_ms();
+        for id in ids {
+            if self.tasks.contains_key(&id) {
+                continue;
+            }
+            let sub = self
+                .env
+                .subtopologies
+                .iter()
+                .find(|s| s.id == id.subtopology)
+                .ok_or_else(|| StreamsError::IllegalState(format!("assigned task {id} of unknown sub-topology")))?;
+            let store_context = StoreContext {
+                task_dir: self.env.config.task_dir(id),
+                rocksdb: state_stores::RocksDbConfig::default(),
+                cache_max_bytes: self.env.cache_per_thread(),
+            };
+            let engine = TaskEngine::new(
+                &self.env.topology,
+                Some(&sub.nodes),
+                &self.env.global_stores,
+                id,
+                &self.env.config.application_id,
+                &mut self.output,
+                wall,
+                &store_context,
+            )?;
+            restore::restore(
+                id,
+                engine.changelogs(),
+                &self.restore_consumer,
+                self.env.restore_listener.as_deref(),
+                &self.env.counters,
+            )?;
+            self.tasks.insert(id, StreamTask::new(engine));
+        }
+        Ok(())
+    }
+
+    /// Processes buffered records, a batch per task in turn.
+    fn process(&mut self) -> Result<usize, StreamsError> {
+        let wall = now_ms();
+        let mut total = 0;
+        for (id, task) in self.tasks.iter_mut() {
+            let dropped_before: u64 = task.engine.dropped_records().values().sum();
+            for _ in 0..PROCESS_BATCH {
+                let Some(record) = task.next_record() else { break };
+                let (topic, offset) = (record.topic.clone(), record.offset.unwrap_or(-1));
+                task.engine.process(record, &mut self.output, wall)?;
+                task.mark_processed(&topic, offset);
+                total += 1;
+            }
+            task.engine.punctuate_wall_clock(&mut self.output, wall)?;
+            let dropped: u64 = task.engine.dropped_records().values().sum::<u64>() - dropped_before;
+            if dropped > 0 {
+                Counters::add(&self.env.counters.dropped, dropped);
+                tracing::warn!(task = %id, dropped, reasons = ?task.engine.dropped_records(), "records dropped");
+            }
+        }
+        if total > 0 {
+            self.dirty = true;
+            Counters::add(&self.env.counters.processed, total as u64);
+        }
+        Ok(total)
+    }
+
+    fn buffered(&self) -> usize {
+        self.tasks.values().map(StreamTask::buffered).sum()
+    }
+
+    /// Pauses partitions whose queues are full and resumes drained ones.
+    fn back_pressure(&mut self, consumer: &BaseConsumer<ThreadContext>) -> Result<(), StreamsError> {
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for (id, task) in &self.tasks {
+            for topic in self.env.sub_topics.get(&id.subtopology).into_iter().flatten() {
+                let key = (topic.clone(), id.partition);
+                let len = task.queue_len(topic);
+                if len >= MAX_BUFFERED && !self.paused.contains(&key) {
+                    pause.add_partition(topic, id.partition);
+                    self.paused.insert(key);
+                } else if len < MAX_BUFFERED / 4 && self.paused.contains(&key) {
+                    resume.add_partition(topic, id.partition);
+                    self.paused.remove(&key);
+                }
+            }
+        }
+        if pause.count() > 0 {
+            consumer.pause(&pause).map_err(|e| kafka_error("pausing partitions", &e))?;
+        }
+        if resume.count() > 0 {
+            consumer.resume(&resume).map_err(|e| kafka_error("resuming partitions", &e))?;
+        }
+        Ok(())
+    }
+}
+
+fn to_raw(m: &BorrowedMessage<'_>) -> RawRecord {
+    let mut headers = Headers::new();
+    if let Some(h) = m.headers() {
+        for header in h.iter() {
+            headers.add(header.key, header.value.map(<[u8]>::to_vec));
+        }
+    }
+    RawRecord {
+        topic: m.topic().to_owned(),
+        partition: Some(m.partition()),
+        offset: Some(m.offset()),
+        timestamp: m.timestamp().to_millis().unwrap_or(0),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+/// Runs one stream thread until the instance stops or an error ends it.
+pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
+    let client_id = format!("{}-{}-StreamThread-{}", env.config.application_id, env.process_id, index + 1);
+    let transactional_id = (env.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
+        .then(|| format!("{}-{}-{}", env.config.application_id, env.process_id, index + 1));
+    let output = Output::new(
+        &client::producer(&env.config, &format!("{client_id}-producer"), transactional_id.as_deref()),
+        transactional_id.is_some(),
+    )?;
+    let restore_consumer: BaseConsumer = client::restore_consumer(&env.config, &format!("{client_id}-restore"))
+        .create()
+        .map_err(|e| kafka_error("creating the restore consumer", &e))?;
+    let state = Arc::new(Mutex::new(ThreadState {
+        env: Arc::clone(&env),
+        index,
+        tasks: BTreeMap::new(),
+        output,
+        restore_consumer,
+        assigned: None,
+        generation: 0,
+        error: None,
+        last_commit: Instant::now(),
+        dirty: false,
+        paused: BTreeSet::new(),
+    }));
+    let consumer: BaseConsumer<ThreadContext> = client::consumer(&env.config, &format!("{client_id}-consumer"))
+        .create_with_context(ThreadContext { state: Arc::clone(&state) })
+        .map_err(|e| kafka_error("creating the consumer", &e))?;
+    let topics: Vec<&str> = env.source_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| kafka_error("subscribing", &e))?;
+    let result = run_loop(&env, &state, &consumer);
+    {
+        let mut st = lock(&state);
+        match &result {
+            Ok(()) => {
+                if let Err(e) = st.commit(&consumer) {
+                    tracing::error!(error = %e, "final commit failed");
+                    st.output.abort();
+                    st.close_tasks(false);
+                } else {
+                    st.close_tasks(true);
+                }
+            }
+            Err(_) => {
+                st.output.abort();
+                st.close_tasks(false);
+            }
+        }
+    }
+    // Leaving the group revokes nothing more: the tasks are closed.
+    consumer.unsubscribe();
+    drop(consumer);
+    result
+}
+
+fn run_loop(
+    env: &Arc<Env>,
+    state: &Arc<Mutex<ThreadState>>,
+    consumer: &BaseConsumer<ThreadContext>,
+) -> Result<(), StreamsError> {
+    let commit_interval = env.config.commit_interval();
+    let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
+    let mut idle = false;
+    while !env.stop.load(Ordering::Acquire) {
+        let generation = lock(state).generation;
+        let wait = if idle { Duration::from_millis(50) } else { Duration::ZERO };
+        for i in 0..POLL_BATCH {
+            match consumer.poll(if i == 0 { wait } else { Duration::ZERO }) {
+                Some(Ok(m)) => batch.push(to_raw(&m)),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+        }
+        let mut st = lock(state);
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        if st.generation != generation {
+            // A rebalance happened while polling: these records belong to
+            // tasks that were closed; their offsets were not committed.
+            batch.clear();
+        }
+        if let Some(partitions) = st.assigned.take() {
+            st.take_assignment(partitions)?;
+            env.set_thread_status(st.index, ThreadStatus::Running);
+        }
+        Counters::add(&env.counters.consumed, batch.len() as u64);
+        for record in batch.drain(..) {
+            let (Some(&sub), Some(partition)) = (env.topic_sub.get(&record.topic), record.partition) else { continue };
+            if let Some(task) = st.tasks.get_mut(&TaskId { subtopology: sub, partition }) {
+                task.push(record);
+            }
+        }
+        let processed = st.process()?;
+        st.back_pressure(consumer)?;
+        if st.last_commit.elapsed() >= commit_interval {
+            st.commit(consumer)?;
+        }
+        st.output.poll();
+        idle = processed == 0 && st.buffered() == 0;
+    }
+    Ok(())
+}
