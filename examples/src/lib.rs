@@ -4,6 +4,10 @@
 //! `src/bin/`) and by the tests that check their topic contracts.
 //!
 //! - [`word_count`]: running word counts from text lines.
+//! - [`fraud_detection`]: windowed aggregation with suppression: suspicious cards per minute.
+//! - [`order_enrichment`]: stream–table left join (KTable lookups) and a table aggregation with subtractor.
+//! - [`page_views`]: final per-minute page counts and user sessions.
+//! - [`cli`]: the command line, embedded cluster and status line every binary shares.
 //!
 //! What it is not: a library to depend on. Copy an example as a starting point.
 //!
@@ -17,5 +21,6 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod apps;
+pub mod cli;
 
-pub use apps::word_count;
+pub use apps::{fraud_detection, money, order_enrichment, page_views, word_count};

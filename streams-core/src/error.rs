@@ -230,6 +230,15 @@ pub enum StreamsError {
         /// The OS error.
         message: String,
     },
+    /// A task's local state does not match its changelog (the changelog was
+    /// deleted or recreated); the runtime wipes the state and restores it.
+    #[error("local state of task {task} is out of step with its changelog: {reason}")]
+    TaskCorrupted {
+        /// The task.
+        task: String,
+        /// What was found.
+        reason: String,
+    },
     /// A call that the application's current state does not allow.
     #[error("{0}")]
     IllegalState(String),

@@ -35,11 +35,12 @@ pub(crate) trait RecordCollector {
     fn partition_count(&self, topic: &str) -> Option<i32>;
 }
 
-struct Counts<'a>(&'a dyn RecordCollector);
+/// Partition counts by the name a sink uses (internal topics unprefixed).
+struct Counts<'a>(&'a dyn RecordCollector, &'a HashMap<String, String>);
 
 impl PartitionCounts for Counts<'_> {
     fn partition_count(&self, topic: &str) -> Option<i32> {
-        self.0.partition_count(topic)
+        self.0.partition_count(self.1.get(topic).map_or(topic, String::as_str))
     }
 }
 
@@ -133,14 +134,14 @@ fn dispatch(nodes: &[NodeSlot], exec: &mut Exec<'_>, idx: usize, record: AnyReco
                 .map_err(|_| ProcessorError::Internal(format!("node `{}` re-entered while processing", node.name)))?;
             processor.process(record, &mut Ctx { nodes, exec, node: idx })
         }
-        Slot::Sink(encoder) => {
-            encoder.encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector)).and_then(|mut raw| {
+        Slot::Sink(encoder) => encoder
+            .encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector, exec.internal_topics))
+            .and_then(|mut raw| {
                 if let Some(full) = exec.internal_topics.get(&raw.topic) {
                     raw.topic.clone_from(full);
                 }
                 exec.collector.send(raw)
-            })
-        }
+            }),
         Slot::Source => forward(nodes, exec, idx, record, None),
     };
     result.map_err(|e| match e {

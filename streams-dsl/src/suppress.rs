@@ -149,6 +149,7 @@ impl<K: Data, V: Data> KTable<K, V> {
                     handle: None,
                     records: 0,
                     bytes: 0,
+                    observed: i64::MIN,
                 },
                 &[&parent],
             )?;
@@ -179,6 +180,10 @@ struct SuppressProc<K, V> {
     handle: Option<KeyValueStoreHandle<Vec<u8>, Vec<u8>>>,
     records: u64,
     bytes: u64,
+    /// The largest timestamp among the updates received (Kafka Streams'
+    /// `observedStreamTime`). Not the task's stream time: with caching
+    /// upstream, the task may be far ahead of the updates still on their way.
+    observed: i64,
 }
 
 impl<K: Data, V: Data> SuppressProc<K, V> {
@@ -264,7 +269,8 @@ impl<K: Data, V: Data> Processor<K, Change<V>> for SuppressProc<K, V> {
         self.bytes += (key_bytes.len() + value.len()) as u64;
         buffer.put(&entry, &value)?;
 
-        let stream_time = ctx.current_stream_time_ms();
+        self.observed = self.observed.max(r.timestamp());
+        let stream_time = self.observed;
         let delay = self.delay;
         while self.emit_oldest(&buffer, |t| t.saturating_add(delay) <= stream_time, ctx)? {}
         while self.full() {

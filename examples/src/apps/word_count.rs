@@ -59,3 +59,41 @@ mod tests {
         Ok(())
     }
 }
+
+/// The command line of the `word-count` binary.
+pub fn spec() -> crate::cli::AppSpec {
+    use crate::cli::{AppSpec, TopicArg};
+    AppSpec {
+        name: "word-count",
+        about: "Counts words in `text-lines` (UTF-8 text values; keys ignored). Words are split on anything that \
+                is not a letter or digit and lowercased. Writes `word-counts`: key = word, value = its running \
+                count as a decimal string.",
+        inputs: vec![TopicArg { flag: "--input-topic", default: INPUT, compacted: false }],
+        outputs: vec![TopicArg { flag: "--output-topic", default: OUTPUT, compacted: false }],
+        numbers: vec![],
+    }
+}
+
+const DEMO_TEXT: &str = "\
+It was the best of times, it was the worst of times,
+it was the age of wisdom, it was the age of foolishness,
+it was the epoch of belief, it was the epoch of incredulity,
+it was the season of Light, it was the season of Darkness,
+it was the spring of hope, it was the winter of despair,
+we had everything before us, we had nothing before us,
+we were all going direct to Heaven, we were all going direct the other way";
+
+/// Demo input: lines of a well-known text, over and over.
+#[derive(Debug, Default)]
+pub struct DemoLines {
+    next: usize,
+}
+
+impl crate::cli::DemoGenerator for DemoLines {
+    fn next(&mut self, now_ms: i64) -> (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64) {
+        let lines: Vec<&str> = DEMO_TEXT.lines().collect();
+        let line = lines[self.next % lines.len()];
+        self.next += 1;
+        ("--input-topic", None, Some(line.as_bytes().to_vec()), now_ms)
+    }
+}

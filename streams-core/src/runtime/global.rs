@@ -58,10 +58,7 @@ pub(crate) type Bootstrapped = (GlobalTask, HashMap<String, StoreEntry>);
 
 /// Builds the global task (if the topology has global stores), and reads the
 /// global topics to their end. Returns the task and its stores.
-pub(crate) fn bootstrap(
-    topology: &Topology,
-    config: &StreamsConfig,
-) -> Result<Option<Bootstrapped>, StreamsError> {
+pub(crate) fn bootstrap(topology: &Topology, config: &StreamsConfig) -> Result<Option<Bootstrapped>, StreamsError> {
     let subs: Vec<_> = topology.subtopologies().into_iter().filter(|s| s.global).collect();
     if subs.is_empty() {
         return Ok(None);

@@ -52,7 +52,7 @@ pub use listener::{ErrorResponse, Metrics, State, StateListener, StateRestoreLis
 
 use crate::config::StreamsConfig;
 use crate::error::StreamsError;
-use crate::internal_topics::plan_internal_topics;
+use crate::internal_topics::{plan_internal_topics, InternalTopicSpec};
 use crate::store::StoreEntry;
 use crate::topology::{Subtopology, Topology};
 use listener::Counters;
@@ -279,6 +279,13 @@ impl KafkaStreams {
         }
     }
 
+    /// Creates those of `topics` that do not exist yet (an application's
+    /// own input and output topics, for demos); existing topics are left as
+    /// they are. Works on real and embedded clusters.
+    pub fn create_topics_if_missing(&self, topics: &[InternalTopicSpec]) -> Result<(), StreamsError> {
+        topics::TopicAdmin::new(&self.config, self.embedded.clone())?.ensure(topics, false)
+    }
+
     /// Creates internal topics, checks co-partitioning, bootstraps global
     /// stores, then starts the stream threads. Returns once the threads run;
     /// watch [`state`](Self::state) for `Running`.
@@ -311,7 +318,7 @@ impl KafkaStreams {
         let admin = topics::TopicAdmin::new(&self.config, self.embedded.clone())?;
         let existing = admin.partition_counts()?;
         let (_, specs) = plan_internal_topics(&self.topology, app, &existing)?;
-        admin.ensure(&specs)?;
+        admin.ensure(&specs, true)?;
         let process_id = process_id(&self.config.state_dir.join(app))?;
         let subtopologies: Vec<Subtopology> = self.topology.subtopologies().into_iter().filter(|s| !s.global).collect();
         let mut topic_sub = HashMap::new();

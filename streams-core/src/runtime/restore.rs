@@ -45,12 +45,13 @@ pub(crate) fn restore<'a>(
         let checkpoint = store.checkpoint().and_then(|c| i64::try_from(c).ok());
         if let Some(c) = checkpoint {
             if c > high {
-                return Err(StreamsError::IllegalState(format!(
-                    "store `{}` of task {task} is checkpointed at changelog offset {c}, past the end ({high}) of \
-                     {topic}-{partition}: the changelog was deleted or recreated; delete the local state \
-                     (KafkaStreams::clean_up) so that it is rebuilt",
-                    store.name()
-                )));
+                return Err(StreamsError::TaskCorrupted {
+                    task: task.to_string(),
+                    reason: format!(
+                        "store `{}` is checkpointed at offset {c}, past the end ({high}) of {topic}-{partition}",
+                        store.name()
+                    ),
+                });
             }
         }
         let start = checkpoint.unwrap_or(low).max(low);

@@ -27,7 +27,7 @@ use crate::topology::RawRecord;
 /// Records polled per loop before processing.
 const POLL_BATCH: usize = 2000;
 /// Records a task processes per loop before others get a turn.
-const PROCESS_BATCH: usize = 1000;
+const PROCESS_BATCH: usize = 100;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -177,8 +177,8 @@ impl ThreadState {
             if self.tasks.contains_key(&id) {
                 continue;
             }
-            let sub = self
-                .env
+            let env = Arc::clone(&self.env);
+            let sub = env
                 .subtopologies
                 .iter()
                 .find(|s| s.id == id.subtopology)
@@ -188,26 +188,58 @@ impl ThreadState {
                 rocksdb: state_stores::RocksDbConfig::default(),
                 cache_max_bytes: self.env.cache_per_thread(),
             };
-            let engine = TaskEngine::new(
-                &self.env.topology,
-                Some(&sub.nodes),
-                &self.env.global_stores,
-                id,
-                &self.env.config.application_id,
-                &mut self.output,
-                wall,
-                &store_context,
-            )?;
-            restore::restore(
-                id,
-                engine.changelogs(),
-                &self.restore_consumer,
-                self.env.restore_listener.as_deref(),
-                &self.env.counters,
-            )?;
+            let engine = match self.create_task(id, &sub.nodes, &store_context, wall) {
+                Err(StreamsError::TaskCorrupted { task, reason }) => {
+                    // As Kafka Streams: wipe the task's state and rebuild it
+                    // from the changelog.
+                    tracing::warn!(%task, %reason, "wiping local state and restoring it from the changelog");
+                    std::fs::remove_dir_all(&store_context.task_dir).map_err(|e| StreamsError::StateDir {
+                        path: store_context.task_dir.clone(),
+                        message: e.to_string(),
+                    })?;
+                    self.create_task(id, &sub.nodes, &store_context, wall)?
+                }
+                other => other?,
+            };
             self.tasks.insert(id, StreamTask::new(engine));
         }
         Ok(())
+    }
+
+    /// Builds a task's engine and restores its stores; on failure the engine
+    /// is closed (releasing its store files).
+    fn create_task(
+        &mut self,
+        id: TaskId,
+        nodes: &[usize],
+        store_context: &StoreContext,
+        wall: i64,
+    ) -> Result<TaskEngine, StreamsError> {
+        let env = Arc::clone(&self.env);
+        let mut engine = TaskEngine::new(
+            &env.topology,
+            Some(nodes),
+            &env.global_stores,
+            id,
+            &env.config.application_id,
+            &mut self.output,
+            wall,
+            store_context,
+        )?;
+        let restored = restore::restore(
+            id,
+            engine.changelogs(),
+            &self.restore_consumer,
+            env.restore_listener.as_deref(),
+            &env.counters,
+        );
+        match restored {
+            Ok(()) => Ok(engine),
+            Err(e) => {
+                let _ = engine.close();
+                Err(e)
+            }
+        }
     }
 
     /// Processes buffered records, a batch per task in turn.

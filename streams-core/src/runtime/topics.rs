@@ -54,13 +54,13 @@ impl TopicAdmin {
     }
 
     /// Creates the topics that are missing; checks the partition counts of
-    /// those that exist.
-    pub(crate) fn ensure(&self, specs: &[InternalTopicSpec]) -> Result<(), StreamsError> {
+    /// those that exist when `strict`.
+    pub(crate) fn ensure(&self, specs: &[InternalTopicSpec], strict: bool) -> Result<(), StreamsError> {
         let existing = self.partition_counts()?;
         let mut missing = Vec::new();
         for spec in specs {
             match existing.get(&spec.name) {
-                Some(&n) if n == spec.partitions => {}
+                Some(&n) if n == spec.partitions || !strict => {}
                 Some(&n) => {
                     return Err(StreamsError::IllegalState(format!(
                         "internal topic `{}` has {n} partitions but the topology needs {}; \
@@ -76,7 +76,7 @@ impl TopicAdmin {
         }
         match self {
             Self::Embedded(cluster, _) => {
-                for spec in missing {
+                for spec in &missing {
                     cluster.create_topic(&spec.name, spec.partitions)?;
                 }
             }
@@ -111,12 +111,12 @@ impl TopicAdmin {
                 }
             }
         }
-        self.await_visible(specs)
+        self.await_visible(&missing)
     }
 
     /// Waits until every topic shows in metadata with its partitions, so that
     /// the consumers that subscribe next see them.
-    fn await_visible(&self, specs: &[InternalTopicSpec]) -> Result<(), StreamsError> {
+    fn await_visible(&self, specs: &[&InternalTopicSpec]) -> Result<(), StreamsError> {
         let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
         loop {
             let counts = self.partition_counts()?;

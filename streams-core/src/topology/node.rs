@@ -158,9 +158,10 @@ impl<K: 'static, V: 'static> SinkEncoder for TypedSink<K, V> {
             SinkTarget::Topic(t) => t.clone(),
             SinkTarget::Extractor(f) => f(&key, &value, metadata),
         };
-        let partition = match (&self.spec.partitioner, partitions.partition_count(&topic)) {
-            (Some(p), Some(n)) => p(&topic, &key, &value, n),
-            _ => None,
+        // Only a custom partitioner needs the count (a metadata lookup).
+        let partition = match &self.spec.partitioner {
+            Some(p) => partitions.partition_count(&topic).and_then(|n| p(&topic, &key, &value, n)),
+            None => None,
         };
         let key_bytes = self.key.serialize(&topic, &mut headers, &key)?;
         let value_bytes = self.value.serialize(&topic, &mut headers, &value)?;

@@ -1,0 +1,195 @@
+//! `fraud-detection`: cards with too many or too large payments in a minute.
+//!
+//! Contract. Input `payments`: JSON `{"card_id": str, "amount": number,
+//! "merchant": str, "ts": epoch-ms}`, keyed or not (re-keyed by `card_id`);
+//! the record time is `ts` (the Kafka timestamp when `ts` is absent). Per
+//! card, 60-second tumbling windows with 5 s grace. A window is suspicious
+//! when it has more than `max_count` payments or a total over `max_amount`.
+//! Output `fraud-alerts`: key = card_id, JSON `{"card_id", "window_start",
+//! "window_end", "count", "total"}`, exactly one record per suspicious window,
+//! emitted only once the window has closed (stream time past end + grace).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use streams_dsl::prelude::*;
+use streams_dsl::DslError;
+
+use super::money::{micros_to_f64, to_micros, Micros};
+
+/// Default input topic.
+pub const INPUT: &str = "payments";
+/// Default output topic.
+pub const OUTPUT: &str = "fraud-alerts";
+/// Window size.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Grace period.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// A payment as it arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The card.
+    pub card_id: String,
+    /// The amount.
+    pub amount: f64,
+    /// Where.
+    #[serde(default)]
+    pub merchant: String,
+    /// Event time, ms since the epoch.
+    #[serde(default)]
+    pub ts: Option<i64>,
+}
+
+/// Count and exact total of one card's payments in one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowStats {
+    /// Payments.
+    pub count: u64,
+    /// Total in millionths.
+    pub total_micros: Micros,
+}
+
+/// What `fraud-alerts` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The card.
+    pub card_id: String,
+    /// Window start, ms (inclusive).
+    pub window_start: i64,
+    /// Window end, ms (exclusive).
+    pub window_end: i64,
+    /// Payments in the window.
+    pub count: u64,
+    /// Their total.
+    pub total: f64,
+}
+
+/// The thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// More payments than this in a window is suspicious.
+    pub max_count: u64,
+    /// A total over this in a window is suspicious.
+    pub max_amount: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_count: 5, max_amount: 5000.0 }
+    }
+}
+
+impl Limits {
+    /// Whether a window's stats are suspicious.
+    pub fn suspicious(&self, stats: &WindowStats) -> bool {
+        stats.count > self.max_count || stats.total_micros > to_micros(self.max_amount)
+    }
+}
+
+/// The fraud-detection topology.
+pub fn topology(input: &str, output: &str, limits: Limits) -> Result<Topology, DslError> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(
+            &[input],
+            Consumed::with(Nullable(BytesSerde), Nullable(JsonSerde::<Payment>::new())).with_timestamp_extractor(
+                |r: &Record<Option<Vec<u8>>, Option<Payment>>| {
+                    r.value().as_ref().and_then(|p| p.ts).unwrap_or_else(|| r.timestamp())
+                },
+            ),
+        )
+        .flat_map(|_, p: Option<Payment>| p.map(|p| (p.card_id.clone(), p)))
+        .group_by_key_with(Grouped::with(StringSerde, JsonSerde::<Payment>::new()).named("payments-by-card"))
+        .windowed_by(TimeWindows::of_size_and_grace(WINDOW, GRACE))
+        .aggregate(
+            WindowStats::default,
+            |_, p: Payment, s: WindowStats| WindowStats {
+                count: s.count + 1,
+                total_micros: s.total_micros + to_micros(p.amount),
+            },
+            Materialized::as_store("payment-stats").with_value_serde(JsonSerde::<WindowStats>::new()),
+        )
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .filter(move |_, stats| stats.as_ref().is_some_and(|s| limits.suspicious(s)))
+        .map(|w: Windowed<String>, stats: Option<WindowStats>| {
+            let stats = stats.unwrap_or_default();
+            let alert = Alert {
+                card_id: w.key.clone(),
+                window_start: w.window.start,
+                window_end: w.window.end,
+                count: stats.count,
+                total: micros_to_f64(stats.total_micros),
+            };
+            (w.key, alert)
+        })
+        .to_with(output, Produced::with(StringSerde, JsonSerde::<Alert>::new()));
+    builder.build()
+}
+
+/// The command line of the `fraud-detection` binary.
+pub fn spec() -> crate::cli::AppSpec {
+    use crate::cli::{AppSpec, NumberArg, TopicArg};
+    AppSpec {
+        name: "fraud-detection",
+        about: "Reads JSON payments {card_id, amount, merchant, ts} from `payments`, counts and sums them per card \
+                in 60 s tumbling windows (5 s grace), and writes one JSON alert {card_id, window_start, window_end, \
+                count, total} to `fraud-alerts` per suspicious window once it has closed.",
+        inputs: vec![TopicArg { flag: "--input-topic", default: INPUT, compacted: false }],
+        outputs: vec![TopicArg { flag: "--output-topic", default: OUTPUT, compacted: false }],
+        numbers: vec![
+            NumberArg { flag: "--max-count", help: "more payments than this per window is suspicious", default: 5.0 },
+            NumberArg { flag: "--max-amount", help: "a total above this per window is suspicious", default: 5000.0 },
+        ],
+    }
+}
+
+/// Demo payments: 40 cards paying small amounts, with now and then a card on
+/// a spree or one large payment. Event time runs 20× faster than the wall
+/// clock so that windows close every few seconds.
+#[derive(Debug)]
+pub struct DemoPayments {
+    rng: crate::cli::DemoRandom,
+    clock: Option<i64>,
+    spree: Option<(u64, u32)>,
+}
+
+impl Default for DemoPayments {
+    fn default() -> Self {
+        Self { rng: crate::cli::DemoRandom::new(42), clock: None, spree: None }
+    }
+}
+
+impl crate::cli::DemoGenerator for DemoPayments {
+    fn next(&mut self, now_ms: i64) -> (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64) {
+        let ts = self.clock.map_or(now_ms, |c| c + 1000);
+        self.clock = Some(ts);
+        let (card, amount) = match self.spree {
+            Some((card, left)) if left > 0 => {
+                self.spree = Some((card, left - 1));
+                (card, 20.0 + self.rng.below(80) as f64)
+            }
+            _ => {
+                self.spree = None;
+                match self.rng.below(40) {
+                    0 => {
+                        self.spree = Some((self.rng.below(40), 7));
+                        (self.rng.below(40), 10.0)
+                    }
+                    1 => (self.rng.below(40), 5200.0 + self.rng.below(3000) as f64),
+                    _ => (self.rng.below(40), 1.0 + self.rng.below(15_000) as f64 / 100.0),
+                }
+            }
+        };
+        let merchants = ["grocer", "bookshop", "airline", "cafe", "electronics"];
+        let payment = Payment {
+            card_id: format!("card-{card:03}"),
+            amount,
+            merchant: merchants[self.rng.below(merchants.len() as u64) as usize].to_owned(),
+            ts: Some(ts),
+        };
+        let value = serde_json::to_vec(&payment).unwrap_or_default();
+        ("--input-topic", Some(payment.card_id.into_bytes()), Some(value), ts)
+    }
+}

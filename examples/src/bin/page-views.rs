@@ -1,0 +1,29 @@
+//! `page-views`: final page-view counts per minute and user sessions.
+//!
+//! ```text
+//! cargo run -p rivulet-examples --bin page-views                       # embedded cluster, demo views
+//! cargo run -p rivulet-examples --bin page-views -- --bootstrap-servers localhost:9092
+//! ```
+//!
+//! Topic contract: input `page-views`, JSON `{"user_id", "page", "ts"}`.
+//! Outputs `page-view-counts` (key page, JSON `{"page", "window_start",
+//! "window_end", "views"}`, 1-minute windows, grace 10 s) and `user-sessions`
+//! (key user_id, JSON `{"user_id", "session_start", "session_end", "views"}`,
+//! 5-minute inactivity gap), each record final.
+
+use rivulet_examples::{cli, page_views};
+
+fn main() {
+    cli::run(
+        &page_views::spec(),
+        |args| {
+            Ok(page_views::topology(
+                args.topic("--input-topic"),
+                args.topic("--counts-topic"),
+                args.topic("--sessions-topic"),
+            )?)
+        },
+        |_| Box::new(page_views::DemoViews::default()),
+        cli::print_record,
+    );
+}

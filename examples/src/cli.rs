@@ -1,0 +1,488 @@
+//! What every example binary shares: its command line, the embedded default
+//! (a mock cluster with a demo-data generator and a printer of results), a
+//! status line, and a clean stop on Ctrl-C, SIGTERM or `--duration`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streams_dsl::internal_topics::InternalTopicSpec;
+use streams_dsl::runtime::{EmbeddedCluster, KafkaStreams, State};
+use streams_dsl::{StreamsConfig, Topology};
+
+/// A topic an example reads or writes, with its default name.
+#[derive(Debug, Clone)]
+pub struct TopicArg {
+    /// The command-line flag (`--input-topic`).
+    pub flag: &'static str,
+    /// The default name.
+    pub default: &'static str,
+    /// Whether it is compacted (a table's topic).
+    pub compacted: bool,
+}
+
+/// A numeric option of one example (`--max-count`).
+#[derive(Debug, Clone)]
+pub struct NumberArg {
+    /// The flag.
+    pub flag: &'static str,
+    /// What it means.
+    pub help: &'static str,
+    /// The default.
+    pub default: f64,
+}
+
+/// What an example declares about itself.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    /// The binary's name, also the default `application.id`.
+    pub name: &'static str,
+    /// One paragraph for `--help`.
+    pub about: &'static str,
+    /// Input topics.
+    pub inputs: Vec<TopicArg>,
+    /// Output topics.
+    pub outputs: Vec<TopicArg>,
+    /// Extra numeric options.
+    pub numbers: Vec<NumberArg>,
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// `--bootstrap-servers`; `None` runs on the embedded cluster.
+    pub bootstrap_servers: Option<String>,
+    /// `--application-id`.
+    pub application_id: String,
+    /// `--state-dir`; default `<tmp>/rivulet-examples` on a real cluster, a
+    /// private directory removed at exit on the embedded one (whose topics
+    /// vanish with the process).
+    pub state_dir: Option<PathBuf>,
+    /// Topic names by flag.
+    pub topics: BTreeMap<&'static str, String>,
+    /// `--processing-guarantee`.
+    pub processing_guarantee: Option<String>,
+    /// `--threads`.
+    pub threads: usize,
+    /// `--duration`: stop after this long.
+    pub duration: Option<Duration>,
+    /// `--commit-interval-ms`.
+    pub commit_interval_ms: Option<u64>,
+    /// `--partitions`: for topics the example creates.
+    pub partitions: i32,
+    /// `--rate`: demo records per second on the embedded cluster.
+    pub rate: u32,
+    /// Extra numeric options by flag.
+    pub numbers: BTreeMap<&'static str, f64>,
+}
+
+impl Args {
+    /// The topic given for `flag` (or its default).
+    pub fn topic(&self, flag: &str) -> &str {
+        self.topics.get(flag).map_or("", String::as_str)
+    }
+
+    /// The number given for `flag` (or its default).
+    pub fn number(&self, flag: &str) -> f64 {
+        self.numbers.get(flag).copied().unwrap_or(0.0)
+    }
+}
+
+fn usage(spec: &AppSpec) -> String {
+    let mut s = format!("{}\n\n{}\n\nUSAGE: {} [OPTIONS]\n\nOPTIONS:\n", spec.name, spec.about, spec.name);
+    let mut line = |flag: &str, help: &str| s.push_str(&format!("  {flag:<34} {help}\n"));
+    line(
+        "--bootstrap-servers HOST:PORT",
+        "run against this Kafka cluster; without it, an embedded cluster fed with demo data",
+    );
+    line("--application-id ID", "application.id: consumer group and internal-topic prefix");
+    line("--state-dir DIR", "where local state lives (default: <tmp>/rivulet-examples; embedded: private)");
+    for t in spec.inputs.iter().chain(&spec.outputs) {
+        line(&format!("{} NAME", t.flag), &format!("default `{}`", t.default));
+    }
+    line(
+        "--processing-guarantee G",
+        "exactly_once_v2 (default on a real cluster) or at_least_once (the embedded cluster's only mode)",
+    );
+    line("--threads N", "stream threads (default 1)");
+    line("--commit-interval-ms MS", "commit.interval.ms (default 100 under exactly-once, else 30000)");
+    line("--partitions N", "partitions of topics this example creates when missing (default 4)");
+    line("--duration SECS", "stop cleanly after this long (default: run until Ctrl-C)");
+    line("--rate N", "embedded cluster only: demo records per second (default 20)");
+    for n in &spec.numbers {
+        line(&format!("{} N", n.flag), &format!("{} (default {})", n.help, n.default));
+    }
+    line("--help", "this text");
+    s.push_str("\nLogs go through `tracing`; set RUST_LOG (default info).\n");
+    s
+}
+
+/// Why the command line was refused.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Parses `args` (without the program name) for `spec`. `Ok(None)`: `--help` was printed.
+pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<Option<Args>, UsageError> {
+    let mut out = Args {
+        bootstrap_servers: None,
+        application_id: spec.name.to_owned(),
+        state_dir: None,
+        topics: spec.inputs.iter().chain(&spec.outputs).map(|t| (t.flag, t.default.to_owned())).collect(),
+        processing_guarantee: None,
+        threads: 1,
+        duration: None,
+        commit_interval_ms: None,
+        partitions: 4,
+        rate: 20,
+        numbers: spec.numbers.iter().map(|n| (n.flag, n.default)).collect(),
+    };
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            print!("{}", usage(spec));
+            return Ok(None);
+        }
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (flag, None),
+        };
+        let value = match inline.or_else(|| args.next()) {
+            Some(v) => v,
+            None => return Err(UsageError(format!("`{flag}` needs a value; see --help"))),
+        };
+        let bad = |what: &str| UsageError(format!("invalid value `{value}` for `{flag}`: expected {what}"));
+        match flag.as_str() {
+            "--bootstrap-servers" => out.bootstrap_servers = Some(value.clone()),
+            "--application-id" => out.application_id = value.clone(),
+            "--state-dir" => out.state_dir = Some(PathBuf::from(&value)),
+            "--processing-guarantee" => match value.as_str() {
+                "exactly_once_v2" | "at_least_once" => out.processing_guarantee = Some(value.clone()),
+                _ => return Err(bad("exactly_once_v2 or at_least_once")),
+            },
+            "--threads" => out.threads = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?,
+            "--duration" => {
+                out.duration = Some(Duration::from_secs_f64(
+                    value.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| bad("seconds > 0"))?,
+                ))
+            }
+            "--commit-interval-ms" => {
+                out.commit_interval_ms = Some(value.parse().map_err(|_| bad("milliseconds"))?);
+            }
+            "--partitions" => {
+                out.partitions = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?
+            }
+            "--rate" => out.rate = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?,
+            other => {
+                if let Some(t) = spec.inputs.iter().chain(&spec.outputs).find(|t| t.flag == other) {
+                    out.topics.insert(t.flag, value.clone());
+                } else if let Some(n) = spec.numbers.iter().find(|n| n.flag == other) {
+                    out.numbers.insert(n.flag, value.parse().map_err(|_| bad("a number"))?);
+                } else {
+                    return Err(UsageError(format!("unknown option `{other}`; see --help")));
+                }
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Produces demo input on the embedded cluster until told to stop.
+pub trait DemoGenerator: Send + 'static {
+    /// The next record: (topic flag, key, value, timestamp ms).
+    fn next(&mut self, now_ms: i64) -> (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+}
+
+/// Turns an output record into a printable line.
+pub type Printer = fn(&str, Option<&[u8]>, Option<&[u8]>) -> String;
+
+/// Prints `topic  key -> value` with keys and values as UTF-8 text.
+pub fn print_record(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> String {
+    let text = |b: Option<&[u8]>| b.map_or_else(|| "null".to_owned(), |b| String::from_utf8_lossy(b).into_owned());
+    format!("{topic}  {:>14} -> {}", text(key), text(value))
+}
+
+/// A small deterministic random source for demo data.
+#[derive(Debug, Clone)]
+pub struct DemoRandom(u64);
+
+impl DemoRandom {
+    /// Seeded.
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    /// The next number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Installs the `tracing` subscriber (`RUST_LOG`, default info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Resolves when Ctrl-C or SIGTERM arrives, setting `stop`.
+fn watch_signals(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        });
+        tracing::info!("signal received; closing");
+        stop.store(true, Ordering::Release);
+    });
+}
+
+/// Runs an example: builds its topology from the parsed arguments, starts it
+/// on the chosen cluster, prints a status line every few seconds, and stops
+/// cleanly. Exits the process with status 2 on a usage error, 1 on failure.
+pub fn run(
+    spec: &AppSpec,
+    build: impl FnOnce(&Args) -> Result<Topology, Box<dyn std::error::Error>>,
+    generator: impl FnOnce(&Args) -> Box<dyn DemoGenerator>,
+    printer: Printer,
+) {
+    init_logging();
+    let args = match parse(spec, std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("{}: {e}", spec.name);
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run_args(spec, &args, build, generator, printer) {
+        eprintln!("{}: {e}", spec.name);
+        std::process::exit(1);
+    }
+}
+
+fn run_args(
+    spec: &AppSpec,
+    args: &Args,
+    build: impl FnOnce(&Args) -> Result<Topology, Box<dyn std::error::Error>>,
+    generator: impl FnOnce(&Args) -> Box<dyn DemoGenerator>,
+    printer: Printer,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (servers, embedded) = match &args.bootstrap_servers {
+        Some(s) => (s.clone(), None),
+        None => {
+            let cluster = Arc::new(EmbeddedCluster::start()?);
+            (cluster.bootstrap_servers().to_owned(), Some(cluster))
+        }
+    };
+    let mut config = StreamsConfig::new(args.application_id.clone(), servers.clone());
+    let private_dir = (embedded.is_some() && args.state_dir.is_none())
+        .then(|| std::env::temp_dir().join(format!("rivulet-examples-{}", std::process::id())));
+    config.state_dir = match (&args.state_dir, &private_dir) {
+        (Some(d), _) | (None, Some(d)) => d.clone(),
+        (None, None) => std::env::temp_dir().join("rivulet-examples"),
+    };
+    let _cleanup = private_dir.map(RemoveOnDrop);
+    let guarantee = args
+        .processing_guarantee
+        .clone()
+        .unwrap_or_else(|| if embedded.is_some() { "at_least_once" } else { "exactly_once_v2" }.to_owned());
+    if embedded.is_some() && guarantee == "exactly_once_v2" {
+        return Err("the embedded cluster cannot do exactly-once (it shows aborted records to read_committed \
+                    readers); use --processing-guarantee at_least_once or --bootstrap-servers"
+            .into());
+    }
+    config.set("processing.guarantee", &guarantee)?;
+    config.set("num.stream.threads", &args.threads.to_string())?;
+    let commit = args.commit_interval_ms.or(embedded.as_ref().map(|_| 1000));
+    if let Some(ms) = commit {
+        config.set("commit.interval.ms", &ms.to_string())?;
+    }
+    let topology = build(args)?;
+    tracing::info!("topology:\n{}", topology.describe());
+    let mut streams = KafkaStreams::new(topology, config)?;
+    if let Some(cluster) = &embedded {
+        streams = streams.with_embedded_cluster(Arc::clone(cluster));
+    }
+    let topics: Vec<InternalTopicSpec> = spec
+        .inputs
+        .iter()
+        .chain(&spec.outputs)
+        .map(|t| InternalTopicSpec {
+            name: args.topic(t.flag).to_owned(),
+            partitions: args.partitions,
+            config: if t.compacted {
+                BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())])
+            } else {
+                BTreeMap::new()
+            },
+        })
+        .collect();
+    streams.create_topics_if_missing(&topics)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(Arc::clone(&stop));
+    let mut helpers = Vec::new();
+    if embedded.is_some() {
+        let topic_names: BTreeMap<&'static str, String> =
+            spec.inputs.iter().map(|t| (t.flag, args.topic(t.flag).to_owned())).collect();
+        helpers.push(demo::spawn_generator(&servers, topic_names, generator(args), args.rate, Arc::clone(&stop))?);
+        let outputs: Vec<String> = spec.outputs.iter().map(|t| args.topic(t.flag).to_owned()).collect();
+        helpers.push(demo::spawn_printer(&servers, outputs, printer, Arc::clone(&stop))?);
+        println!("{}: running on an embedded cluster with demo data; results print below. Ctrl-C to stop.", spec.name);
+    }
+    streams.start()?;
+    let started = Instant::now();
+    let mut last_status = Instant::now();
+    loop {
+        if stop.load(Ordering::Acquire) || args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        if matches!(streams.state(), State::Error | State::PendingError | State::NotRunning) {
+            break;
+        }
+        // Wakes on any state change, at the latest after a second.
+        streams.wait_for_state(State::Error, Duration::from_millis(250));
+        if last_status.elapsed() >= Duration::from_secs(5) {
+            last_status = Instant::now();
+            let m = streams.metrics();
+            let restoring = if m.records_restored < m.records_to_restore {
+                format!(" restoring={}/{}", m.records_restored, m.records_to_restore)
+            } else {
+                String::new()
+            };
+            tracing::info!(
+                "status: state={} in={} processed={} out={} dropped={} commits={}{restoring}",
+                streams.state(),
+                m.records_consumed,
+                m.records_processed,
+                m.records_produced,
+                m.records_dropped,
+                m.commits
+            );
+        }
+    }
+    stop.store(true, Ordering::Release);
+    streams.close();
+    for h in helpers {
+        let _ = h.join();
+    }
+    match streams.error() {
+        Some(e) => Err(format!("stopped after an error: {e}").into()),
+        None => {
+            let m = streams.metrics();
+            tracing::info!(processed = m.records_processed, produced = m.records_produced, "stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+/// Removes a private state directory when the run ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+mod demo {
+    //! The embedded cluster's demo-data generator and result printer.
+
+    use super::*;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use rdkafka::ClientConfig;
+
+    pub(super) fn spawn_generator(
+        servers: &str,
+        topics: BTreeMap<&'static str, String>,
+        mut generator: Box<dyn DemoGenerator>,
+        rate: u32,
+        stop: Arc<AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>, Box<dyn std::error::Error>> {
+        let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", servers)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .create()?;
+        Ok(std::thread::spawn(move || {
+            let period = Duration::from_secs_f64(1.0 / f64::from(rate));
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Acquire) {
+                let (flag, key, value, ts) = generator.next(now_ms());
+                let Some(topic) = topics.get(flag) else { continue };
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(ts);
+                if let Some(k) = &key {
+                    record = record.key(k.as_slice());
+                }
+                if let Some(v) = &value {
+                    record = record.payload(v.as_slice());
+                }
+                if let Err((e, _)) = producer.send(record) {
+                    tracing::warn!(error = %e, "demo generator could not send");
+                }
+                // The generator's pace is what it waits for, not a condition.
+                next += period;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::park_timeout(wait);
+                }
+            }
+            let _ = producer.flush(Duration::from_secs(5));
+        }))
+    }
+
+    pub(super) fn spawn_printer(
+        servers: &str,
+        topics: Vec<String>,
+        printer: Printer,
+        stop: Arc<AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>, Box<dyn std::error::Error>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", servers)
+            .set("group.id", "rivulet-example-printer")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        Ok(std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                    println!("{}", printer(m.topic(), m.key(), m.payload()));
+                }
+            }
+        }))
+    }
+}
