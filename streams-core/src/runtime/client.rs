@@ -57,7 +57,9 @@ pub(crate) fn restore_consumer(config: &StreamsConfig, client_id: &str) -> Clien
         .set("fetch.max.bytes", "104857600")
         .set("max.partition.fetch.bytes", "16777216")
         .set("queued.max.messages.kbytes", "262144");
-    c.remove("group.id");
+    // librdkafka refuses `assign` without a group id; this one never joins
+    // a group nor commits.
+    c.set("group.id", format!("{}-restore", config.application_id));
     c
 }
 

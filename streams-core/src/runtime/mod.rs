@@ -158,9 +158,15 @@ pub(crate) struct Env {
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
     stop: AtomicBool,
     lifecycle: Arc<Lifecycle>,
+    /// The tasks each stream thread runs.
+    tasks: Mutex<BTreeMap<usize, Vec<crate::task::TaskId>>>,
 }
 
 impl Env {
+    fn set_thread_tasks(&self, index: usize, tasks: Vec<crate::task::TaskId>) {
+        guard(&self.tasks).insert(index, tasks);
+    }
+
     fn set_thread_status(&self, index: usize, status: ThreadStatus) {
         self.lifecycle.set_thread(index, status);
     }
@@ -249,6 +255,14 @@ impl KafkaStreams {
     /// Counters summed over the instance's threads.
     pub fn metrics(&self) -> Metrics {
         guard(&self.env).as_ref().map(|e| e.counters.snapshot()).unwrap_or_default()
+    }
+
+    /// The tasks this instance runs now, over all its threads, sorted.
+    pub fn local_tasks(&self) -> Vec<crate::task::TaskId> {
+        let mut tasks: Vec<_> =
+            guard(&self.env).as_ref().map(|e| guard(&e.tasks).values().flatten().copied().collect()).unwrap_or_default();
+        tasks.sort();
+        tasks
     }
 
     /// Waits until the instance is in `state`, or the timeout passes; says which.
@@ -349,6 +363,7 @@ impl KafkaStreams {
             restore_listener: guard(&self.restore_listener).clone(),
             stop: AtomicBool::new(false),
             lifecycle: Arc::clone(&self.lifecycle),
+            tasks: Mutex::new(BTreeMap::new()),
         });
         *guard(&self.env) = Some(Arc::clone(&env));
         if let Some(task) = global_task {

@@ -163,6 +163,7 @@ impl ThreadState {
             }
         }
         self.paused.clear();
+        self.env.set_thread_tasks(self.index, Vec::new());
     }
 
     /// Creates the tasks of a new assignment and restores their stores.
@@ -203,6 +204,7 @@ impl ThreadState {
             };
             self.tasks.insert(id, StreamTask::new(engine));
         }
+        self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
         Ok(())
     }
 
