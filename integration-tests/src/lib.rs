@@ -111,6 +111,29 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
     }
 }
 
+/// Creates a compacted topic (for tables) from synchronous code.
+pub fn create_compacted_topic_blocking(topic: &str, partitions: i32) -> Result<(), HarnessError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HarnessError::Timeout(Duration::ZERO, format!("a tokio runtime for topic creation: {e}")))?;
+    rt.block_on(async {
+        let admin: AdminClient<DefaultClientContext> = client_config().create()?;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+        let results = admin
+            .create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+            .await
+            .map_err(|source| HarnessError::NoBroker { servers: bootstrap_servers(), source })?;
+        for result in results {
+            if let Err((name, code)) = result {
+                return Err(HarnessError::CreateTopic { topic: name, code });
+            }
+        }
+        // Then wait for leaders as for any topic.
+        create_topic(topic, partitions).await
+    })
+}
+
 /// Creates `topic` from synchronous code (a private runtime).
 pub fn create_topic_blocking(topic: &str, partitions: i32) -> Result<(), HarnessError> {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -73,17 +73,18 @@ fn restarts_restore_from_the_checkpoint_or_from_scratch() -> Result<(), Box<dyn 
     create_topic_blocking(&input, 2)?;
     create_topic_blocking(&output, 2)?;
     let dir = tempfile::tempdir()?;
-    let run = |expected: &std::collections::BTreeMap<String, Option<String>>| -> Result<u64, Box<dyn std::error::Error>> {
-        let streams =
-            KafkaStreams::new(word_count::topology(&input, &output)?, config(&app, dir.path(), "exactly_once_v2"))?;
-        let restored = Arc::new(Restored::default());
-        streams.set_restore_listener(restored.clone());
-        streams.start()?;
-        let read = read_until(&output, TIMEOUT, |r| &latest_by_key(r) == expected);
-        streams.close();
-        read?;
-        Ok(restored.0.load(Ordering::Relaxed))
-    };
+    let run =
+        |expected: &std::collections::BTreeMap<String, Option<String>>| -> Result<u64, Box<dyn std::error::Error>> {
+            let streams =
+                KafkaStreams::new(word_count::topology(&input, &output)?, config(&app, dir.path(), "exactly_once_v2"))?;
+            let restored = Arc::new(Restored::default());
+            streams.set_restore_listener(restored.clone());
+            streams.start()?;
+            let read = read_until(&output, TIMEOUT, |r| &latest_by_key(r) == expected);
+            streams.close();
+            read?;
+            Ok(restored.0.load(Ordering::Relaxed))
+        };
 
     let (first, mut expected) = lines(5_000, 3);
     produce(&input, &records(&first, 1_700_000_000_000))?;

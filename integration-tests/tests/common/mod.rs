@@ -35,14 +35,16 @@ pub fn config(app: &str, state_dir: &std::path::Path, guarantee: &str) -> Stream
     config
 }
 
-
 /// Lines as records to produce (no key; timestamps from `t0`, 1 ms apart).
 pub fn records(lines: &[String], t0: i64) -> Vec<integration_tests::Input<'_>> {
     lines.iter().enumerate().map(|(i, l)| (None, Some(l.as_bytes()), t0 + i as i64)).collect()
 }
 
 /// Sums two expected-count maps.
-pub fn merge(a: &BTreeMap<String, Option<String>>, b: &BTreeMap<String, Option<String>>) -> BTreeMap<String, Option<String>> {
+pub fn merge(
+    a: &BTreeMap<String, Option<String>>,
+    b: &BTreeMap<String, Option<String>>,
+) -> BTreeMap<String, Option<String>> {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for m in [a, b] {
         for (k, v) in m {

@@ -259,8 +259,10 @@ impl KafkaStreams {
 
     /// The tasks this instance runs now, over all its threads, sorted.
     pub fn local_tasks(&self) -> Vec<crate::task::TaskId> {
-        let mut tasks: Vec<_> =
-            guard(&self.env).as_ref().map(|e| guard(&e.tasks).values().flatten().copied().collect()).unwrap_or_default();
+        let mut tasks: Vec<_> = guard(&self.env)
+            .as_ref()
+            .map(|e| guard(&e.tasks).values().flatten().copied().collect())
+            .unwrap_or_default();
         tasks.sort();
         tasks
     }

@@ -16,11 +16,40 @@ pub(crate) struct StreamTask {
     queues: HashMap<String, VecDeque<RawRecord>>,
     /// Topic → next offset to commit (last processed + 1), since the last commit.
     pub(crate) consumed: HashMap<String, i64>,
+    /// Input topics that had records waiting when the task was created, with
+    /// the end offset then. Until each has a record buffered or its position
+    /// reached that end, the task waits (Kafka Streams' `max.task.idle.ms=0`
+    /// rule): so that a table's existing records are joined before newer
+    /// stream records, not after.
+    pub(crate) unfetched: HashMap<String, i64>,
+    /// When to stop waiting for `unfetched` partitions regardless.
+    pub(crate) wait_deadline: std::time::Instant,
 }
 
 impl StreamTask {
     pub(crate) fn new(engine: TaskEngine) -> Self {
-        Self { engine, queues: HashMap::new(), consumed: HashMap::new() }
+        Self {
+            engine,
+            queues: HashMap::new(),
+            consumed: HashMap::new(),
+            unfetched: HashMap::new(),
+            wait_deadline: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether every input partition has a record buffered or had nothing to fetch.
+    pub(crate) fn ready(&mut self) -> bool {
+        if self.unfetched.is_empty() {
+            return true;
+        }
+        if std::time::Instant::now() >= self.wait_deadline {
+            tracing::warn!(partitions = ?self.unfetched.keys().collect::<Vec<_>>(), "gave up waiting for the first fetch");
+            self.unfetched.clear();
+            return true;
+        }
+        let queues = &self.queues;
+        self.unfetched.retain(|t, _| queues.get(t).is_none_or(VecDeque::is_empty));
+        self.unfetched.is_empty()
     }
 
     pub(crate) fn push(&mut self, record: RawRecord) {
@@ -37,10 +66,6 @@ impl StreamTask {
             .min()
             .map(|(_, t)| t.clone())?;
         self.queues.get_mut(&topic).and_then(VecDeque::pop_front)
-    }
-
-    pub(crate) fn buffered(&self) -> usize {
-        self.queues.values().map(VecDeque::len).sum()
     }
 
     pub(crate) fn queue_len(&self, topic: &str) -> usize {

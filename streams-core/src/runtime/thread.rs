@@ -26,6 +26,9 @@ use crate::topology::RawRecord;
 
 /// Records polled per loop before processing.
 const POLL_BATCH: usize = 2000;
+/// How long a new task waits at most for the first records of partitions
+/// that have some.
+const FIRST_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Records a task processes per loop before others get a turn.
 const PROCESS_BATCH: usize = 100;
 
@@ -167,7 +170,12 @@ impl ThreadState {
     }
 
     /// Creates the tasks of a new assignment and restores their stores.
-    fn take_assignment(&mut self, partitions: Vec<(String, i32)>) -> Result<(), StreamsError> {
+    fn take_assignment(
+        &mut self,
+        partitions: Vec<(String, i32)>,
+        consumer: &BaseConsumer<ThreadContext>,
+    ) -> Result<(), StreamsError> {
+        let waiting = self.unfetched_partitions(&partitions, consumer);
         let ids: BTreeSet<TaskId> = partitions
             .iter()
             .filter_map(|(topic, p)| self.env.topic_sub.get(topic).map(|&s| TaskId { subtopology: s, partition: *p }))
@@ -202,10 +210,69 @@ impl ThreadState {
                 }
                 other => other?,
             };
-            self.tasks.insert(id, StreamTask::new(engine));
+            let mut task = StreamTask::new(engine);
+            for ((topic, partition), end) in &waiting {
+                if *partition == id.partition && self.env.topic_sub.get(topic) == Some(&id.subtopology) {
+                    task.unfetched.insert(topic.clone(), *end);
+                }
+            }
+            task.wait_deadline = Instant::now() + FIRST_FETCH_WAIT;
+            self.tasks.insert(id, task);
         }
         self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
         Ok(())
+    }
+
+    /// The assigned partitions that have records to read (start offset below
+    /// the end), with that end. Errors only cost the wait: they are logged.
+    fn unfetched_partitions(
+        &self,
+        partitions: &[(String, i32)],
+        consumer: &BaseConsumer<ThreadContext>,
+    ) -> HashMap<(String, i32), i64> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition(t, *p);
+        }
+        let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read committed offsets; not waiting for first fetches");
+                return HashMap::new();
+            }
+        };
+        let mut out = HashMap::new();
+        for e in committed.elements() {
+            let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10)) else {
+                continue;
+            };
+            let start = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => match self.env.config.auto_offset_reset {
+                    crate::topology::OffsetReset::Earliest => low,
+                    crate::topology::OffsetReset::Latest => high,
+                },
+            };
+            if start < high {
+                out.insert((e.topic().to_owned(), e.partition()), high);
+            }
+        }
+        out
+    }
+
+    /// Drops waits on partitions whose position reached the end they had.
+    fn check_fetch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        if self.tasks.values().all(|t| t.unfetched.is_empty()) {
+            return;
+        }
+        let Ok(positions) = consumer.position() else { return };
+        for (id, task) in &mut self.tasks {
+            task.unfetched.retain(|topic, end| {
+                !positions
+                    .find_partition(topic, id.partition)
+                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end))
+            });
+        }
     }
 
     /// Builds a task's engine and restores its stores; on failure the engine
@@ -250,6 +317,9 @@ impl ThreadState {
         let mut total = 0;
         for (id, task) in self.tasks.iter_mut() {
             let dropped_before: u64 = task.engine.dropped_records().values().sum();
+            if !task.ready() {
+                continue;
+            }
             for _ in 0..PROCESS_BATCH {
                 let Some(record) = task.next_record() else { break };
                 let (topic, offset) = (record.topic.clone(), record.offset.unwrap_or(-1));
@@ -269,10 +339,6 @@ impl ThreadState {
             Counters::add(&self.env.counters.processed, total as u64);
         }
         Ok(total)
-    }
-
-    fn buffered(&self) -> usize {
-        self.tasks.values().map(StreamTask::buffered).sum()
     }
 
     /// Pauses partitions whose queues are full and resumes drained ones.
@@ -406,7 +472,7 @@ fn run_loop(
             batch.clear();
         }
         if let Some(partitions) = st.assigned.take() {
-            st.take_assignment(partitions)?;
+            st.take_assignment(partitions, consumer)?;
             env.set_thread_status(st.index, ThreadStatus::Running);
         }
         Counters::add(&env.counters.consumed, batch.len() as u64);
@@ -416,13 +482,14 @@ fn run_loop(
                 task.push(record);
             }
         }
+        st.check_fetch_positions(consumer);
         let processed = st.process()?;
         st.back_pressure(consumer)?;
         if st.last_commit.elapsed() >= commit_interval {
             st.commit(consumer)?;
         }
         st.output.poll();
-        idle = processed == 0 && st.buffered() == 0;
+        idle = processed == 0;
     }
     Ok(())
 }
