@@ -76,6 +76,9 @@ pub struct Args {
     pub rate: u32,
     /// Extra numeric options by flag.
     pub numbers: BTreeMap<&'static str, f64>,
+    /// `--config KEY=VALUE`: any StreamsConfig key (including `consumer.*` /
+    /// `producer.*` pass-through), applied last.
+    pub config: Vec<(String, String)>,
 }
 
 impl Args {
@@ -111,6 +114,7 @@ fn usage(spec: &AppSpec) -> String {
     line("--partitions N", "partitions of topics this example creates when missing (default 4)");
     line("--duration SECS", "stop cleanly after this long (default: run until Ctrl-C)");
     line("--rate N", "embedded cluster only: demo records per second (default 20)");
+    line("--config KEY=VALUE", "any StreamsConfig key, e.g. consumer.session.timeout.ms=10000 (repeatable)");
     for n in &spec.numbers {
         line(&format!("{} N", n.flag), &format!("{} (default {})", n.help, n.default));
     }
@@ -145,6 +149,7 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
         partitions: 4,
         rate: 20,
         numbers: spec.numbers.iter().map(|n| (n.flag, n.default)).collect(),
+        config: Vec::new(),
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -180,6 +185,10 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
             }
             "--partitions" => {
                 out.partitions = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?
+            }
+            "--config" => {
+                let (k, v) = value.split_once('=').ok_or_else(|| bad("KEY=VALUE"))?;
+                out.config.push((k.trim().to_owned(), v.trim().to_owned()));
             }
             "--rate" => out.rate = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?,
             other => {
@@ -327,6 +336,9 @@ fn run_args(
     let commit = args.commit_interval_ms.or(embedded.as_ref().map(|_| 1000));
     if let Some(ms) = commit {
         config.set("commit.interval.ms", &ms.to_string())?;
+    }
+    for (k, v) in &args.config {
+        config.set(k, v)?;
     }
     let topology = build(args)?;
     tracing::info!("topology:\n{}", topology.describe());

@@ -247,3 +247,40 @@ pub fn latest_by_key(records: &[TestRecord]) -> std::collections::BTreeMap<Strin
         })
         .collect()
 }
+
+/// Waits until consumer group `group` has committed, on every partition of
+/// `topics` and of its own repartition topics (`<group>-…-repartition`), an
+/// offset at the partition's end: everything written so far is processed and
+/// its results are committed. A transactional writer ends a partition with a
+/// commit marker that no record follows, so internal topics count as done
+/// one short of their end.
+pub fn wait_for_group_caught_up(group: &str, topics: &[&str], timeout: Duration) -> Result<(), HarnessError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = client_config().set("group.id", group).set("enable.auto.commit", "false").create()?;
+    wait_until(timeout, &format!("group {group} to commit up to the end of its inputs"), || {
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).ok()?;
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for t in metadata.topics() {
+            let internal = t.name().starts_with(&format!("{group}-")) && t.name().ends_with("-repartition");
+            if !internal && !topics.contains(&t.name()) {
+                continue;
+            }
+            for p in t.partitions() {
+                let (_, high) = consumer.fetch_watermarks(t.name(), p.id(), Duration::from_secs(5)).ok()?;
+                tpl.add_partition(t.name(), p.id());
+                ends.push((t.name().to_owned(), p.id(), if internal { high - 1 } else { high }));
+            }
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(5)).ok()?;
+        ends.iter()
+            .all(|(t, p, end)| {
+                *end <= 0
+                    || committed
+                        .find_partition(t, *p)
+                        .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end))
+            })
+            .then_some(())
+    })
+}
