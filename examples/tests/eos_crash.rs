@@ -65,7 +65,11 @@ fn run(guarantee: &str, seed: u64) -> Result<(), Box<dyn std::error::Error>> {
 
     let state = tempfile::tempdir()?;
     let mut a = base_args(&app, state.path());
-    a.extend(args(&[("--input-topic", &input_topic), ("--output-topic", &output), ("--processing-guarantee", guarantee)]));
+    a.extend(args(&[
+        ("--input-topic", &input_topic),
+        ("--output-topic", &output),
+        ("--processing-guarantee", guarantee),
+    ]));
     if guarantee == "at_least_once" {
         a.extend(args(&[("--commit-interval-ms", "500")]));
     }

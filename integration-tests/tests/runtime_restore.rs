@@ -22,7 +22,11 @@ impl Processor<Vec<u8>, Vec<u8>> for Put {
         Ok(())
     }
 
-    fn process(&mut self, r: Record<Vec<u8>, Vec<u8>>, _: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        r: Record<Vec<u8>, Vec<u8>>,
+        _: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
+    ) -> Result<(), ProcessorError> {
         if let Some(s) = &self.store {
             s.put(r.key(), r.value())?;
         }
@@ -37,7 +41,8 @@ fn restores_a_large_changelog() -> Result<(), Box<dyn std::error::Error>> {
     create_topic_blocking(&input, 1)?;
     let changelog = format!("{app}-kv-changelog");
     create_topic_blocking(&changelog, 1)?;
-    let rows: Vec<(String, String)> = (0..n).map(|i| (format!("key-{i:09}"), format!("value-{i}-{}", "x".repeat(60)))).collect();
+    let rows: Vec<(String, String)> =
+        (0..n).map(|i| (format!("key-{i:09}"), format!("value-{i}-{}", "x".repeat(60)))).collect();
     for chunk in rows.chunks(100_000) {
         let records: Vec<_> = chunk.iter().map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()), 1_000)).collect();
         produce(&changelog, &records)?;

@@ -20,6 +20,22 @@ pub enum ProcessingGuarantee {
     ExactlyOnceV2,
 }
 
+/// What happens to a record that cannot be deserialized or whose processing
+/// fails (Kafka Streams' exception handlers).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ErrorHandling {
+    /// Stop with an error naming the record's topic, partition and offset;
+    /// nothing past it is committed (the default).
+    #[default]
+    Fail,
+    /// Log it, count it, and go on with the next record.
+    LogAndContinue,
+    /// Write the record as it was read (key, value, timestamp, headers) to
+    /// this topic, with the error in `__streams.errors.*` headers, count it,
+    /// and go on.
+    DeadLetter(String),
+}
+
 /// A built-in serde chosen by name in the config (`default.key.serde`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SerdeName {
@@ -80,6 +96,10 @@ const KNOWN: &[&str] = &[
     "auto.offset.reset",
     "default.key.serde",
     "default.value.serde",
+    "default.deserialization.exception.handler",
+    "deserialization.exception.handler",
+    "processing.exception.handler",
+    "errors.dead.letter.queue.topic.name",
 ];
 
 /// An application's settings.
@@ -109,6 +129,14 @@ pub struct StreamsConfig {
     pub default_key_serde: Option<SerdeName>,
     /// `default.value.serde`.
     pub default_value_serde: Option<SerdeName>,
+    /// `default.deserialization.exception.handler`: `log_and_fail` (default),
+    /// `log_and_continue` or `dead_letter` (to `errors.dead.letter.queue.topic.name`).
+    pub deserialization_handling: ErrorHandling,
+    /// `processing.exception.handler`: the same choices, for errors returned
+    /// by processors (user functions).
+    pub processing_handling: ErrorHandling,
+    /// `errors.dead.letter.queue.topic.name`.
+    pub dead_letter_topic: Option<String>,
     /// `consumer.*` settings, prefix removed.
     pub consumer: BTreeMap<String, String>,
     /// `producer.*` settings, prefix removed.
@@ -156,6 +184,9 @@ impl StreamsConfig {
             auto_offset_reset: OffsetReset::Earliest,
             default_key_serde: None,
             default_value_serde: None,
+            deserialization_handling: ErrorHandling::Fail,
+            processing_handling: ErrorHandling::Fail,
+            dead_letter_topic: None,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
             admin: BTreeMap::new(),
@@ -256,6 +287,39 @@ impl StreamsConfig {
                         self.default_value_serde = Some(serde);
                     }
                 }
+                "default.deserialization.exception.handler"
+                | "deserialization.exception.handler"
+                | "processing.exception.handler" => {
+                    let topic = || self.dead_letter_topic.clone().unwrap_or_default();
+                    let handling = match value {
+                        "log_and_fail"
+                        | "fail"
+                        | "LogAndFailExceptionHandler"
+                        | "LogAndFailProcessingExceptionHandler" => ErrorHandling::Fail,
+                        "log_and_continue"
+                        | "continue"
+                        | "LogAndContinueExceptionHandler"
+                        | "LogAndContinueProcessingExceptionHandler" => ErrorHandling::LogAndContinue,
+                        "dead_letter" | "dead_letter_queue" => ErrorHandling::DeadLetter(topic()),
+                        _ => return Err(invalid(key, value, "log_and_fail, log_and_continue or dead_letter")),
+                    };
+                    if key == "processing.exception.handler" {
+                        self.processing_handling = handling;
+                    } else {
+                        self.deserialization_handling = handling;
+                    }
+                }
+                "errors.dead.letter.queue.topic.name" => {
+                    if value.is_empty() {
+                        return Err(invalid(key, value, "a topic name"));
+                    }
+                    self.dead_letter_topic = Some(value.to_owned());
+                    for h in [&mut self.deserialization_handling, &mut self.processing_handling] {
+                        if let ErrorHandling::DeadLetter(t) = h {
+                            value.clone_into(t);
+                        }
+                    }
+                }
                 _ => {
                     if let Some(k) = key.strip_prefix("consumer.") {
                         self.consumer.insert(k.to_owned(), value.to_owned());
@@ -284,6 +348,11 @@ impl StreamsConfig {
         }
         if self.bootstrap_servers.trim().is_empty() {
             return Err(ConfigError::Missing("bootstrap.servers"));
+        }
+        for h in [&self.deserialization_handling, &self.processing_handling] {
+            if matches!(h, ErrorHandling::DeadLetter(t) if t.is_empty()) {
+                return Err(ConfigError::Missing("errors.dead.letter.queue.topic.name"));
+            }
         }
         Ok(())
     }
@@ -353,6 +422,26 @@ mod tests {
             ("application.server", "nohost"),
         ]);
         assert!(matches!(e, Err(ConfigError::Invalid { key, .. }) if key == "application.server"));
+    }
+
+    #[test]
+    fn error_handlers_by_name() -> Result<(), ConfigError> {
+        let mut c = StreamsConfig::new("app", "b:1");
+        assert_eq!(c.deserialization_handling, ErrorHandling::Fail);
+        c.set("default.deserialization.exception.handler", "log_and_continue")?;
+        assert_eq!(c.deserialization_handling, ErrorHandling::LogAndContinue);
+        assert_eq!(
+            c.set("processing.exception.handler", "dead_letter").err(),
+            Some(ConfigError::Missing("errors.dead.letter.queue.topic.name"))
+        );
+        let c = StreamsConfig::from_props([
+            ("application.id", "a"),
+            ("bootstrap.servers", "b:1"),
+            ("processing.exception.handler", "dead_letter"),
+            ("errors.dead.letter.queue.topic.name", "dlq"),
+        ])?;
+        assert_eq!(c.processing_handling, ErrorHandling::DeadLetter("dlq".into()));
+        Ok(())
     }
 
     #[test]

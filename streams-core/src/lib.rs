@@ -81,7 +81,7 @@ mod task;
 pub mod test_driver;
 pub mod topology;
 
-pub use config::{ConfigError, ProcessingGuarantee, StreamsConfig};
+pub use config::{ConfigError, ErrorHandling, ProcessingGuarantee, StreamsConfig};
 pub use error::{BoxError, ProcessorError, StreamsError, TopologyError};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
 pub use record::{Header, Headers, Record, RecordMetadata};

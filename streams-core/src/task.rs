@@ -420,27 +420,44 @@ impl TaskEngine {
         collector: &mut dyn RecordCollector,
         wall_clock: i64,
     ) -> Result<(), StreamsError> {
-        let (source, decoder) =
-            self.decoders.get(&raw.topic).cloned().ok_or_else(|| StreamsError::UnknownTopic(raw.topic.clone()))?;
+        self.process_record(raw, collector, wall_clock).map_err(|failed| failed.0)
+    }
+
+    /// As [`process`](Self::process), giving the record back with the error,
+    /// for error handlers that skip or dead-letter it.
+    pub(crate) fn process_record(
+        &mut self,
+        raw: RawRecord,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<(), Box<(StreamsError, RawRecord)>> {
+        let Some((source, decoder)) = self.decoders.get(&raw.topic).cloned() else {
+            return Err(Box::new((StreamsError::UnknownTopic(raw.topic.clone()), raw)));
+        };
         let metadata = RecordMetadata {
             topic: raw.topic.clone(),
             partition: raw.partition.unwrap_or(0),
             offset: raw.offset.unwrap_or(-1),
         };
-        let record = decoder.decode(&raw).map_err(|e| match e {
-            DecodeError::Serde(source) => StreamsError::Deserialization { metadata: metadata.clone(), source },
-            DecodeError::InvalidTimestamp(timestamp) => {
-                StreamsError::InvalidTimestamp { metadata: metadata.clone(), timestamp }
+        let record = match decoder.decode(&raw) {
+            Ok(r) => r,
+            Err(DecodeError::Serde(source)) => {
+                return Err(Box::new((StreamsError::Deserialization { metadata, source }, raw)))
             }
-        })?;
+            Err(DecodeError::InvalidTimestamp(timestamp)) => {
+                return Err(Box::new((StreamsError::InvalidTimestamp { metadata, timestamp }, raw)))
+            }
+        };
         self.stream_time = self.stream_time.max(record.timestamp());
         let (nodes, mut exec) = self.exec(collector, Some(metadata.clone()), wall_clock);
         let ts = record.timestamp();
-        forward(nodes, &mut exec, source, record, None)
-            .map_err(|source| StreamsError::Processing { metadata: Some(metadata.clone()), source })?;
-        self.ship_changes(collector, ts)
-            .map_err(|source| StreamsError::Processing { metadata: Some(metadata), source })?;
-        self.punctuate_stream_time(collector, wall_clock)
+        let result = forward(nodes, &mut exec, source, record, None)
+            .and_then(|()| self.ship_changes(collector, ts))
+            .map_err(|source| StreamsError::Processing { metadata: Some(metadata), source });
+        if let Err(e) = result {
+            return Err(Box::new((e, raw)));
+        }
+        self.punctuate_stream_time(collector, wall_clock).map_err(|e| Box::new((e, raw)))
     }
 
     /// Sends the stores' pending writes to their changelog topics, on this

@@ -121,6 +121,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             name: None,
             extractor: None,
             offset_reset: consumed.offset_reset,
+            deserialization: consumed.deserialization.clone(),
         };
         if let Some(f) = consumed.extractor.clone() {
             // Tombstones have no value to extract from: they keep Kafka's timestamp.

@@ -19,6 +19,7 @@ pub struct Consumed<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) extractor: Option<ExtractorRef<K, V>>,
     pub(crate) offset_reset: Option<OffsetReset>,
+    pub(crate) deserialization: Option<streams_core::ErrorHandling>,
 }
 
 impl<K, V> Clone for Consumed<K, V> {
@@ -29,6 +30,7 @@ impl<K, V> Clone for Consumed<K, V> {
             name: self.name.clone(),
             extractor: self.extractor.clone(),
             offset_reset: self.offset_reset,
+            deserialization: self.deserialization.clone(),
         }
     }
 }
@@ -42,7 +44,14 @@ impl<K, V> fmt::Debug for Consumed<K, V> {
 impl<K: Data, V: Data> Consumed<K, V> {
     /// Read keys and values with these serdes.
     pub fn with(key_serde: impl Serde<Target = K>, value_serde: impl Serde<Target = V>) -> Self {
-        Self { key: Arc::new(key_serde), value: Arc::new(value_serde), name: None, extractor: None, offset_reset: None }
+        Self {
+            key: Arc::new(key_serde),
+            value: Arc::new(value_serde),
+            name: None,
+            extractor: None,
+            offset_reset: None,
+            deserialization: None,
+        }
     }
 
     /// Where to start reading partitions that have no committed offset.
@@ -61,6 +70,13 @@ impl<K: Data, V: Data> Consumed<K, V> {
         self
     }
 
+    /// What happens to this source's records that cannot be deserialized
+    /// (default: `default.deserialization.exception.handler`).
+    pub fn with_deserialization_handling(mut self, handling: streams_core::ErrorHandling) -> Self {
+        self.deserialization = Some(handling);
+        self
+    }
+
     /// Name the source node.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -68,6 +84,12 @@ impl<K: Data, V: Data> Consumed<K, V> {
     }
 
     pub(crate) fn add_source(&self, shared: &Shared, name: &str, topics: &[&str]) {
+        if let Some(h) = self.deserialization.clone() {
+            shared.add(|t| {
+                t.set_deserialization_handling(topics, h);
+                Ok(())
+            });
+        }
         if let Some(reset) = self.offset_reset {
             shared.add(|t| {
                 t.set_offset_reset(topics, reset);

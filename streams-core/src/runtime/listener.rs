@@ -87,6 +87,8 @@ pub(crate) struct Counters {
     pub(crate) restore_total: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) commits: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
 }
 
 impl Counters {
@@ -104,6 +106,8 @@ impl Counters {
             records_to_restore: get(&self.restore_total),
             records_dropped: get(&self.dropped),
             commits: get(&self.commits),
+            records_skipped: get(&self.skipped),
+            records_dead_lettered: get(&self.dead_lettered),
         }
     }
 }
@@ -126,4 +130,8 @@ pub struct Metrics {
     pub records_dropped: u64,
     /// Commits done.
     pub commits: u64,
+    /// Records skipped by a `log_and_continue` handler (bad bytes, failed processing).
+    pub records_skipped: u64,
+    /// Records written to the dead-letter topic.
+    pub records_dead_lettered: u64,
 }

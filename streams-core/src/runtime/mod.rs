@@ -335,6 +335,19 @@ impl KafkaStreams {
         let existing = admin.partition_counts()?;
         let (_, specs) = plan_internal_topics(&self.topology, app, &existing)?;
         admin.ensure(&specs, true)?;
+        let dead_letter: Vec<&str> = [&self.config.deserialization_handling, &self.config.processing_handling]
+            .into_iter()
+            .filter_map(|h| match h {
+                crate::config::ErrorHandling::DeadLetter(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(topic) = dead_letter.first() {
+            let sources = self.topology.source_topics();
+            let partitions = sources.iter().filter_map(|t| existing.get(t)).copied().max().unwrap_or(1).max(1);
+            let spec = InternalTopicSpec { name: (*topic).to_owned(), partitions, config: Default::default() };
+            admin.ensure(&[spec], false)?;
+        }
         let process_id = process_id(&self.config.state_dir.join(app))?;
         let subtopologies: Vec<Subtopology> = self.topology.subtopologies().into_iter().filter(|s| !s.global).collect();
         let mut topic_sub = HashMap::new();
@@ -462,6 +475,7 @@ fn spawn_stream_thread(env: Arc<Env>, index: usize) -> Result<JoinHandle<()>, St
                         env.set_thread_status(index, ThreadStatus::Rebalancing);
                         continue;
                     }
+                    env.set_thread_status(index, ThreadStatus::Dead);
                     fail_client(&env, &e);
                     break;
                 }

@@ -10,7 +10,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header as KafkaHeader, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::TopicPartitionList;
 
 use super::client::kafka_error;
@@ -150,6 +150,13 @@ impl Output {
     /// Aborts the open transaction (exactly-once) or drops what is queued.
     pub(crate) fn abort(&mut self) {
         if self.transactional && self.in_transaction {
+            // Nothing queued is wanted any more; what is in flight must still
+            // be reported (served by poll) before librdkafka can abort.
+            self.producer.purge(PurgeConfig::default().queue());
+            let deadline = std::time::Instant::now() + TXN_TIMEOUT;
+            while self.producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+                self.producer.poll(Duration::from_millis(50));
+            }
             if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
                 tracing::warn!(error = %e, "aborting the transaction failed");
             }

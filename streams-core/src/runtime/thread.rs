@@ -17,7 +17,7 @@ use super::output::Output;
 use super::restore;
 use super::task::{StreamTask, MAX_BUFFERED};
 use super::{Env, ThreadStatus};
-use crate::config::ProcessingGuarantee;
+use crate::config::{ErrorHandling, ProcessingGuarantee};
 use crate::error::StreamsError;
 use crate::record::Headers;
 use crate::store::StoreContext;
@@ -323,7 +323,10 @@ impl ThreadState {
             for _ in 0..PROCESS_BATCH {
                 let Some(record) = task.next_record() else { break };
                 let (topic, offset) = (record.topic.clone(), record.offset.unwrap_or(-1));
-                task.engine.process(record, &mut self.output, wall)?;
+                if let Err(failed) = task.engine.process_record(record, &mut self.output, wall) {
+                    let (error, raw) = *failed;
+                    handle_error(&self.env, *id, &mut self.output, error, raw)?;
+                }
                 task.mark_processed(&topic, offset);
                 total += 1;
             }
@@ -365,6 +368,55 @@ impl ThreadState {
             consumer.resume(&resume).map_err(|e| kafka_error("resuming partitions", &e))?;
         }
         Ok(())
+    }
+}
+
+/// Applies the configured handler to a record that failed: stop (the error
+/// goes up), skip it, or write it to the dead-letter topic. Either way the
+/// record is accounted for; nothing is dropped silently.
+fn handle_error(
+    env: &Env,
+    task: TaskId,
+    output: &mut Output,
+    error: StreamsError,
+    raw: RawRecord,
+) -> Result<(), StreamsError> {
+    let handling = match &error {
+        StreamsError::Deserialization { .. } | StreamsError::InvalidTimestamp { .. } => {
+            env.topology.deserialization_handling(&raw.topic).unwrap_or(&env.config.deserialization_handling)
+        }
+        StreamsError::Processing { .. } => &env.config.processing_handling,
+        _ => return Err(error),
+    };
+    let (topic, partition, offset) = (raw.topic.clone(), raw.partition.unwrap_or(-1), raw.offset.unwrap_or(-1));
+    match handling {
+        ErrorHandling::Fail => Err(error),
+        ErrorHandling::LogAndContinue => {
+            Counters::add(&env.counters.skipped, 1);
+            tracing::warn!(%task, %topic, partition, offset, %error, "record skipped");
+            Ok(())
+        }
+        ErrorHandling::DeadLetter(dlq) => {
+            let mut headers = raw.headers.clone();
+            let kind = match &error {
+                StreamsError::Deserialization { .. } => "DeserializationError",
+                StreamsError::InvalidTimestamp { .. } => "InvalidTimestamp",
+                _ => "ProcessingError",
+            };
+            headers
+                .add("__streams.errors.exception", Some(kind.as_bytes().to_vec()))
+                .add("__streams.errors.message", Some(error.to_string().into_bytes()))
+                .add("__streams.errors.topic", Some(topic.clone().into_bytes()))
+                .add("__streams.errors.partition", Some(partition.to_string().into_bytes()))
+                .add("__streams.errors.offset", Some(offset.to_string().into_bytes()))
+                .add("__streams.errors.timestamp", Some(raw.timestamp.to_string().into_bytes()));
+            let record = RawRecord { topic: dlq.clone(), partition: None, offset: None, headers, ..raw };
+            crate::task::RecordCollector::send(output, record)
+                .map_err(|source| StreamsError::Processing { metadata: None, source })?;
+            Counters::add(&env.counters.dead_lettered, 1);
+            tracing::warn!(%task, %topic, partition, offset, %error, dead_letter_topic = %dlq, "record dead-lettered");
+            Ok(())
+        }
     }
 }
 

@@ -47,6 +47,7 @@ pub struct Topology {
     global_stores: BTreeSet<String>,
     global_nodes: BTreeSet<usize>,
     offset_resets: BTreeMap<String, OffsetReset>,
+    deserialization_handling: BTreeMap<String, crate::config::ErrorHandling>,
 }
 
 /// Where a source starts reading a partition that has no committed offset.
@@ -361,6 +362,24 @@ impl Topology {
             self.offset_resets.insert((*t).to_owned(), reset);
         }
         self
+    }
+
+    /// Sets what happens to records of `topics` that cannot be deserialized
+    /// (default: the application's `default.deserialization.exception.handler`).
+    pub fn set_deserialization_handling(
+        &mut self,
+        topics: &[&str],
+        handling: crate::config::ErrorHandling,
+    ) -> &mut Self {
+        for t in topics {
+            self.deserialization_handling.insert((*t).to_owned(), handling.clone());
+        }
+        self
+    }
+
+    /// The deserialization handling set for `topic`, if any.
+    pub fn deserialization_handling(&self, topic: &str) -> Option<&crate::config::ErrorHandling> {
+        self.deserialization_handling.get(topic)
     }
 
     /// The offset reset policy set for `topic`, if any.
