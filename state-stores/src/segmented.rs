@@ -240,8 +240,8 @@ impl Segmented {
         records: &mut dyn Iterator<Item = ChangelogRecord>,
         offset: u64,
     ) -> Result<(), StoreError> {
-        let writes = self.restore_writes(records)?;
-        self.core.apply_direct(&writes, offset)
+        let mut writes = self.restore_writes(records)?;
+        self.core.apply_direct(&mut writes, offset)
     }
 
     /// After an abort, segments and stream time must be those of the committed state.

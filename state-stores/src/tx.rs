@@ -174,7 +174,7 @@ impl TxCore {
         if self.pending.is_empty() && offset.is_none_or(|o| Some(o) == self.backend.checkpoint()) {
             return Ok(());
         }
-        self.backend.commit(&self.pending, offset)?;
+        self.backend.commit(&mut self.pending, offset)?;
         self.pending.clear();
         Ok(())
     }
@@ -192,7 +192,7 @@ impl TxCore {
     }
 
     /// Commits a write set built outside the open batch (restore).
-    pub(crate) fn apply_direct(&mut self, writes: &WriteSet, offset: u64) -> Result<(), StoreError> {
+    pub(crate) fn apply_direct(&mut self, writes: &mut WriteSet, offset: u64) -> Result<(), StoreError> {
         self.check_open()?;
         if self.has_pending() {
             return Err(StoreError::PendingWrites { store: self.name.clone() });

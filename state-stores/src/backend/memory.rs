@@ -26,7 +26,7 @@ impl Backend for MemoryBackend {
         Ok(Box::new(self.map.range((Bound::Included(from.to_vec()), upper)).map(|(k, v)| Ok((k.clone(), v.clone())))))
     }
 
-    fn commit(&mut self, writes: &WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError> {
+    fn commit(&mut self, writes: &mut WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError> {
         for (start, end) in &writes.range_deletes {
             if start < end {
                 let doomed: Vec<Vec<u8>> = self.map.range(start.clone()..end.clone()).map(|(k, _)| k.clone()).collect();
@@ -35,13 +35,14 @@ impl Backend for MemoryBackend {
                 }
             }
         }
-        for (k, v) in &writes.ops {
+        // The batch is spent after a commit: move its entries, do not copy them.
+        for (k, v) in std::mem::take(&mut writes.ops) {
             match v {
                 Some(v) => {
-                    self.map.insert(k.clone(), v.clone());
+                    self.map.insert(k, v);
                 }
                 None => {
-                    self.map.remove(k);
+                    self.map.remove(&k);
                 }
             }
         }

@@ -50,7 +50,7 @@ pub(crate) trait Backend: Send + fmt::Debug {
     /// Entries with `from <= key < to` (`to: None`: to the end).
     fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<BackendIter<'_>, StoreError>;
     /// Applies `writes` and records `checkpoint` (when given) atomically.
-    fn commit(&mut self, writes: &WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError>;
+    fn commit(&mut self, writes: &mut WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError>;
     /// Applies changelog records (key, value or tombstone) and the checkpoint
     /// in one atomic write.
     fn restore(

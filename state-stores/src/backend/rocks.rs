@@ -170,9 +170,10 @@ impl RocksBackend {
     }
 }
 
-/// From this many records on, a restore batch is written as an SST file and
+/// From this many records on (measured: below about a million, the memtable
+/// path is faster here), a restore batch is written as an SST file and
 /// ingested (RocksDB's bulk-load path) instead of going through the memtable.
-const SST_INGEST_THRESHOLD: usize = 4096;
+const SST_INGEST_THRESHOLD: usize = 1 << 20;
 
 impl RocksBackend {
     /// Writes sorted, distinct records to an SST file and ingests it; ingested
@@ -225,7 +226,7 @@ impl Backend for RocksBackend {
         })))
     }
 
-    fn commit(&mut self, writes: &WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError> {
+    fn commit(&mut self, writes: &mut WriteSet, checkpoint: Option<u64>) -> Result<(), StoreError> {
         let data = self.cf(DATA_CF)?;
         let mut batch = WriteBatch::default();
         for (start, end) in &writes.range_deletes {

@@ -30,7 +30,7 @@ const POLL_BATCH: usize = 2000;
 /// that have some.
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Records a task processes per loop before others get a turn.
-const PROCESS_BATCH: usize = 100;
+const PROCESS_BATCH: usize = 1000;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -175,6 +175,16 @@ impl ThreadState {
         partitions: Vec<(String, i32)>,
         consumer: &BaseConsumer<ThreadContext>,
     ) -> Result<(), StreamsError> {
+        // librdkafka keeps a partition's pause across rebalances: whatever
+        // back-pressure paused before belongs to tasks that are gone.
+        let mut all = TopicPartitionList::new();
+        for (t, p) in &partitions {
+            all.add_partition(t, *p);
+        }
+        if let Err(e) = consumer.resume(&all) {
+            tracing::warn!(error = %e, "cannot resume assigned partitions");
+        }
+        self.paused.clear();
         let waiting = self.unfetched_partitions(&partitions, consumer);
         let ids: BTreeSet<TaskId> = partitions
             .iter()
