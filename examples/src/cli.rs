@@ -394,12 +394,15 @@ fn run_args(
                 String::new()
             };
             tracing::info!(
-                "status: state={} in={} processed={} out={} dropped={} commits={}{restoring}",
+                "status: state={} in={} processed={} out={} lag={} dropped={} skipped={} dead-lettered={} commits={}{restoring}",
                 streams.state(),
                 m.records_consumed,
                 m.records_processed,
                 m.records_produced,
+                m.consumer_lag,
                 m.records_dropped,
+                m.records_skipped,
+                m.records_dead_lettered,
                 m.commits
             );
         }

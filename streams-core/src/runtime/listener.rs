@@ -96,7 +96,7 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> Metrics {
+    pub(crate) fn snapshot(&self, consumer_lag: u64) -> Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Metrics {
             records_consumed: get(&self.consumed),
@@ -108,6 +108,7 @@ impl Counters {
             commits: get(&self.commits),
             records_skipped: get(&self.skipped),
             records_dead_lettered: get(&self.dead_lettered),
+            consumer_lag,
         }
     }
 }
@@ -134,4 +135,7 @@ pub struct Metrics {
     pub records_skipped: u64,
     /// Records written to the dead-letter topic.
     pub records_dead_lettered: u64,
+    /// Records in the assigned input partitions not read yet (measured by
+    /// each thread every few seconds).
+    pub consumer_lag: u64,
 }

@@ -160,9 +160,15 @@ pub(crate) struct Env {
     lifecycle: Arc<Lifecycle>,
     /// The tasks each stream thread runs.
     tasks: Mutex<BTreeMap<usize, Vec<crate::task::TaskId>>>,
+    /// Each stream thread's consumer lag at its last check.
+    lag: Mutex<BTreeMap<usize, u64>>,
 }
 
 impl Env {
+    fn set_thread_lag(&self, index: usize, lag: u64) {
+        guard(&self.lag).insert(index, lag);
+    }
+
     fn set_thread_tasks(&self, index: usize, tasks: Vec<crate::task::TaskId>) {
         guard(&self.tasks).insert(index, tasks);
     }
@@ -254,7 +260,7 @@ impl KafkaStreams {
 
     /// Counters summed over the instance's threads.
     pub fn metrics(&self) -> Metrics {
-        guard(&self.env).as_ref().map(|e| e.counters.snapshot()).unwrap_or_default()
+        guard(&self.env).as_ref().map(|e| e.counters.snapshot(guard(&e.lag).values().sum())).unwrap_or_default()
     }
 
     /// The tasks this instance runs now, over all its threads, sorted.
@@ -379,6 +385,7 @@ impl KafkaStreams {
             stop: AtomicBool::new(false),
             lifecycle: Arc::clone(&self.lifecycle),
             tasks: Mutex::new(BTreeMap::new()),
+            lag: Mutex::new(BTreeMap::new()),
         });
         *guard(&self.env) = Some(Arc::clone(&env));
         if let Some(task) = global_task {

@@ -29,6 +29,8 @@ const POLL_BATCH: usize = 2000;
 /// How long a new task waits at most for the first records of partitions
 /// that have some.
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// How often a thread measures its consumer lag (for metrics).
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// Records a task processes per loop before others get a turn.
 const PROCESS_BATCH: usize = 1000;
 
@@ -268,6 +270,19 @@ impl ThreadState {
             }
         }
         out
+    }
+
+    /// How far the assigned input partitions' ends are ahead of what was read.
+    fn measure_lag(&self, consumer: &BaseConsumer<ThreadContext>) -> u64 {
+        let Ok(positions) = consumer.position() else { return 0 };
+        let mut lag = 0u64;
+        for e in positions.elements() {
+            let Offset::Offset(pos) = e.offset() else { continue };
+            if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
+                lag += u64::try_from(high - pos).unwrap_or(0);
+            }
+        }
+        lag
     }
 
     /// Drops waits on partitions whose position reached the end they had.
@@ -511,6 +526,7 @@ fn run_loop(
     let commit_interval = env.config.commit_interval();
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     let mut idle = false;
+    let mut last_lag = Instant::now();
     while !env.stop.load(Ordering::Acquire) {
         let generation = lock(state).generation;
         let wait = if idle { Duration::from_millis(50) } else { Duration::ZERO };
@@ -551,6 +567,10 @@ fn run_loop(
             st.commit(consumer)?;
         }
         st.output.poll();
+        if last_lag.elapsed() >= LAG_INTERVAL {
+            last_lag = Instant::now();
+            env.set_thread_lag(st.index, st.measure_lag(consumer));
+        }
         idle = processed == 0;
     }
     Ok(())
