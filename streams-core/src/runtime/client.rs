@@ -37,7 +37,9 @@ pub(crate) fn consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig 
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", offset_reset(config.auto_offset_reset))
         .set("isolation.level", if eos(config) { "read_committed" } else { "read_uncommitted" })
-        .set("allow.auto.create.topics", "false");
+        .set("allow.auto.create.topics", "false")
+        // Feeds the consumer-lag metric.
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &config.consumer {
         c.set(k, v);
     }

@@ -29,8 +29,6 @@ const POLL_BATCH: usize = 2000;
 /// How long a new task waits at most for the first records of partitions
 /// that have some.
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(30);
-/// How often a thread measures its consumer lag (for metrics).
-const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// Records a task processes per loop before others get a turn.
 const PROCESS_BATCH: usize = 1000;
 
@@ -61,6 +59,8 @@ struct ThreadState {
 
 struct ThreadContext {
     state: Arc<Mutex<ThreadState>>,
+    env: Arc<Env>,
+    index: usize,
 }
 
 fn lock(state: &Mutex<ThreadState>) -> MutexGuard<'_, ThreadState> {
@@ -69,7 +69,20 @@ fn lock(state: &Mutex<ThreadState>) -> MutexGuard<'_, ThreadState> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl ClientContext for ThreadContext {}
+impl ClientContext for ThreadContext {
+    /// Consumer lag from librdkafka's statistics (no broker round trip on
+    /// the processing path).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag > 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.env.set_thread_lag(self.index, u64::try_from(lag).unwrap_or(0));
+    }
+}
 
 impl ConsumerContext for ThreadContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -270,19 +283,6 @@ impl ThreadState {
             }
         }
         out
-    }
-
-    /// How far the assigned input partitions' ends are ahead of what was read.
-    fn measure_lag(&self, consumer: &BaseConsumer<ThreadContext>) -> u64 {
-        let Ok(positions) = consumer.position() else { return 0 };
-        let mut lag = 0u64;
-        for e in positions.elements() {
-            let Offset::Offset(pos) = e.offset() else { continue };
-            if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
-                lag += u64::try_from(high - pos).unwrap_or(0);
-            }
-        }
-        lag
     }
 
     /// Drops waits on partitions whose position reached the end they had.
@@ -489,7 +489,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         paused: BTreeSet::new(),
     }));
     let consumer: BaseConsumer<ThreadContext> = client::consumer(&env.config, &format!("{client_id}-consumer"))
-        .create_with_context(ThreadContext { state: Arc::clone(&state) })
+        .create_with_context(ThreadContext { state: Arc::clone(&state), env: Arc::clone(&env), index })
         .map_err(|e| kafka_error("creating the consumer", &e))?;
     let topics: Vec<&str> = env.source_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| kafka_error("subscribing", &e))?;
@@ -526,7 +526,6 @@ fn run_loop(
     let commit_interval = env.config.commit_interval();
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     let mut idle = false;
-    let mut last_lag = Instant::now();
     while !env.stop.load(Ordering::Acquire) {
         let generation = lock(state).generation;
         let wait = if idle { Duration::from_millis(50) } else { Duration::ZERO };
@@ -567,10 +566,6 @@ fn run_loop(
             st.commit(consumer)?;
         }
         st.output.poll();
-        if last_lag.elapsed() >= LAG_INTERVAL {
-            last_lag = Instant::now();
-            env.set_thread_lag(st.index, st.measure_lag(consumer));
-        }
         idle = processed == 0;
     }
     Ok(())
