@@ -91,15 +91,25 @@ pub(crate) fn raw(
                 }
                 let group = consumer.group_metadata().ok_or("no group metadata")?;
                 producer.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
+                drain(&producer);
                 producer.commit_transaction(Duration::from_secs(30))?;
                 in_txn = false;
             } else {
-                producer.flush(Duration::from_secs(30))?;
+                drain(&producer);
                 consumer.commit(&offsets, CommitMode::Sync)?;
             }
             processed = false;
             last = Instant::now();
         }
+    }
+}
+
+/// Waits for every acknowledgement in short polls (rdkafka's `flush` polls
+/// in 100 ms slices).
+fn drain(producer: &BaseProducer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
     }
 }
 

@@ -104,6 +104,26 @@ impl Output {
         Ok(())
     }
 
+    /// Waits until every record sent is acknowledged, serving delivery
+    /// reports in short polls (rdkafka's `flush` polls in 100 ms slices,
+    /// which would cost every commit at least that long).
+    fn drain(&self) -> Result<(), StreamsError> {
+        let deadline = std::time::Instant::now() + TXN_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if std::time::Instant::now() >= deadline {
+                return Err(StreamsError::Kafka {
+                    operation: "flushing the producer".into(),
+                    message: format!(
+                        "{} records not acknowledged within {TXN_TIMEOUT:?}",
+                        self.producer.in_flight_count()
+                    ),
+                });
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     pub(crate) fn has_open_transaction(&self) -> bool {
         self.in_transaction
     }
@@ -132,13 +152,14 @@ impl Output {
                         .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
                         .map_err(|e| txn_error("sending offsets to the transaction", &e))?;
                 }
+                self.drain()?;
                 self.producer
                     .commit_transaction(TXN_TIMEOUT)
                     .map_err(|e| txn_error("committing the transaction", &e))?;
                 self.in_transaction = false;
             }
         } else {
-            self.producer.flush(TXN_TIMEOUT).map_err(|e| kafka_error("flushing the producer", &e))?;
+            self.drain()?;
         }
         let mut d = self.producer.context().deliveries.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((topic, message)) = d.error.take() {

@@ -8,7 +8,7 @@ use crate::topology::RawRecord;
 
 /// Records buffered per partition before the partition is paused
 /// (Kafka Streams' `buffered.records.per.partition`).
-pub(crate) const MAX_BUFFERED: usize = 1000;
+pub(crate) const MAX_BUFFERED: usize = 20_000;
 
 pub(crate) struct StreamTask {
     pub(crate) engine: TaskEngine,
