@@ -4,9 +4,11 @@
 #
 #   ./benchmarks/run.sh [--records N] [--quick]
 #
-# Contenders so far: `raw` (a hand-written rdkafka loop with the same commits)
-# and `rivulet` (release build). Workloads: W1 stateless (at_least_once and
-# exactly_once_v2), W2 word count (exactly_once_v2).
+# Contenders so far: `raw` (a hand-written rdkafka loop with the same commits),
+# `rivulet` (release build) and `kafka-streams` (Apache Kafka Streams 4.1.1,
+# benchmarks/peers/kafka-streams, default settings plus the guarantee).
+# Workloads: W1 stateless (at_least_once and exactly_once_v2), W2 word count
+# (exactly_once_v2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RECORDS=2000000
@@ -23,6 +25,9 @@ bash scripts/install-deps.sh
 bash scripts/kafka.sh start
 cargo build --release -p rivulet-benchmarks --locked
 BENCH="$CARGO_TARGET_DIR/release/rivulet-bench"
+PEER=benchmarks/peers/kafka-streams
+mvn -q -B -f "$PEER/pom.xml" package -DskipTests dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+PEER_CP="$PEER/target/classes:$(cat "$PEER/target/classpath.txt")"
 SERVERS=127.0.0.1:39092
 RUN_ID="$(date +%s)"
 OUT=benchmarks/results
@@ -38,13 +43,18 @@ for W in w1 w2; do
     GUARANTEES="exactly_once_v2"
     [[ "$W" == w1 ]] && GUARANTEES="at_least_once exactly_once_v2"
     for G in $GUARANTEES; do
-        for C in raw rivulet; do
+        for C in raw rivulet kafka-streams; do
             APP="bench-$C-$W-$G-$RUN_ID"
             OUTPUT="$APP-out"
             echo "[run.sh] $C $W $G" >&2
-            "$BENCH" run --workload "$W" --records "$RECORDS" --output "$OUTPUT" --contender "$C" --guarantee "$G" -- \
-                "$BENCH" contender --kind "$C" --workload "$W" --guarantee "$G" --input "$INPUT" --output "$OUTPUT" \
-                --app "$APP" --state-dir "$STATE/$APP" >> "$OUT/latest.jsonl"
+            if [[ "$C" == kafka-streams ]]; then
+                CMD=(java -cp "$PEER_CP" dev.rivulet.bench.Peer "$SERVERS" "$W" "$G" "$INPUT" "$OUTPUT" "$APP" "$STATE/$APP")
+            else
+                CMD=("$BENCH" contender --kind "$C" --workload "$W" --guarantee "$G" --input "$INPUT" --output "$OUTPUT"
+                    --app "$APP" --state-dir "$STATE/$APP")
+            fi
+            "$BENCH" run --workload "$W" --records "$RECORDS" --output "$OUTPUT" --contender "$C" --guarantee "$G" \
+                -- "${CMD[@]}" >> "$OUT/latest.jsonl"
         done
     done
 done
