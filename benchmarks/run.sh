@@ -6,7 +6,8 @@
 #
 # Contenders so far: `raw` (a hand-written rdkafka loop with the same commits),
 # `rivulet` (release build) and `kafka-streams` (Apache Kafka Streams 4.1.1,
-# benchmarks/peers/kafka-streams, default settings plus the guarantee).
+# benchmarks/peers/kafka-streams, default settings plus the guarantee) and
+# `quix` (Quix Streams 3.28.1 in benchmarks/.venv, benchmarks/peers/quix).
 # Workloads: W1 stateless (at_least_once and exactly_once_v2), W2 word count
 # (exactly_once_v2).
 set -euo pipefail
@@ -28,6 +29,11 @@ BENCH="$CARGO_TARGET_DIR/release/rivulet-bench"
 PEER=benchmarks/peers/kafka-streams
 mvn -q -B -f "$PEER/pom.xml" package -DskipTests dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
 PEER_CP="$PEER/target/classes:$(cat "$PEER/target/classpath.txt")"
+VENV=benchmarks/.venv
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q quixstreams==3.28.1
 SERVERS=127.0.0.1:39092
 RUN_ID="$(date +%s)"
 OUT=benchmarks/results
@@ -43,12 +49,14 @@ for W in w1 w2; do
     GUARANTEES="exactly_once_v2"
     [[ "$W" == w1 ]] && GUARANTEES="at_least_once exactly_once_v2"
     for G in $GUARANTEES; do
-        for C in raw rivulet kafka-streams; do
+        for C in raw rivulet kafka-streams quix; do
             APP="bench-$C-$W-$G-$RUN_ID"
             OUTPUT="$APP-out"
             echo "[run.sh] $C $W $G" >&2
             if [[ "$C" == kafka-streams ]]; then
                 CMD=(java -cp "$PEER_CP" dev.rivulet.bench.Peer "$SERVERS" "$W" "$G" "$INPUT" "$OUTPUT" "$APP" "$STATE/$APP")
+            elif [[ "$C" == quix ]]; then
+                CMD=("$VENV/bin/python" benchmarks/peers/quix/peer.py "$SERVERS" "$W" "$G" "$INPUT" "$OUTPUT" "$APP" "$STATE/$APP")
             else
                 CMD=("$BENCH" contender --kind "$C" --workload "$W" --guarantee "$G" --input "$INPUT" --output "$OUTPUT"
                     --app "$APP" --state-dir "$STATE/$APP")
