@@ -53,26 +53,37 @@ impl StreamTask {
     }
 
     pub(crate) fn push(&mut self, record: RawRecord) {
-        self.queues.entry(record.topic.clone()).or_default().push_back(record);
+        // Look up before inserting: no topic-name allocation per record.
+        match self.queues.get_mut(&record.topic) {
+            Some(queue) => queue.push_back(record),
+            None => {
+                self.queues.insert(record.topic.clone(), VecDeque::from([record]));
+            }
+        }
     }
 
     /// The next record to process: the head with the smallest timestamp
-    /// across this task's partitions (ties: topic order, stable).
+    /// across this task's partitions (ties: topic order). It counts as
+    /// consumed: its offset is committed with the task's next commit (on an
+    /// error nothing is committed).
     pub(crate) fn next_record(&mut self) -> Option<RawRecord> {
-        let topic = self
+        let (_, queue) = self
             .queues
-            .iter()
-            .filter_map(|(t, q)| q.front().map(|r| (r.timestamp, t)))
-            .min()
-            .map(|(_, t)| t.clone())?;
-        self.queues.get_mut(&topic).and_then(VecDeque::pop_front)
+            .iter_mut()
+            .filter_map(|(t, q)| q.front().map(|r| (r.timestamp, t.as_str())).map(|key| (key, q)))
+            .min_by(|a, b| a.0.cmp(&b.0))?;
+        let record = queue.pop_front()?;
+        let next = record.offset.unwrap_or(-1) + 1;
+        match self.consumed.get_mut(&record.topic) {
+            Some(offset) => *offset = next,
+            None => {
+                self.consumed.insert(record.topic.clone(), next);
+            }
+        }
+        Some(record)
     }
 
     pub(crate) fn queue_len(&self, topic: &str) -> usize {
         self.queues.get(topic).map_or(0, VecDeque::len)
-    }
-
-    pub(crate) fn mark_processed(&mut self, topic: &str, offset: i64) {
-        self.consumed.insert(topic.to_owned(), offset + 1);
     }
 }

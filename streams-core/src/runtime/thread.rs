@@ -347,12 +347,10 @@ impl ThreadState {
             }
             for _ in 0..PROCESS_BATCH {
                 let Some(record) = task.next_record() else { break };
-                let (topic, offset) = (record.topic.clone(), record.offset.unwrap_or(-1));
                 if let Err(failed) = task.engine.process_record(record, &mut self.output, wall) {
                     let (error, raw) = *failed;
                     handle_error(&self.env, *id, &mut self.output, error, raw)?;
                 }
-                task.mark_processed(&topic, offset);
                 total += 1;
             }
             task.engine.punctuate_wall_clock(&mut self.output, wall)?;
