@@ -30,7 +30,7 @@ pub(crate) fn preload(
 ) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = config(servers).create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let _ = futures_lite_block_on(admin.create_topics([&new], &AdminOptions::new()));
+    let _ = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()));
     let producer: ThreadedProducer<DefaultProducerContext> = config(servers)
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
@@ -52,28 +52,6 @@ pub(crate) fn preload(
     }
     producer.flush(Duration::from_secs(300))?;
     Ok(())
-}
-
-/// Drives a future to completion on this thread (the admin client's futures
-/// need no runtime).
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }
 
 /// CPU seconds (user + system) and peak RSS (bytes) of a running process.
@@ -116,7 +94,7 @@ pub(crate) fn run(
     let expected = workloads::expected(workload, records);
     // The output topic exists before anyone subscribes to it.
     let admin: AdminClient<DefaultClientContext> = config(servers).create()?;
-    let _ = futures_lite_block_on(admin.create_topics(
+    let _ = futures::executor::block_on(admin.create_topics(
         [&NewTopic::new(output, 8, TopicReplication::Fixed(1))],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
     ));

@@ -72,8 +72,17 @@ pub enum HarnessError {
 /// Creates `topic` with `partitions` partitions (replication factor 1) and
 /// waits until its metadata shows every partition with a leader.
 pub async fn create_topic(topic: &str, partitions: i32) -> Result<(), HarnessError> {
+    create_topic_with_config(topic, partitions, &[]).await
+}
+
+/// As [`create_topic`], with topic configs (`cleanup.policy`, …).
+pub async fn create_topic_with_config(
+    topic: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> Result<(), HarnessError> {
     let admin: AdminClient<DefaultClientContext> = client_config().create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new = config.iter().fold(NewTopic::new(topic, partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v));
     let results = admin
         .create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
         .await
@@ -113,34 +122,21 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
 
 /// Creates a compacted topic (for tables) from synchronous code.
 pub fn create_compacted_topic_blocking(topic: &str, partitions: i32) -> Result<(), HarnessError> {
+    block_on(create_topic_with_config(topic, partitions, &[("cleanup.policy", "compact")]))
+}
+
+/// Runs `f` on a private single-threaded runtime.
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, HarnessError>>) -> Result<T, HarnessError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| HarnessError::Timeout(Duration::ZERO, format!("a tokio runtime for topic creation: {e}")))?;
-    rt.block_on(async {
-        let admin: AdminClient<DefaultClientContext> = client_config().create()?;
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-        let results = admin
-            .create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
-            .await
-            .map_err(|source| HarnessError::NoBroker { servers: bootstrap_servers(), source })?;
-        for result in results {
-            if let Err((name, code)) = result {
-                return Err(HarnessError::CreateTopic { topic: name, code });
-            }
-        }
-        // Then wait for leaders as for any topic.
-        create_topic(topic, partitions).await
-    })
+    rt.block_on(f)
 }
 
 /// Creates `topic` from synchronous code (a private runtime).
 pub fn create_topic_blocking(topic: &str, partitions: i32) -> Result<(), HarnessError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| HarnessError::Timeout(Duration::ZERO, format!("a tokio runtime for topic creation: {e}")))?;
-    rt.block_on(create_topic(topic, partitions))
+    block_on(create_topic(topic, partitions))
 }
 
 /// A record as the tests write and read it.

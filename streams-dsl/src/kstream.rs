@@ -82,22 +82,19 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Keeps records for which `predicate` holds.
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Self {
-        let p: Arc<dyn Fn(&K, &V) -> bool + Send + Sync> = Arc::new(predicate);
-        self.derive(
-            "KSTREAM-FILTER",
-            move || FilterProc { predicate: Arc::clone(&p), keep_when: true },
-            self.key_serde.clone(),
-            self.value_serde.clone(),
-            self.repartition_required,
-        )
+        self.filter_keeping(Arc::new(predicate), true)
     }
 
     /// Drops records for which `predicate` holds.
     pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Self {
-        let p: Arc<dyn Fn(&K, &V) -> bool + Send + Sync> = Arc::new(predicate);
+        self.filter_keeping(Arc::new(predicate), false)
+    }
+
+    /// Keeps records whose predicate result equals `keep_when`.
+    fn filter_keeping(&self, p: Arc<dyn Fn(&K, &V) -> bool + Send + Sync>, keep_when: bool) -> Self {
         self.derive(
             "KSTREAM-FILTER",
-            move || FilterProc { predicate: Arc::clone(&p), keep_when: false },
+            move || FilterProc { predicate: Arc::clone(&p), keep_when },
             self.key_serde.clone(),
             self.value_serde.clone(),
             self.repartition_required,

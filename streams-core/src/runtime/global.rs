@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, kafka_error};
+use super::message::{now_ms, to_raw};
 use super::Env;
 use crate::config::StreamsConfig;
 use crate::error::{ProcessorError, StreamsError};
-use crate::record::Headers;
 use crate::store::{StoreContext, StoreEntry};
 use crate::task::{RecordCollector, TaskEngine, TaskId};
 use crate::topology::{RawRecord, Topology};
@@ -45,12 +44,6 @@ impl std::fmt::Debug for GlobalTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GlobalTask").finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The global task and the stores it shares with stream tasks.
@@ -145,21 +138,7 @@ impl GlobalTask {
         while n < 10_000 {
             match self.consumer.poll(if n == 0 { wait } else { Duration::ZERO }) {
                 Some(Ok(m)) => {
-                    let mut headers = Headers::new();
-                    if let Some(h) = m.headers() {
-                        for header in h.iter() {
-                            headers.add(header.key, header.value.map(<[u8]>::to_vec));
-                        }
-                    }
-                    let raw = RawRecord {
-                        topic: m.topic().to_owned(),
-                        partition: Some(m.partition()),
-                        offset: Some(m.offset()),
-                        timestamp: m.timestamp().to_millis().unwrap_or(0),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers,
-                    };
+                    let raw = to_raw(&m);
                     self.engine.process(raw, &mut NoOutput, wall)?;
                     n += 1;
                 }

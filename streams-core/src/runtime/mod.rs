@@ -33,6 +33,7 @@ mod client;
 mod embedded;
 mod global;
 mod listener;
+mod message;
 mod output;
 mod restore;
 mod task;

@@ -8,18 +8,17 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, kafka_error};
 use super::listener::Counters;
+use super::message::{now_ms, to_raw};
 use super::output::Output;
 use super::restore;
 use super::task::{StreamTask, MAX_BUFFERED};
 use super::{Env, ThreadStatus};
 use crate::config::{ErrorHandling, ProcessingGuarantee};
 use crate::error::StreamsError;
-use crate::record::Headers;
 use crate::store::StoreContext;
 use crate::task::{TaskEngine, TaskId};
 use crate::topology::RawRecord;
@@ -32,12 +31,6 @@ const FIRST_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Records a task processes per loop before others get a turn.
 const PROCESS_BATCH: usize = 1000;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// What the consumer's rebalance callbacks and the loop share.
 struct ThreadState {
     env: Arc<Env>,
@@ -46,7 +39,7 @@ struct ThreadState {
     output: Output,
     restore_consumer: BaseConsumer,
     /// An assignment the loop has not acted on yet.
-    assigned: Option<Vec<(String, i32)>>,
+    assigned: Option<TopicPartitionList>,
     /// Bumped by every rebalance callback: records polled before it are stale.
     generation: u64,
     /// An error raised inside a callback, for the loop to report.
@@ -108,7 +101,7 @@ impl ConsumerContext for ThreadContext {
         st.generation += 1;
         match rebalance {
             Rebalance::Assign(tpl) => {
-                st.assigned = Some(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect());
+                st.assigned = Some((*tpl).clone());
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -187,23 +180,22 @@ impl ThreadState {
     /// Creates the tasks of a new assignment and restores their stores.
     fn take_assignment(
         &mut self,
-        partitions: Vec<(String, i32)>,
+        partitions: TopicPartitionList,
         consumer: &BaseConsumer<ThreadContext>,
     ) -> Result<(), StreamsError> {
         // librdkafka keeps a partition's pause across rebalances: whatever
         // back-pressure paused before belongs to tasks that are gone.
-        let mut all = TopicPartitionList::new();
-        for (t, p) in &partitions {
-            all.add_partition(t, *p);
-        }
-        if let Err(e) = consumer.resume(&all) {
+        if let Err(e) = consumer.resume(&partitions) {
             tracing::warn!(error = %e, "cannot resume assigned partitions");
         }
         self.paused.clear();
         let waiting = self.unfetched_partitions(&partitions, consumer);
         let ids: BTreeSet<TaskId> = partitions
+            .elements()
             .iter()
-            .filter_map(|(topic, p)| self.env.topic_sub.get(topic).map(|&s| TaskId { subtopology: s, partition: *p }))
+            .filter_map(|e| {
+                self.env.topic_sub.get(e.topic()).map(|&s| TaskId { subtopology: s, partition: e.partition() })
+            })
             .collect();
         tracing::info!(thread = self.index, tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "assigned");
         let wall = now_ms();
@@ -252,14 +244,10 @@ impl ThreadState {
     /// the end), with that end. Errors only cost the wait: they are logged.
     fn unfetched_partitions(
         &self,
-        partitions: &[(String, i32)],
+        partitions: &TopicPartitionList,
         consumer: &BaseConsumer<ThreadContext>,
     ) -> HashMap<(String, i32), i64> {
-        let mut tpl = TopicPartitionList::new();
-        for (t, p) in partitions {
-            tpl.add_partition(t, *p);
-        }
-        let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        let committed = match consumer.committed_offsets(partitions.clone(), Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read committed offsets; not waiting for first fetches");
@@ -440,24 +428,6 @@ fn handle_error(
             tracing::warn!(%task, %topic, partition, offset, %error, dead_letter_topic = %dlq, "record dead-lettered");
             Ok(())
         }
-    }
-}
-
-fn to_raw(m: &BorrowedMessage<'_>) -> RawRecord {
-    let mut headers = Headers::new();
-    if let Some(h) = m.headers() {
-        for header in h.iter() {
-            headers.add(header.key, header.value.map(<[u8]>::to_vec));
-        }
-    }
-    RawRecord {
-        topic: m.topic().to_owned(),
-        partition: Some(m.partition()),
-        offset: Some(m.offset()),
-        timestamp: m.timestamp().to_millis().unwrap_or(0),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        headers,
     }
 }
 
