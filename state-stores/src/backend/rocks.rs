@@ -170,6 +170,32 @@ impl RocksBackend {
     }
 }
 
+/// The indices of `records` in key order, one per key: the last write of a
+/// key wins, as in the changelog.
+///
+/// Sorting indices by a cached 8-byte key prefix touches each record's heap
+/// bytes only on prefix ties, and leaves the records where they were
+/// allocated, so they are also freed in that order: both were the bulk of a
+/// restore's time when records themselves were sorted.
+fn key_order(records: &[crate::tx::ChangelogRecord]) -> Vec<usize> {
+    let prefix = |k: &[u8]| {
+        let mut p = [0u8; 8];
+        let n = k.len().min(8);
+        p[..n].copy_from_slice(&k[..n]);
+        u64::from_be_bytes(p)
+    };
+    let mut order: Vec<(u64, usize)> = records.iter().enumerate().map(|(i, (k, _))| (prefix(k), i)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| records[a.1].0.cmp(&records[b.1].0)).then(a.1.cmp(&b.1)));
+    let mut keep = Vec::with_capacity(order.len());
+    for (n, &(_, i)) in order.iter().enumerate() {
+        let superseded = order.get(n + 1).is_some_and(|&(p, j)| p == order[n].0 && records[j].0 == records[i].0);
+        if !superseded {
+            keep.push(i);
+        }
+    }
+    keep
+}
+
 /// From this many records on (measured: below about a million, the memtable
 /// path is faster here), a restore batch is written as an SST file and
 /// ingested (RocksDB's bulk-load path) instead of going through the memtable.
@@ -178,12 +204,13 @@ const SST_INGEST_THRESHOLD: usize = 1 << 20;
 impl RocksBackend {
     /// Writes sorted, distinct records to an SST file and ingests it; ingested
     /// data takes precedence over what the store held.
-    fn ingest(&self, records: &[crate::tx::ChangelogRecord]) -> Result<(), StoreError> {
+    fn ingest(&self, records: &[crate::tx::ChangelogRecord], order: &[usize]) -> Result<(), StoreError> {
         let path = self.path.join(format!("restore-{}.sst", std::process::id()));
         let opts = Options::default();
         let mut writer = rocksdb::SstFileWriter::create(&opts);
         writer.open(&path).map_err(|e| self.io("cannot write a restore file", e))?;
-        for (k, v) in records {
+        for &i in order {
+            let (k, v) = &records[i];
             match v {
                 Some(v) => writer.put(k, v),
                 None => writer.delete(k),
@@ -253,23 +280,20 @@ impl Backend for RocksBackend {
         records: &mut dyn Iterator<Item = crate::tx::ChangelogRecord>,
         checkpoint: u64,
     ) -> Result<(), StoreError> {
-        // Key order makes both paths cheap; a stable sort keeps the changelog
-        // order of repeated keys, and only the last write of a key counts.
-        let mut records: Vec<_> = records.collect();
-        records.sort_by(|a, b| a.0.cmp(&b.0));
-        records.reverse();
-        records.dedup_by(|later, earlier| later.0 == earlier.0);
-        records.reverse();
-        if records.len() >= SST_INGEST_THRESHOLD {
-            self.ingest(&records)?;
+        let records: Vec<_> = records.collect();
+        let order = key_order(&records);
+        if order.len() >= SST_INGEST_THRESHOLD {
+            self.ingest(&records, &order)?;
             let mut batch = WriteBatch::default();
             batch.put_cf(self.cf(META_CF)?, CHECKPOINT_KEY, checkpoint.to_be_bytes());
             // The checkpoint follows its data: a crash in between only repeats a restore.
             self.db.write_opt(batch, &self.write_opts).map_err(|e| self.io("restore failed", e))?;
         } else {
+            // Key order lets the memtable insert each record next to the last.
             let data = self.cf(DATA_CF)?;
             let mut batch = WriteBatch::default();
-            for (k, v) in &records {
+            for &i in &order {
+                let (k, v) = &records[i];
                 match v {
                     Some(v) => batch.put_cf(data, k, v),
                     None => batch.delete_cf(data, k),
@@ -301,5 +325,38 @@ impl Backend for RocksBackend {
     fn flush(&mut self) -> Result<(), StoreError> {
         self.db.flush_cf(self.cf(DATA_CF)?).map_err(|e| self.io("flush failed", e))?;
         self.db.flush_cf(self.cf(META_CF)?).map_err(|e| self.io("flush failed", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_order;
+
+    #[test]
+    fn key_order_is_byte_order_with_the_last_write_of_each_key() {
+        let keys: [&[u8]; 9] = [
+            b"key-00000002",
+            b"ab",
+            b"ab\0",
+            b"key-00000001",
+            b"",
+            b"ab",
+            b"key-0000000",
+            b"ab\0\x01",
+            b"key-00000002",
+        ];
+        let records: Vec<_> = keys.iter().enumerate().map(|(i, k)| (k.to_vec(), Some(vec![i as u8]))).collect();
+        let order = key_order(&records);
+        let got: Vec<(&[u8], usize)> = order.iter().map(|&i| (records[i].0.as_slice(), i)).collect();
+        let want: Vec<(&[u8], usize)> = vec![
+            (b"", 4),
+            (b"ab", 5),
+            (b"ab\0", 2),
+            (b"ab\0\x01", 7),
+            (b"key-0000000", 6),
+            (b"key-00000001", 3),
+            (b"key-00000002", 8),
+        ];
+        assert_eq!(got, want);
     }
 }
