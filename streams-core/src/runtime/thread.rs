@@ -40,6 +40,11 @@ struct ThreadState {
     restore_consumer: BaseConsumer,
     /// An assignment the loop has not acted on yet.
     assigned: Option<TopicPartitionList>,
+    /// For the assignment to come: partitions with records not yet fetched
+    /// and the end each had, read before librdkafka starts fetching them
+    /// (behind a fetch that long-polls an empty partition, every offset
+    /// query on the connection waits up to `fetch.wait.max.ms`).
+    unfetched: HashMap<(String, i32), i64>,
     /// Bumped by every rebalance callback: records polled before it are stale.
     generation: u64,
     /// An error raised inside a callback, for the loop to report.
@@ -82,6 +87,9 @@ impl ConsumerContext for ThreadContext {
         let mut st = lock(&self.state);
         st.generation += 1;
         st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
+        if let Rebalance::Assign(tpl) = rebalance {
+            st.unfetched = st.unfetched_partitions(tpl, consumer);
+        }
         if let Rebalance::Revoke(_) = rebalance {
             // Commit before the partitions go, so that the next owner starts
             // exactly where this thread stopped.
@@ -189,7 +197,7 @@ impl ThreadState {
             tracing::warn!(error = %e, "cannot resume assigned partitions");
         }
         self.paused.clear();
-        let waiting = self.unfetched_partitions(&partitions, consumer);
+        let waiting = std::mem::take(&mut self.unfetched);
         let ids: BTreeSet<TaskId> = partitions
             .elements()
             .iter()
@@ -254,20 +262,44 @@ impl ThreadState {
                 return HashMap::new();
             }
         };
+        // One offset query per bound for all partitions, not two per partition.
+        let bound = |offset: Offset| -> HashMap<(String, i32), i64> {
+            let mut query = TopicPartitionList::new();
+            for e in partitions.elements() {
+                let _ = query.add_partition_offset(e.topic(), e.partition(), offset);
+            }
+            match consumer.offsets_for_times(query, Duration::from_secs(10)) {
+                Ok(found) => found
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read partition bounds; not waiting for first fetches");
+                    HashMap::new()
+                }
+            }
+        };
+        let ends = bound(Offset::End);
+        let needs_start = self.env.config.auto_offset_reset == crate::topology::OffsetReset::Earliest
+            && committed.elements().iter().any(|e| !matches!(e.offset(), Offset::Offset(_)));
+        let starts = if needs_start { bound(Offset::Beginning) } else { HashMap::new() };
         let mut out = HashMap::new();
         for e in committed.elements() {
-            let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10)) else {
-                continue;
-            };
+            let key = (e.topic().to_owned(), e.partition());
+            let Some(&high) = ends.get(&key) else { continue };
             let start = match e.offset() {
                 Offset::Offset(o) => o,
                 _ => match self.env.config.auto_offset_reset {
-                    crate::topology::OffsetReset::Earliest => low,
+                    crate::topology::OffsetReset::Earliest => starts.get(&key).copied().unwrap_or(high),
                     crate::topology::OffsetReset::Latest => high,
                 },
             };
             if start < high {
-                out.insert((e.topic().to_owned(), e.partition()), high);
+                out.insert(key, high);
             }
         }
         out
@@ -441,6 +473,9 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         transactional_id.is_some(),
     )?;
     let restore_consumer: BaseConsumer = client::restore_consumer(&env.config, &format!("{client_id}-restore"))
+        // A changelog is read to its end, then the next: a fetch left waiting
+        // at an end would hold up the next task's offset queries.
+        .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| kafka_error("creating the restore consumer", &e))?;
     let state = Arc::new(Mutex::new(ThreadState {
@@ -450,6 +485,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         output,
         restore_consumer,
         assigned: None,
+        unfetched: HashMap::new(),
         generation: 0,
         error: None,
         last_commit: Instant::now(),
