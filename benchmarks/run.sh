@@ -8,8 +8,10 @@
 # `rivulet` (release build) and `kafka-streams` (Apache Kafka Streams 4.1.1,
 # benchmarks/peers/kafka-streams, default settings plus the guarantee) and
 # `quix` (Quix Streams 3.28.1 in benchmarks/.venv, benchmarks/peers/quix).
-# Workloads: W1 stateless (at_least_once and exactly_once_v2), W2 word count
-# (exactly_once_v2).
+# Workloads: W1 stateless (at_least_once and exactly_once_v2); W2 word count,
+# W3 windowed aggregation, W4 stream-table join, R1 restore (exactly_once_v2);
+# then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2).
+# BENCH_CONTENDERS="raw rivulet" narrows the contenders.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RECORDS=2000000
@@ -36,50 +38,84 @@ fi
 "$VENV/bin/pip" install -q quixstreams==3.28.1
 SERVERS=127.0.0.1:39092
 RUN_ID="$(date +%s)"
+# Event times start six hours back: inside the broker's retention, and the
+# longest input (W3, 5 ms apart) plus its closing trailer ends before now.
+BASE_TS=$(( (RUN_ID - 6 * 3600) * 1000 ))
 OUT=benchmarks/results
 mkdir -p "$OUT"
 : > "$OUT/latest.jsonl"
+: > "$OUT/latency.jsonl"
 STATE="$(mktemp -d)"
 trap 'rm -rf "$STATE"' EXIT
+CONTENDERS="${BENCH_CONTENDERS:-raw rivulet kafka-streams quix}"
+# R1 restores a changelog of one entry per input record: 1,000,000 (--quick: the quick size).
+R1_RECORDS=$(( RECORDS < 1000000 ? RECORDS : 1000000 ))
+LAT_SECONDS=30
+[[ "$RECORDS" -le 200000 ]] && LAT_SECONDS=15
 
-for W in w1 w2; do
+# The command line of contender $1 on workload $2, guarantee $3, input $4,
+# output $5, application id $6, and (raw only) the topic it restores from, $7.
+contender() {
+    local c="$1" w="$2" g="$3" input="$4" output="$5" app="$6" restore="${7:-}"
+    case "$c" in
+        kafka-streams) CMD=(java -cp "$PEER_CP" dev.rivulet.bench.Peer "$SERVERS" "$w" "$g" "$input" "$output" "$app" "$STATE/$app") ;;
+        quix) CMD=("$VENV/bin/python" benchmarks/peers/quix/peer.py "$SERVERS" "$w" "$g" "$input" "$output" "$app" "$STATE/$app") ;;
+        *) CMD=("$BENCH" contender --kind "$c" --workload "$w" --guarantee "$g" --input "$input" --output "$output"
+                --app "$app" --state-dir "$STATE/$app" --base-ts "$BASE_TS")
+           if [[ -n "$restore" ]]; then CMD+=(--restore-from "$restore"); fi ;;
+    esac
+}
+
+for W in w1 w2 w3 w4; do
     INPUT="bench-$W-$RUN_ID"
     echo "[run.sh] preloading $RECORDS records into $INPUT" >&2
-    "$BENCH" preload --workload "$W" --topic "$INPUT" --records "$RECORDS" --partitions 8
+    "$BENCH" preload --workload "$W" --topic "$INPUT" --records "$RECORDS" --partitions 8 --base-ts "$BASE_TS"
     GUARANTEES="exactly_once_v2"
     [[ "$W" == w1 ]] && GUARANTEES="at_least_once exactly_once_v2"
     for G in $GUARANTEES; do
-        for C in raw rivulet kafka-streams quix; do
+        for C in $CONTENDERS; do
             APP="bench-$C-$W-$G-$RUN_ID"
-            OUTPUT="$APP-out"
             echo "[run.sh] $C $W $G" >&2
-            if [[ "$C" == kafka-streams ]]; then
-                CMD=(java -cp "$PEER_CP" dev.rivulet.bench.Peer "$SERVERS" "$W" "$G" "$INPUT" "$OUTPUT" "$APP" "$STATE/$APP")
-            elif [[ "$C" == quix ]]; then
-                CMD=("$VENV/bin/python" benchmarks/peers/quix/peer.py "$SERVERS" "$W" "$G" "$INPUT" "$OUTPUT" "$APP" "$STATE/$APP")
-            else
-                CMD=("$BENCH" contender --kind "$C" --workload "$W" --guarantee "$G" --input "$INPUT" --output "$OUTPUT"
-                    --app "$APP" --state-dir "$STATE/$APP")
-            fi
-            "$BENCH" run --workload "$W" --records "$RECORDS" --output "$OUTPUT" --contender "$C" --guarantee "$G" \
-                -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+            contender "$C" "$W" "$G" "$INPUT" "$APP-out" "$APP"
+            "$BENCH" run --workload "$W" --records "$RECORDS" --output "$APP-out" --contender "$C" --guarantee "$G" \
+                --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
         done
     done
 done
 
-python3 - "$OUT" "$RECORDS" <<'PY'
-import json, os, platform, subprocess, sys
-out, records = sys.argv[1], int(sys.argv[2])
-rows = [json.loads(l) for l in open(os.path.join(out, "latest.jsonl")) if l.strip()]
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-machine = {"cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-           "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip(),
-           "kafka": "4.1.1", "records": records}
-json.dump({"machine": machine, "results": rows}, open(os.path.join(out, "latest.json"), "w"), indent=2)
-with open(os.path.join(out, "latest.md"), "w") as f:
-    f.write(f"Machine: {machine['cores']} cores, {cpu}; {machine['rustc']}; Kafka {machine['kafka']}; {records} records\n\n")
-    f.write("| workload | guarantee | contender | wall s | records/s | CPU s | CPU µs/record | peak RSS MB | verified |\n|---|---|---|---|---|---|---|---|---|\n")
-    for r in rows:
-        f.write(f"| {r['workload']} | {r['guarantee']} | {r['contender']} | {r['wall_s']:.1f} | {r['records_per_s']:.0f} | {r['cpu_s']:.1f} | {r['cpu_us_per_record']:.2f} | {r['peak_rss_mb']:.0f} | {r['verified']} |\n")
-print(open(os.path.join(out, "latest.md")).read())
-PY
+# R1: each contender builds its store from R1_RECORDS distinct words (not
+# measured), is stopped cleanly, loses its state directory, and is started
+# again; measured is the time until it has restored and answered a probe.
+G=exactly_once_v2
+for C in $CONTENDERS; do
+    INPUT="bench-r1-$C-$RUN_ID"
+    APP="bench-$C-r1-$RUN_ID"
+    echo "[run.sh] $C r1: loading $R1_RECORDS records" >&2
+    "$BENCH" preload --workload r1 --topic "$INPUT" --records "$R1_RECORDS" --partitions 8 --base-ts "$BASE_TS"
+    contender "$C" r1 "$G" "$INPUT" "$APP-load" "$APP"
+    "$BENCH" run --workload r1 --records "$R1_RECORDS" --output "$APP-load" --contender "$C" --guarantee "$G" \
+        --stop term --base-ts "$BASE_TS" -- "${CMD[@]}" > "$STATE/r1-load.json"
+    rm -rf "${STATE:?}/$APP"
+    "$BENCH" probe --topic "$INPUT"
+    echo "[run.sh] $C r1: restoring" >&2
+    contender "$C" r1 "$G" "$INPUT" "$APP-out" "$APP" "$APP-load"
+    "$BENCH" run --workload r1 --records "$R1_RECORDS" --expect probe --output "$APP-out" --contender "$C" \
+        --guarantee "$G" --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+done
+
+# Latency: fresh topics, the contender running, then a steady rate well
+# below every contender's capacity.
+for W in w1 w2 w4; do
+    case "$W" in w1) RATE=2000 ;; w2) RATE=500 ;; *) RATE=1000 ;; esac
+    for C in $CONTENDERS; do
+        INPUT="bench-lat-$W-$C-$RUN_ID"
+        APP="bench-$C-lat-$W-$RUN_ID"
+        echo "[run.sh] $C $W latency at $RATE/s for $LAT_SECONDS s" >&2
+        "$BENCH" preload --workload "$W" --topic "$INPUT" --records 0 --partitions 8 --base-ts "$BASE_TS"
+        contender "$C" "$W" "$G" "$INPUT" "$APP-out" "$APP"
+        "$BENCH" latency --workload "$W" --input "$INPUT" --output "$APP-out" --rate "$RATE" --seconds "$LAT_SECONDS" \
+            --contender "$C" --guarantee "$G" -- "${CMD[@]}" >> "$OUT/latency.jsonl"
+    done
+done
+
+python3 benchmarks/report.py "$OUT" "$RECORDS" "$R1_RECORDS"

@@ -1,16 +1,18 @@
 //! The Rust contenders: a hand-written rdkafka loop (the client's limit) and Rivulet.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use streams_dsl::runtime::KafkaStreams;
 use streams_dsl::StreamsConfig;
 
-use crate::workloads::{self, Workload};
+use crate::workloads::{self, Order, Payment, Stats, Workload};
 use crate::Error;
 
 /// Commit interval under exactly-once, as Kafka Streams' default.
@@ -18,61 +20,174 @@ const EOS_COMMIT: Duration = Duration::from_millis(100);
 /// Commit interval under at-least-once, as Kafka Streams' default.
 const ALOS_COMMIT: Duration = Duration::from_secs(30);
 
-/// consume → transform → produce with one transaction per commit interval
-/// (EOS) or flush-then-commit (ALOS). W2 counts words in memory: one process
-/// owns every partition, so it needs no repartitioning: the physical limit.
-pub(crate) fn raw(
-    servers: &str,
-    workload: Workload,
-    eos: bool,
-    input: &str,
-    output: &str,
-    app: &str,
-) -> Result<(), Error> {
+/// What a contender runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) servers: String,
+    pub(crate) workload: Workload,
+    pub(crate) eos: bool,
+    pub(crate) input: String,
+    pub(crate) output: String,
+    pub(crate) app: String,
+    pub(crate) state_dir: String,
+    /// Raw only: a topic of (key, count) records to load before starting,
+    /// its "restore" (R1 reads the output of the run before it).
+    pub(crate) restore_from: Option<String>,
+}
+
+/// A flag set when SIGTERM or Ctrl-C arrives.
+pub(crate) fn terminated() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        set.store(true, Ordering::Release);
+    });
+    flag
+}
+
+/// Reads every partition of `topic` from its beginning to its current end.
+fn read_table(servers: &str, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, Error> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
-        .set("group.id", app)
+        .set("group.id", format!("raw-table-{}", uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        list.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    let mut table = HashMap::new();
+    let mut at_end = 0;
+    while at_end < partitions {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let key = m.key().unwrap_or_default().to_vec();
+                match m.payload() {
+                    Some(v) => table.insert(key, v.to_vec()),
+                    None => table.remove(&key),
+                };
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(table)
+}
+
+/// The raw loop's state between commits.
+#[derive(Debug, Default)]
+struct RawState {
+    /// W2/R1: word counts, and the words changed since the last commit with
+    /// the time of their last update.
+    counts: HashMap<Vec<u8>, u64>,
+    dirty: HashMap<Vec<u8>, i64>,
+    /// W3: open windows by (input partition, window start, card), and each
+    /// partition's stream time. A card lives on one input partition, so no
+    /// repartitioning is needed: the physical limit.
+    windows: BTreeMap<(i32, i64, String), Stats>,
+    stream_time: HashMap<i32, i64>,
+    /// W4: the customers table.
+    customers: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// consume → transform → produce with one transaction per commit interval
+/// (EOS) or flush-then-commit (ALOS), until SIGTERM. State lives in memory:
+/// one process owns every partition.
+pub(crate) fn raw(job: &Job) -> Result<(), Error> {
+    let eos = job.eos;
+    let mut state = RawState::default();
+    if job.workload == Workload::W4 {
+        state.customers = read_table(&job.servers, &workloads::customers_topic(&job.input))?;
+    }
+    if let Some(topic) = &job.restore_from {
+        for (k, v) in read_table(&job.servers, topic)? {
+            let n = std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            state.counts.insert(k, n);
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &job.servers)
+        .set("group.id", &job.app)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", if eos { "read_committed" } else { "read_uncommitted" })
         .create()?;
     let mut pc = ClientConfig::new();
-    pc.set("bootstrap.servers", servers).set("linger.ms", "5").set("partitioner", "murmur2_random");
+    pc.set("bootstrap.servers", &job.servers).set("linger.ms", "5").set("partitioner", "murmur2_random");
     if eos {
-        pc.set("transactional.id", format!("{app}-raw")).set("transaction.timeout.ms", "10000");
+        pc.set("transactional.id", format!("{}-raw", job.app)).set("transaction.timeout.ms", "10000");
     }
     let producer: BaseProducer = pc.create()?;
     if eos {
         producer.init_transactions(Duration::from_secs(30))?;
     }
-    consumer.subscribe(&[input])?;
+    consumer.subscribe(&[job.input.as_str()])?;
+    let output = job.output.as_str();
     let interval = if eos { EOS_COMMIT } else { ALOS_COMMIT };
-    let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut dirty: HashMap<Vec<u8>, ()> = HashMap::new();
+    let stop = terminated();
     let mut in_txn = false;
     let mut last = Instant::now();
     let mut processed = false;
-    loop {
+    while !stop.load(Ordering::Acquire) {
         if let Some(m) = consumer.poll(Duration::from_millis(20)) {
             let m = m?;
             if eos && !in_txn {
                 producer.begin_transaction()?;
                 in_txn = true;
             }
-            let value = m.payload().unwrap_or_default();
-            match workload {
+            let ts = match m.timestamp() {
+                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
+                Timestamp::NotAvailable => 0,
+            };
+            let (key, value) = (m.key().unwrap_or_default(), m.payload().unwrap_or_default());
+            match job.workload {
                 Workload::W1 => {
                     if let Some(out) = workloads::w1_transform(value) {
-                        send(&producer, BaseRecord::to(output).key(m.key().unwrap_or_default()).payload(&out))?;
+                        send(&producer, BaseRecord::to(output).key(key).payload(out.as_slice()).timestamp(ts))?;
                     }
                 }
-                Workload::W2 => {
+                Workload::W2 | Workload::R1 => {
                     for w in
                         String::from_utf8_lossy(value).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
                     {
                         let w = w.to_lowercase().into_bytes();
-                        *counts.entry(w.clone()).or_default() += 1;
-                        dirty.insert(w, ());
+                        *state.counts.entry(w.clone()).or_default() += 1;
+                        state.dirty.insert(w, ts);
+                    }
+                }
+                Workload::W3 => {
+                    if let Ok(p) = serde_json::from_slice::<Payment>(value) {
+                        let time = state.stream_time.entry(m.partition()).or_insert(ts);
+                        *time = (*time).max(ts);
+                        let start = workloads::window_start(ts);
+                        if start + workloads::W3_WINDOW.as_millis() as i64 > *time {
+                            let s = state.windows.entry((m.partition(), start, p.card)).or_default();
+                            s.count += 1;
+                            s.sum += p.amount;
+                        }
+                    }
+                }
+                Workload::W4 => {
+                    if let Ok(o) = serde_json::from_slice::<Order>(value) {
+                        if let Some(tier) = state.customers.get(key) {
+                            let out = workloads::joined(&o, &String::from_utf8_lossy(tier));
+                            send(&producer, BaseRecord::to(output).key(key).payload(out.as_bytes()).timestamp(ts))?;
+                        }
                     }
                 }
             }
@@ -80,15 +195,12 @@ pub(crate) fn raw(
         }
         producer.poll(Duration::ZERO);
         if processed && last.elapsed() >= interval {
-            for (w, ()) in dirty.drain() {
-                let n = counts.get(&w).copied().unwrap_or(0).to_string();
-                send(&producer, BaseRecord::to(output).key(w.as_slice()).payload(n.as_bytes()))?;
+            if eos && !in_txn {
+                producer.begin_transaction()?;
             }
+            emit_state(&producer, output, &mut state)?;
             let offsets = consumer.position()?;
             if eos {
-                if !in_txn {
-                    producer.begin_transaction()?;
-                }
                 let group = consumer.group_metadata().ok_or("no group metadata")?;
                 producer.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
                 drain(&producer);
@@ -102,6 +214,34 @@ pub(crate) fn raw(
             last = Instant::now();
         }
     }
+    if in_txn {
+        producer.abort_transaction(Duration::from_secs(30))?;
+    }
+    Ok(())
+}
+
+/// Writes what a commit publishes: changed counts (W2/R1) and closed windows (W3).
+fn emit_state(producer: &BaseProducer, output: &str, state: &mut RawState) -> Result<(), Error> {
+    for (w, ts) in state.dirty.drain() {
+        let n = state.counts.get(&w).copied().unwrap_or(0).to_string();
+        send(producer, BaseRecord::to(output).key(w.as_slice()).payload(n.as_bytes()).timestamp(ts))?;
+    }
+    let size = workloads::W3_WINDOW.as_millis() as i64;
+    for (&partition, &time) in &state.stream_time {
+        let closed: Vec<_> = state
+            .windows
+            .range((partition, i64::MIN, String::new())..(partition, time - size + 1, String::new()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in closed {
+            if let Some(s) = state.windows.remove(&k) {
+                let key = workloads::window_key(&k.2, k.1);
+                let value = workloads::window_value(&s);
+                send(producer, BaseRecord::to(output).key(key.as_bytes()).payload(value.as_bytes()).timestamp(k.1))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits for every acknowledgement in short polls (rdkafka's `flush` polls
@@ -126,25 +266,21 @@ fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> Resu
     }
 }
 
-/// Rivulet: the workload's topology, one stream thread, until killed.
-pub(crate) fn rivulet(
-    servers: &str,
-    workload: Workload,
-    eos: bool,
-    input: &str,
-    output: &str,
-    app: &str,
-    state_dir: &str,
-) -> Result<(), Error> {
-    let mut config = StreamsConfig::new(app, servers);
-    config.set("processing.guarantee", if eos { "exactly_once_v2" } else { "at_least_once" })?;
-    config.set("state.dir", state_dir)?;
-    let streams = KafkaStreams::new(workloads::topology(workload, input, output)?, config)?;
+/// Rivulet: the workload's topology, one stream thread, until SIGTERM (then
+/// a clean close: final commit, group left).
+pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
+    let mut config = StreamsConfig::new(&job.app, &job.servers);
+    config.set("processing.guarantee", if job.eos { "exactly_once_v2" } else { "at_least_once" })?;
+    config.set("state.dir", &job.state_dir)?;
+    let streams = KafkaStreams::new(workloads::topology(job.workload, &job.input, &job.output)?, config)?;
+    let stop = terminated();
     streams.start()?;
-    loop {
-        // Runs until the harness kills the process; wakes on state changes.
-        if streams.wait_for_state(streams_dsl::runtime::State::Error, Duration::from_secs(60)) {
+    while !stop.load(Ordering::Acquire) {
+        // Wakes on state changes; the stop flag is looked at between waits.
+        if streams.wait_for_state(streams_dsl::runtime::State::Error, Duration::from_millis(100)) {
             return Err(streams.error().unwrap_or_default().into());
         }
     }
+    streams.close();
+    Ok(())
 }

@@ -1,20 +1,26 @@
 //! `rivulet-bench`: the Rust side of the benchmark harness (`benchmarks/run.sh`).
 //!
-//! - `preload`: creates an input topic and writes a workload's records to it.
-//! - `contender raw|rivulet`: runs one contender on a preloaded topic until killed.
+//! - `preload`: creates an input topic and writes a workload's records to it
+//!   (W4: and its customers table); `probe`: writes R1's probe line.
+//! - `contender --kind raw|rivulet`: runs one contender on a preloaded topic
+//!   until SIGTERM.
 //! - `run -- COMMAND…`: starts a contender (any program: ours, the Kafka
 //!   Streams peer), waits until the output is complete, samples the process's
 //!   CPU time and peak RSS from `/proc`, stops it, verifies the output and
 //!   prints one JSON result line.
+//! - `latency -- COMMAND…`: the rate-limited pass (p50/p99 from event time
+//!   to a read_committed consumer).
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod contenders;
+mod latency;
 mod measure;
 mod workloads;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use measure::Stop;
 use workloads::Workload;
 
 type Error = Box<dyn std::error::Error>;
@@ -51,46 +57,83 @@ fn main() {
     }
 }
 
+/// Wall-clock milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 fn dispatch(args: &[String]) -> Result<(), Error> {
-    let (command, rest) = args.split_first().ok_or("usage: rivulet-bench preload|contender|run …")?;
+    let (command, rest) = args.split_first().ok_or("usage: rivulet-bench preload|probe|contender|run|latency …")?;
     let (f, tail) = flags(rest);
     let servers = f.get("bootstrap-servers").cloned().unwrap_or_else(|| "127.0.0.1:39092".to_owned());
+    if let Some(ts) = f.get("base-ts") {
+        workloads::set_base_ts(ts.parse()?);
+    }
+    let workload = || -> Result<Workload, Error> {
+        let name = get(&f, "workload")?;
+        Workload::parse(name).ok_or_else(|| format!("unknown workload `{name}` (w1, w2, w3, w4, r1)").into())
+    };
     match command.as_str() {
         "preload" => {
-            let workload = Workload::parse(get(&f, "workload")?).ok_or("unknown workload")?;
             let records: u64 = get(&f, "records")?.parse()?;
             let partitions: i32 = f.get("partitions").map_or(Ok(8), |p| p.parse())?;
-            measure::preload(&servers, workload, get(&f, "topic")?, records, partitions)
+            measure::preload(&servers, workload()?, get(&f, "topic")?, records, partitions)
         }
+        "probe" => measure::probe(&servers, get(&f, "topic")?),
         "contender" => {
-            let which = tail.first().map(String::as_str).or(f.get("kind").map(String::as_str)).unwrap_or("rivulet");
-            let workload = Workload::parse(get(&f, "workload")?).ok_or("unknown workload")?;
-            let eos = get(&f, "guarantee")? == "exactly_once_v2";
-            let (input, output) = (get(&f, "input")?, get(&f, "output")?);
-            match which {
-                "raw" => contenders::raw(&servers, workload, eos, input, output, get(&f, "app")?),
-                _ => {
-                    contenders::rivulet(&servers, workload, eos, input, output, get(&f, "app")?, get(&f, "state-dir")?)
-                }
+            let job = contenders::Job {
+                servers,
+                workload: workload()?,
+                eos: get(&f, "guarantee")? == "exactly_once_v2",
+                input: get(&f, "input")?.to_owned(),
+                output: get(&f, "output")?.to_owned(),
+                app: get(&f, "app")?.to_owned(),
+                state_dir: f.get("state-dir").cloned().unwrap_or_default(),
+                restore_from: f.get("restore-from").cloned(),
+            };
+            match f.get("kind").map(String::as_str).unwrap_or("rivulet") {
+                "raw" => contenders::raw(&job),
+                _ => contenders::rivulet(&job),
             }
         }
         "run" => {
-            let workload = Workload::parse(get(&f, "workload")?).ok_or("unknown workload")?;
+            let workload = workload()?;
             let records: u64 = get(&f, "records")?.parse()?;
             let timeout = Duration::from_secs(f.get("timeout").map_or(Ok(1800), |t| t.parse())?);
-            let result = measure::run(&servers, workload, records, get(&f, "output")?, &tail, timeout)?;
-            let mut line = serde_json::json!({
-                "contender": get(&f, "contender")?,
-                "workload": workload.name(),
-                "guarantee": get(&f, "guarantee")?,
-                "records": records,
-            });
-            if let (Some(obj), serde_json::Value::Object(more)) = (line.as_object_mut(), result) {
-                obj.extend(more);
-            }
-            println!("{line}");
-            Ok(())
+            let expected = match f.get("expect").map(String::as_str) {
+                Some("probe") => workloads::expected_probe(),
+                _ => workloads::expected(workload, records),
+            };
+            let stop = if f.get("stop").map(String::as_str) == Some("term") { Stop::Term } else { Stop::Kill };
+            let result = measure::run(&servers, &expected, records, get(&f, "output")?, &tail, timeout, stop)?;
+            print_line(&f, workload, result)
+        }
+        "latency" => {
+            let workload = workload()?;
+            let pace = latency::Pace {
+                rate: get(&f, "rate")?.parse()?,
+                duration: Duration::from_secs(get(&f, "seconds")?.parse()?),
+            };
+            let result = latency::run(&servers, workload, get(&f, "input")?, get(&f, "output")?, &tail, pace)?;
+            print_line(&f, workload, result)
         }
         other => Err(format!("unknown command `{other}`").into()),
     }
+}
+
+/// Prints one JSON result line: who, what, and the figures.
+fn print_line(f: &BTreeMap<String, String>, workload: Workload, result: serde_json::Value) -> Result<(), Error> {
+    let mut line = serde_json::json!({
+        "contender": get(f, "contender")?,
+        "workload": workload.name(),
+        "guarantee": get(f, "guarantee")?,
+    });
+    if let Some(records) = f.get("records") {
+        line["records"] = serde_json::Value::from(records.parse::<u64>()?);
+    }
+    if let (Some(obj), serde_json::Value::Object(more)) = (line.as_object_mut(), result) {
+        obj.extend(more);
+    }
+    println!("{line}");
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Preloading input, and running one contender under measurement.
 
-use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -9,6 +9,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::workloads::{self, Expected, Workload};
@@ -20,7 +21,59 @@ fn config(servers: &str) -> ClientConfig {
     c
 }
 
-/// Creates `topic` (if missing) with `partitions` and writes the workload's records.
+/// Creates `topic` (if missing) with `partitions`, never deleting by age.
+pub(crate) fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result<(), Error> {
+    let admin: AdminClient<DefaultClientContext> = config(servers).create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in futures::executor::block_on(admin.create_topics([&new], &opts))? {
+        match result {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => return Err(format!("cannot create topic {t}: {e}").into()),
+        }
+    }
+    Ok(())
+}
+
+/// A producer for preloading: large batches, idempotent so that retries
+/// cannot reorder a partition.
+pub(crate) fn bulk_producer(servers: &str) -> Result<ThreadedProducer<DefaultProducerContext>, Error> {
+    producer(servers, 20)
+}
+
+/// An idempotent murmur2 producer (the partitioner of Java clients) that
+/// waits `linger_ms` to fill batches.
+pub(crate) fn producer(servers: &str, linger_ms: u32) -> Result<ThreadedProducer<DefaultProducerContext>, Error> {
+    Ok(config(servers)
+        .set("linger.ms", linger_ms.to_string())
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .create()?)
+}
+
+/// Sends one record, waiting while the producer's queue is full.
+pub(crate) fn send_input(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    (key, value, ts): &workloads::Input,
+) -> Result<(), Error> {
+    let mut record = BaseRecord::to(topic).key(key).payload(value).timestamp(*ts);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Creates `topic` (if missing) with `partitions` and writes the workload's
+/// records, then its trailer; for W4 first the customers table next to it.
 pub(crate) fn preload(
     servers: &str,
     workload: Workload,
@@ -28,29 +81,31 @@ pub(crate) fn preload(
     records: u64,
     partitions: i32,
 ) -> Result<(), Error> {
-    let admin: AdminClient<DefaultClientContext> = config(servers).create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let _ = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()));
-    let producer: ThreadedProducer<DefaultProducerContext> = config(servers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .set("partitioner", "murmur2_random")
-        .create()?;
-    for i in 0..records {
-        let (k, v) = workloads::record(workload, i);
-        let mut record = BaseRecord::to(topic).key(&k).payload(&v);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
+    let producer = bulk_producer(servers)?;
+    if workload == Workload::W4 {
+        let customers = workloads::customers_topic(topic);
+        create_topic(servers, &customers, partitions)?;
+        for j in 0..workloads::CUSTOMERS {
+            send_input(&producer, &customers, &workloads::customer(j))?;
         }
     }
+    create_topic(servers, topic, partitions)?;
+    for i in 0..records {
+        send_input(&producer, topic, &workloads::record(workload, i))?;
+    }
+    for r in workloads::trailer(workload, records) {
+        send_input(&producer, topic, &r)?;
+    }
     producer.flush(Duration::from_secs(300))?;
+    Ok(())
+}
+
+/// Writes R1's probe line (one new word) to `topic`.
+pub(crate) fn probe(servers: &str, topic: &str) -> Result<(), Error> {
+    let producer = bulk_producer(servers)?;
+    let now = crate::now_ms();
+    send_input(&producer, topic, &(b"probe".to_vec(), workloads::PROBE_WORD.as_bytes().to_vec(), now))?;
+    producer.flush(Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -81,54 +136,146 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Starts `command`, waits until `output` holds the expected result, samples
-/// the process, stops it, and says how it did.
-pub(crate) fn run(
-    servers: &str,
-    workload: Workload,
-    records: u64,
-    output: &str,
-    command: &[String],
-    timeout: Duration,
-) -> Result<serde_json::Value, Error> {
-    let expected = workloads::expected(workload, records);
-    // The output topic exists before anyone subscribes to it.
-    let admin: AdminClient<DefaultClientContext> = config(servers).create()?;
-    let _ = futures::executor::block_on(admin.create_topics(
-        [&NewTopic::new(output, 8, TopicReplication::Fixed(1))],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-    ));
-    let (program, args) = command.split_first().ok_or("no contender command after --")?;
+/// What the verifying consumer has read of the output so far.
+#[derive(Debug, Default)]
+struct Seen {
+    count: u64,
+    latest: BTreeMap<Vec<u8>, Vec<u8>>,
+    values: HashSet<Vec<u8>>,
+    /// Values written twice, or not expected at all (W4).
+    wrong_values: u64,
+}
+
+impl Seen {
+    fn add(&mut self, expected: &Expected, key: &[u8], value: &[u8]) {
+        self.count += 1;
+        match expected {
+            Expected::Count(_) => {}
+            Expected::Latest { .. } => {
+                self.latest.insert(key.to_vec(), value.to_vec());
+            }
+            Expected::Values(want) => {
+                if !want.contains(value) || !self.values.insert(value.to_vec()) {
+                    self.wrong_values += 1;
+                }
+            }
+        }
+    }
+
+    fn complete(&self, expected: &Expected) -> bool {
+        match expected {
+            Expected::Count(n) => self.count >= *n,
+            Expected::Latest { map, .. } => self.latest.len() >= map.len() && &self.latest == map,
+            Expected::Values(want) => self.values.len() >= want.len(),
+        }
+    }
+
+    fn correct(&self, expected: &Expected) -> bool {
+        match expected {
+            Expected::Count(n) => self.count == *n,
+            Expected::Latest { map, once } => &self.latest == map && (!once || self.count == map.len() as u64),
+            Expected::Values(want) => self.values.len() == want.len() && self.wrong_values == 0,
+        }
+    }
+
+    fn describe_difference(&self, expected: &Expected) -> String {
+        match expected {
+            Expected::Count(n) => format!("expected {n} records, read {}", self.count),
+            Expected::Latest { map, once } => {
+                let differ = map.iter().filter(|(k, v)| self.latest.get(*k) != Some(*v));
+                let examples: Vec<String> = differ
+                    .clone()
+                    .take(5)
+                    .map(|(k, v)| {
+                        let got = self.latest.get(k).map(|g| String::from_utf8_lossy(g).into_owned());
+                        format!("{}: want {}, got {got:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(v))
+                    })
+                    .collect();
+                let mut text = format!("{} of {} keys differ, e.g. {examples:?}", differ.count(), map.len());
+                if *once && self.count != map.len() as u64 {
+                    text.push_str(&format!("; {} records for {} keys", self.count, map.len()));
+                }
+                text
+            }
+            Expected::Values(want) => format!(
+                "{} of {} expected values read, {} unexpected or repeated",
+                self.values.len(),
+                want.len(),
+                self.wrong_values
+            ),
+        }
+    }
+}
+
+/// How a contender is stopped once its output is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// SIGKILL: nothing it does afterwards matters.
+    Kill,
+    /// SIGTERM, then wait for it to close (leaving its group and committing),
+    /// so that a next instance of the same application starts at once.
+    Term,
+}
+
+/// Stops a contender.
+pub(crate) fn stop(child: &mut Child, how: Stop) {
+    if how == Stop::Term {
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A read_committed consumer of `topic` from its beginning, in a fresh group.
+pub(crate) fn verifier(servers: &str, topic: &str) -> Result<BaseConsumer, Error> {
     let consumer: BaseConsumer = config(servers)
         .set("group.id", format!("bench-verify-{}", uuid::Uuid::new_v4().simple()))
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()?;
-    consumer.subscribe(&[output])?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// Starts `command`, waits until `output` holds `expected`, samples the
+/// process, stops it, and says how it did: a JSON object with the figures
+/// and `verified`, plus `error` when the output was incomplete or wrong.
+pub(crate) fn run(
+    servers: &str,
+    expected: &Expected,
+    records: u64,
+    output: &str,
+    command: &[String],
+    timeout: Duration,
+    how: Stop,
+) -> Result<serde_json::Value, Error> {
+    // The output topic exists before anyone subscribes to it.
+    create_topic(servers, output, 8)?;
+    let (program, args) = command.split_first().ok_or("no contender command after --")?;
+    let consumer = verifier(servers, output)?;
     let ticks = clock_ticks();
     let started = Instant::now();
     let mut child = Command::new(program).args(args).stdout(Stdio::null()).spawn()?;
     let pid = child.id();
-    let mut count = 0u64;
-    let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut seen = Seen::default();
     let mut last_sample = (0.0, 0);
     let done = loop {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
-            count += 1;
-            if let Expected::Latest(_) = expected {
-                latest.insert(m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec());
-            }
+            seen.add(expected, m.key().unwrap_or_default(), m.payload().unwrap_or_default());
             continue;
         }
         if let Some(s) = sample(pid, ticks) {
             last_sample = s;
         }
-        let complete = match &expected {
-            Expected::Count(n) => count >= *n,
-            Expected::Latest(map) => latest.len() >= map.len() && &latest == map,
-        };
-        if complete {
+        if seen.complete(expected) {
             break true;
         }
         if started.elapsed() > timeout || matches!(child.try_wait(), Ok(Some(_))) {
@@ -140,42 +287,31 @@ pub(crate) fn run(
     if let Some(s) = sample(pid, ticks) {
         last_sample = s;
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    if !done {
-        let diff = match &expected {
-            Expected::Count(n) => format!("expected {n} records"),
-            Expected::Latest(map) => {
-                let wrong: Vec<String> = map
-                    .iter()
-                    .filter(|(k, v)| latest.get(*k) != Some(*v))
-                    .take(5)
-                    .map(|(k, v)| {
-                        let got = latest.get(k).map(|g| String::from_utf8_lossy(g).into_owned());
-                        format!("{}: want {}, got {got:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(v))
-                    })
-                    .collect();
-                format!(
-                    "{} of {} keys differ, e.g. {wrong:?}",
-                    map.iter().filter(|(k, v)| latest.get(*k) != Some(*v)).count(),
-                    map.len()
-                )
+    // Duplicates written right after completion still count against `once`.
+    if done {
+        let settle = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < settle {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                seen.add(expected, m.key().unwrap_or_default(), m.payload().unwrap_or_default());
             }
-        };
-        return Err(format!("{program}: output incomplete after {wall:.1} s ({count} records read; {diff})").into());
+        }
     }
-    let correct = match &expected {
-        Expected::Count(n) => count == *n,
-        Expected::Latest(map) => &latest == map,
-    };
+    stop(&mut child, how);
     let (cpu, rss) = last_sample;
-    Ok(serde_json::json!({
+    let mut result = serde_json::json!({
         "wall_s": wall,
         "records_per_s": records as f64 / wall,
         "cpu_s": cpu,
         "cpu_us_per_record": cpu * 1e6 / records as f64,
         "peak_rss_mb": rss as f64 / 1_048_576.0,
-        "output_records": count,
-        "verified": correct,
-    }))
+        "output_records": seen.count,
+        "verified": done && seen.correct(expected),
+    });
+    if !done || !seen.correct(expected) {
+        let what = if done { "output wrong" } else { "output incomplete" };
+        let error = format!("{program}: {what} after {wall:.1} s ({})", seen.describe_difference(expected));
+        eprintln!("rivulet-bench: {error}");
+        result["error"] = serde_json::Value::String(error);
+    }
+    Ok(result)
 }

@@ -1,20 +1,28 @@
 package dev.rivulet.bench;
 
+import java.nio.ByteBuffer;
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 
+import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.Suppressed;
+import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.streams.state.WindowStore;
 
 /**
  * The benchmark workloads on Apache Kafka Streams, default settings plus the
@@ -22,6 +30,14 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * Runs until killed.
  */
 public final class Peer {
+    /** W3's window aggregate: count and sum as two big-endian longs. */
+    static final Serde<long[]> STATS = Serdes.serdeFrom(
+        (topic, stats) -> ByteBuffer.allocate(16).putLong(stats[0]).putLong(stats[1]).array(),
+        (topic, bytes) -> {
+            ByteBuffer buffer = ByteBuffer.wrap(bytes);
+            return new long[] {buffer.getLong(), buffer.getLong()};
+        });
+
     /** The value of a numeric JSON field in the flat objects W1 carries. */
     static long number(String json, String field) {
         int at = json.indexOf("\"" + field + "\":");
@@ -53,14 +69,13 @@ public final class Peer {
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         props.put("auto.offset.reset", "earliest");
         StreamsBuilder builder = new StreamsBuilder();
-        if (workload.equals("w1")) {
-            builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
+        switch (workload) {
+            case "w1" -> builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
                 .filter((k, v) -> number(v, "amount") % 2 == 0)
                 .mapValues(v -> "{\"id\":" + number(v, "id") + ",\"user\":\"" + text(v, "user") + "\",\"cents\":"
                     + number(v, "amount") * 100 + "}")
                 .to(output, Produced.with(Serdes.ByteArray(), Serdes.String()));
-        } else {
-            builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
+            case "w2", "r1" -> builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
                 .flatMapValues(line -> Arrays.stream(line.toLowerCase(Locale.ROOT).split("[^\\p{L}\\p{Nd}]+"))
                     .filter(w -> !w.isEmpty()).toList())
                 .groupBy((k, w) -> w, Grouped.with(Serdes.String(), Serdes.String()))
@@ -68,6 +83,27 @@ public final class Peer {
                 .toStream()
                 .mapValues(Object::toString)
                 .to(output, Produced.with(Serdes.String(), Serdes.String()));
+            case "w3" -> builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
+                .selectKey((k, v) -> text(v, "card"))
+                .groupByKey(Grouped.with(Serdes.String(), Serdes.String()))
+                .windowedBy(TimeWindows.ofSizeWithNoGrace(Duration.ofSeconds(60)))
+                .aggregate(() -> new long[2],
+                    (card, v, stats) -> new long[] {stats[0] + 1, stats[1] + number(v, "amount")},
+                    Materialized.<String, long[], WindowStore<Bytes, byte[]>>as("payment-stats")
+                        .withKeySerde(Serdes.String()).withValueSerde(STATS))
+                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
+                .toStream()
+                .map((w, stats) -> KeyValue.pair(w.key() + "@" + w.window().start(), stats[0] + "," + stats[1]))
+                .to(output, Produced.with(Serdes.String(), Serdes.String()));
+            case "w4" -> {
+                KTable<String, String> customers = builder.table(input + "-customers",
+                    Consumed.with(Serdes.String(), Serdes.String()));
+                builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()))
+                    .join(customers, (order, tier) -> number(order, "id") + "," + text(order, "customer") + ","
+                        + number(order, "amount") + "," + tier)
+                    .to(output, Produced.with(Serdes.String(), Serdes.String()));
+            }
+            default -> throw new IllegalArgumentException("unknown workload " + workload);
         }
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
         CountDownLatch stopped = new CountDownLatch(1);

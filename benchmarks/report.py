@@ -1,0 +1,94 @@
+"""Turns the harness's JSON lines into benchmarks/results/latest.{json,md}.
+
+Usage: report.py RESULTS_DIR RECORDS R1_RECORDS
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+
+out, records, r1_records = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+
+def lines(name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return []
+    return [json.loads(line) for line in open(path) if line.strip()]
+
+
+rows, latency = lines("latest.jsonl"), lines("latency.jsonl")
+cpu = next(
+    (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+    platform.processor(),
+)
+machine = {
+    "cores": os.cpu_count(),
+    "cpu": cpu,
+    "kernel": platform.release(),
+    "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip(),
+    "java": subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0],
+    "kafka": "4.1.1",
+    "kafka_streams": "4.1.1",
+    "quixstreams": "3.28.1",
+    "records": records,
+    "r1_records": r1_records,
+}
+
+
+def ratios():
+    """rivulet / raw and rivulet / kafka-streams for every workload and guarantee."""
+    by = {(r["workload"], r["guarantee"], r["contender"]): r for r in rows}
+    result = []
+    for (w, g, c), r in by.items():
+        if c != "rivulet":
+            continue
+        entry = {"workload": w, "guarantee": g}
+        for peer in ("raw", "kafka-streams", "quix"):
+            p = by.get((w, g, peer))
+            if p and p.get("verified") and r.get("verified"):
+                entry[f"cpu_vs_{peer}"] = r["cpu_us_per_record"] / p["cpu_us_per_record"]
+                entry[f"rate_vs_{peer}"] = r["records_per_s"] / p["records_per_s"]
+        result.append(entry)
+    return result
+
+
+summary = ratios()
+json.dump({"machine": machine, "results": rows, "latency": latency, "ratios": summary},
+          open(os.path.join(out, "latest.json"), "w"), indent=2)
+
+
+def fmt(value, spec):
+    return "—" if value is None else format(value, spec)
+
+
+with open(os.path.join(out, "latest.md"), "w") as f:
+    f.write(f"Machine: {machine['cores']} cores, {cpu}; {machine['rustc']}; {machine['java']}; "
+            f"Kafka {machine['kafka']}; {records} records per workload, R1 restores {r1_records}\n\n")
+    f.write("| workload | guarantee | contender | wall s | records/s | CPU s | CPU µs/record | peak RSS MB | verified |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        verified = "yes" if r.get("verified") else f"**no**: {r.get('error', '')}"
+        f.write(f"| {r['workload']} | {r['guarantee']} | {r['contender']} | {r['wall_s']:.1f} | "
+                f"{r['records_per_s']:.0f} | {r['cpu_s']:.1f} | {r['cpu_us_per_record']:.2f} | "
+                f"{r['peak_rss_mb']:.0f} | {verified} |\n")
+    f.write("\nR1: wall = from process start to the probe's result (restore included); "
+            "records/s = changelog records restored per second.\n")
+    if summary:
+        f.write("\n| workload | guarantee | CPU/record rivulet÷raw | records/s rivulet÷raw | "
+                "CPU/record rivulet÷kafka-streams | records/s rivulet÷kafka-streams | "
+                "CPU/record rivulet÷quix | records/s rivulet÷quix |\n|---|---|---|---|---|---|---|---|\n")
+        for s in summary:
+            f.write(f"| {s['workload']} | {s['guarantee']} | {fmt(s.get('cpu_vs_raw'), '.2f')} | "
+                    f"{fmt(s.get('rate_vs_raw'), '.2f')} | {fmt(s.get('cpu_vs_kafka-streams'), '.2f')} | "
+                    f"{fmt(s.get('rate_vs_kafka-streams'), '.2f')} | {fmt(s.get('cpu_vs_quix'), '.2f')} | "
+                    f"{fmt(s.get('rate_vs_quix'), '.2f')} |\n")
+    if latency:
+        f.write("\nEnd-to-end latency (exactly_once_v2, 100 ms commits): event time of an input record to its "
+                "result being read by a read_committed consumer, at a steady rate.\n\n")
+        f.write("| workload | contender | rate/s | results | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|\n")
+        for r in latency:
+            f.write(f"| {r['workload']} | {r['contender']} | {r['rate']} | {r['results']} | {r['p50_ms']} | "
+                    f"{r['p99_ms']} | {r['max_ms']} |\n")
+print(open(os.path.join(out, "latest.md")).read())

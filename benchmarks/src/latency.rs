@@ -1,0 +1,150 @@
+//! The rate-limited pass: end-to-end latency from an input record's event
+//! time to its result being visible to a read_committed consumer.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::producer::Producer;
+
+use crate::measure::{self, Stop};
+use crate::workloads::{self, Workload};
+use crate::{now_ms, Error};
+
+/// How long a contender may take to produce its first output.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long results of the paced records may trail the last one.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The paced pass's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// Records per second.
+    pub(crate) rate: u64,
+    /// How long records are sent.
+    pub(crate) duration: Duration,
+}
+
+/// Starts `command` on `input` (already created; W4's customers loaded),
+/// waits until it writes its first result, then sends `pace.rate` records a
+/// second stamped with the wall clock, and measures, for every result of
+/// those records, the time from the stamp to the moment the verifying
+/// read_committed consumer holds it.
+pub(crate) fn run(
+    servers: &str,
+    workload: Workload,
+    input: &str,
+    output: &str,
+    command: &[String],
+    pace: Pace,
+) -> Result<serde_json::Value, Error> {
+    measure::create_topic(servers, output, 8)?;
+    let consumer = measure::verifier(servers, output)?;
+    let (program, args) = command.split_first().ok_or("no contender command after --")?;
+    let mut child = Command::new(program).args(args).stdout(Stdio::null()).spawn()?;
+    // Sent as they come: batching would add to every latency.
+    let producer = measure::producer(servers, 0)?;
+    let producer = &producer;
+    let send = move |i: u64| {
+        let (k, v, _) = workloads::record(workload, i);
+        measure::send_input(producer, input, &(k, v, now_ms()))
+    };
+
+    // Warm-up: one record every 100 ms until a result shows that the
+    // contender has joined its group and runs.
+    let mut next = 0u64;
+    let ready_by = Instant::now() + READY_TIMEOUT;
+    let mut last_sent = Instant::now() - Duration::from_secs(1);
+    let ready = loop {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(20)) {
+            break true;
+        }
+        if Instant::now() > ready_by || matches!(child.try_wait(), Ok(Some(_))) {
+            break false;
+        }
+        if last_sent.elapsed() >= Duration::from_millis(100) {
+            send(next)?;
+            producer.flush(Duration::from_secs(5))?;
+            next += 1;
+            last_sent = Instant::now();
+        }
+    };
+    if !ready {
+        measure::stop(&mut child, Stop::Kill);
+        return Err(format!("{program}: no output within {} s", READY_TIMEOUT.as_secs()).into());
+    }
+    // Results of warm-up records still in flight are not measured.
+    let measured_from = now_ms() + 1;
+
+    let sent_all = Arc::new(AtomicBool::new(false));
+    let total = pace.rate * pace.duration.as_secs();
+    let latencies = std::thread::scope(|scope| -> Result<Vec<i64>, Error> {
+        let done = Arc::clone(&sent_all);
+        let sender = scope.spawn(move || -> Result<(), String> {
+            let started = Instant::now();
+            for n in 0..total {
+                // Pacing: record n goes out at n / rate seconds.
+                let due = started + Duration::from_micros(n * 1_000_000 / pace.rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                send(next + n).map_err(|e| e.to_string())?;
+            }
+            producer.flush(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+            done.store(true, Ordering::Release);
+            Ok(())
+        });
+        let mut latencies = Vec::with_capacity(total as usize);
+        let mut quiet_since: Option<Instant> = None;
+        let mut sent_at: Option<Instant> = None;
+        loop {
+            match consumer.poll(Duration::from_millis(20)) {
+                Some(Ok(m)) => {
+                    let now = now_ms();
+                    if let Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) = m.timestamp() {
+                        if ts >= measured_from {
+                            latencies.push(now - ts);
+                        }
+                    }
+                    quiet_since = None;
+                }
+                _ if sent_all.load(Ordering::Acquire) => {
+                    // Done once nothing has arrived for a while after the last send.
+                    let quiet = *quiet_since.get_or_insert_with(Instant::now);
+                    let sent = *sent_at.get_or_insert_with(Instant::now);
+                    if quiet.elapsed() > Duration::from_secs(3) || sent.elapsed() > DRAIN_TIMEOUT {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            if sender.is_finished() && !sent_all.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        match sender.join() {
+            Ok(Ok(())) => Ok(latencies),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err("the sending thread panicked".into()),
+        }
+    });
+    measure::stop(&mut child, Stop::Kill);
+    let mut latencies = latencies?;
+    latencies.sort_unstable();
+    let pick = |q: f64| -> i64 {
+        if latencies.is_empty() {
+            return -1;
+        }
+        latencies[((latencies.len() - 1) as f64 * q).round() as usize]
+    };
+    Ok(serde_json::json!({
+        "rate": pace.rate,
+        "sent": total,
+        "results": latencies.len(),
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "max_ms": pick(1.0),
+    }))
+}
