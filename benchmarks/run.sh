@@ -11,7 +11,7 @@
 # Workloads: W1 stateless (at_least_once and exactly_once_v2); W2 word count,
 # W3 windowed aggregation, W4 stream-table join, R1 restore (exactly_once_v2);
 # then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2).
-# BENCH_CONTENDERS="raw rivulet" narrows the contenders.
+# BENCH_CONTENDERS="raw rivulet" and BENCH_WORKLOADS="w3 r1 latency" narrow the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RECORDS=2000000
@@ -48,6 +48,8 @@ mkdir -p "$OUT"
 STATE="$(mktemp -d)"
 trap 'rm -rf "$STATE"' EXIT
 CONTENDERS="${BENCH_CONTENDERS:-raw rivulet kafka-streams quix}"
+WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w3 w4 r1 latency}"
+wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 # R1 restores a changelog of one entry per input record: 1,000,000 (--quick: the quick size).
 R1_RECORDS=$(( RECORDS < 1000000 ? RECORDS : 1000000 ))
 LAT_SECONDS=30
@@ -67,6 +69,7 @@ contender() {
 }
 
 for W in w1 w2 w3 w4; do
+    wanted "$W" || continue
     INPUT="bench-$W-$RUN_ID"
     echo "[run.sh] preloading $RECORDS records into $INPUT" >&2
     "$BENCH" preload --workload "$W" --topic "$INPUT" --records "$RECORDS" --partitions 8 --base-ts "$BASE_TS"
@@ -88,6 +91,7 @@ done
 # again; measured is the time until it has restored and answered a probe.
 G=exactly_once_v2
 for C in $CONTENDERS; do
+    wanted r1 || break
     INPUT="bench-r1-$C-$RUN_ID"
     APP="bench-$C-r1-$RUN_ID"
     echo "[run.sh] $C r1: loading $R1_RECORDS records" >&2
@@ -106,6 +110,7 @@ done
 # Latency: fresh topics, the contender running, then a steady rate well
 # below every contender's capacity.
 for W in w1 w2 w4; do
+    wanted latency || break
     case "$W" in w1) RATE=2000 ;; w2) RATE=500 ;; *) RATE=1000 ;; esac
     for C in $CONTENDERS; do
         INPUT="bench-lat-$W-$C-$RUN_ID"

@@ -7,6 +7,7 @@ import java.util.Locale;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 
+import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
@@ -68,6 +69,10 @@ public final class Peer {
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         props.put("auto.offset.reset", "earliest");
+        // Static membership: Kafka Streams' consumers do not leave the group
+        // on close, and CloseOptions.leaveGroup only acts on static members;
+        // without it R1's second instance waits out the first one's session.
+        props.put(StreamsConfig.consumerPrefix(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG), app);
         StreamsBuilder builder = new StreamsBuilder();
         switch (workload) {
             case "w1" -> builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
@@ -108,7 +113,8 @@ public final class Peer {
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            streams.close();
+            // Leave the group, as the other contenders do.
+            streams.close(new KafkaStreams.CloseOptions().leaveGroup(true));
             stopped.countDown();
         }));
         streams.start();
