@@ -38,19 +38,7 @@ pub(crate) struct Job {
 /// A flag set when SIGTERM or Ctrl-C arrives.
 pub(crate) fn terminated() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    let set = Arc::clone(&flag);
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        set.store(true, Ordering::Release);
-    });
+    rivulet_examples::cli::watch_signals(Arc::clone(&flag));
     flag
 }
 

@@ -3,7 +3,6 @@
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Message, Timestamp};
@@ -78,10 +77,10 @@ pub(crate) fn run(
     // Results of warm-up records still in flight are not measured.
     let measured_from = now_ms() + 1;
 
-    let sent_all = Arc::new(AtomicBool::new(false));
+    let sent_all = AtomicBool::new(false);
     let total = pace.rate * pace.duration.as_secs();
     let latencies = std::thread::scope(|scope| -> Result<Vec<i64>, Error> {
-        let done = Arc::clone(&sent_all);
+        let done = &sent_all;
         let sender = scope.spawn(move || -> Result<(), String> {
             let started = Instant::now();
             for n in 0..total {

@@ -252,8 +252,9 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Resolves when Ctrl-C or SIGTERM arrives, setting `stop`.
-fn watch_signals(stop: Arc<AtomicBool>) {
+/// Watches for Ctrl-C or SIGTERM on a thread of its own and sets `stop`
+/// when one arrives.
+pub fn watch_signals(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {

@@ -225,7 +225,7 @@ fn abort_hides_everything_of_the_batch() -> Result<(), StoreError> {
 }
 
 #[test]
-fn large_restores_take_the_bulk_path_and_keep_changelog_order() -> Result<(), Box<dyn std::error::Error>> {
+fn large_restores_keep_changelog_order() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let mut s = KvStore::rocksdb("big", dir.path(), &RocksDbConfig::default())?;
     s.put(b"old", b"x")?;
