@@ -266,7 +266,7 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
     while !stop.load(Ordering::Acquire) {
         // Wakes on state changes; the stop flag is looked at between waits.
         if streams.wait_for_state(streams_dsl::runtime::State::Error, Duration::from_millis(100)) {
-            return Err(streams.error().unwrap_or_default().into());
+            return Err(streams.error().map(|e| e.to_string()).unwrap_or_default().into());
         }
     }
     streams.close();

@@ -34,6 +34,15 @@ pub struct NumberArg {
     pub default: f64,
 }
 
+/// An extra text option of an example (no default: absent unless given).
+#[derive(Debug, Clone)]
+pub struct TextArg {
+    /// The flag.
+    pub flag: &'static str,
+    /// What it means.
+    pub help: &'static str,
+}
+
 /// What an example declares about itself.
 #[derive(Debug, Clone)]
 pub struct AppSpec {
@@ -47,6 +56,8 @@ pub struct AppSpec {
     pub outputs: Vec<TopicArg>,
     /// Extra numeric options.
     pub numbers: Vec<NumberArg>,
+    /// Extra text options.
+    pub texts: Vec<TextArg>,
 }
 
 /// The parsed command line.
@@ -76,6 +87,8 @@ pub struct Args {
     pub rate: u32,
     /// Extra numeric options by flag.
     pub numbers: BTreeMap<&'static str, f64>,
+    /// Extra text options given, by flag.
+    pub texts: BTreeMap<&'static str, String>,
     /// `--config KEY=VALUE`: any StreamsConfig key (including `consumer.*` /
     /// `producer.*` pass-through), applied last.
     pub config: Vec<(String, String)>,
@@ -85,6 +98,11 @@ impl Args {
     /// The topic given for `flag` (or its default).
     pub fn topic(&self, flag: &str) -> &str {
         self.topics.get(flag).map_or("", String::as_str)
+    }
+
+    /// The text given for `flag`, if any.
+    pub fn text(&self, flag: &str) -> Option<&str> {
+        self.texts.get(flag).map(String::as_str)
     }
 
     /// The number given for `flag` (or its default).
@@ -118,6 +136,9 @@ fn usage(spec: &AppSpec) -> String {
     for n in &spec.numbers {
         line(&format!("{} N", n.flag), &format!("{} (default {})", n.help, n.default));
     }
+    for t in &spec.texts {
+        line(&format!("{} TEXT", t.flag), t.help);
+    }
     line("--help", "this text");
     s.push_str("\nLogs go through `tracing`; set RUST_LOG (default info).\n");
     s
@@ -149,6 +170,7 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
         partitions: 4,
         rate: 20,
         numbers: spec.numbers.iter().map(|n| (n.flag, n.default)).collect(),
+        texts: BTreeMap::new(),
         config: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -194,6 +216,8 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
             other => {
                 if let Some(t) = spec.inputs.iter().chain(&spec.outputs).find(|t| t.flag == other) {
                     out.topics.insert(t.flag, value.clone());
+                } else if let Some(t) = spec.texts.iter().find(|t| t.flag == other) {
+                    out.texts.insert(t.flag, value.clone());
                 } else if let Some(n) = spec.numbers.iter().find(|n| n.flag == other) {
                     out.numbers.insert(n.flag, value.parse().map_err(|_| bad("a number"))?);
                 } else {
@@ -394,8 +418,25 @@ fn run_args(
             } else {
                 String::new()
             };
+            let waiting = m
+                .waiting_for_cluster_since
+                .and_then(|t| t.elapsed().ok())
+                .map(|d| format!(" waiting-for-cluster={}s", d.as_secs()))
+                .unwrap_or_default();
+            let recoveries = if m.aborted_transactions + m.retries + m.rejoins + m.replaced_threads > 0 {
+                format!(
+                    " aborted={} retries={} blocked={}ms rejoins={} replaced-threads={}",
+                    m.aborted_transactions,
+                    m.retries,
+                    m.blocked.as_millis(),
+                    m.rejoins,
+                    m.replaced_threads
+                )
+            } else {
+                String::new()
+            };
             tracing::info!(
-                "status: state={} in={} processed={} out={} lag={} dropped={} skipped={} dead-lettered={} commits={}{restoring}",
+                "status: state={} in={} processed={} out={} lag={} dropped={} skipped={} dead-lettered={} commits={}{restoring}{recoveries}{waiting}",
                 streams.state(),
                 m.records_consumed,
                 m.records_processed,

@@ -138,7 +138,7 @@ fn fail_stops_at_the_bad_record_and_commits_nothing_past_it() -> Result<(), Box<
     assert!(streams.wait_for_state(State::PendingError, TIMEOUT) || streams.state() == State::Error);
     streams.close();
     assert_eq!(streams.state(), State::Error);
-    let error = streams.error().unwrap_or_default();
+    let error = streams.error().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains(&format!("{input_topic}-0 offset 1")), "{error}");
     let consumer: BaseConsumer = integration_tests::client_config().set("group.id", &app).create()?;
     let mut tpl = TopicPartitionList::new();

@@ -70,6 +70,10 @@ pub enum ConfigError {
         /// A known key it resembles.
         suggestion: Option<&'static str>,
     },
+    /// Keys that only work together with others, given without them: every
+    /// key missing, with the key that needs it.
+    #[error("missing config: {}", .0.iter().map(|(missing, by)| format!("`{missing}` (needed by {by})")).collect::<Vec<_>>().join(", "))]
+    MissingCompanions(Vec<(&'static str, String)>),
     /// A value that does not parse or is out of range.
     #[error("invalid value `{value}` for config `{key}`: expected {expected}")]
     Invalid {
@@ -100,6 +104,7 @@ const KNOWN: &[&str] = &[
     "deserialization.exception.handler",
     "processing.exception.handler",
     "errors.dead.letter.queue.topic.name",
+    "task.timeout.ms",
 ];
 
 /// An application's settings.
@@ -137,6 +142,10 @@ pub struct StreamsConfig {
     pub processing_handling: ErrorHandling,
     /// `errors.dead.letter.queue.topic.name`.
     pub dead_letter_topic: Option<String>,
+    /// `task.timeout.ms` (default 300000): how long a stream thread keeps
+    /// retrying calls to a cluster that does not answer before the error
+    /// goes to the uncaught-error handler.
+    pub task_timeout: Duration,
     /// `consumer.*` settings, prefix removed.
     pub consumer: BTreeMap<String, String>,
     /// `producer.*` settings, prefix removed.
@@ -187,6 +196,7 @@ impl StreamsConfig {
             deserialization_handling: ErrorHandling::Fail,
             processing_handling: ErrorHandling::Fail,
             dead_letter_topic: None,
+            task_timeout: Duration::from_secs(300),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
             admin: BTreeMap::new(),
@@ -210,9 +220,12 @@ impl StreamsConfig {
     }
 
     /// Sets one key (the same rules as [`from_props`](Self::from_props)).
+    /// The value is checked now; whether keys that need each other are all
+    /// there is checked as a whole by [`validate`](Self::validate), which
+    /// [`KafkaStreams::new`](crate::runtime::KafkaStreams::new) calls, so that
+    /// keys may be set in any order.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, ConfigError> {
         self.set_all([(key, value)])?;
-        self.validate()?;
         Ok(self)
     }
 
@@ -309,6 +322,11 @@ impl StreamsConfig {
                         self.deserialization_handling = handling;
                     }
                 }
+                "task.timeout.ms" => {
+                    let ms: u64 =
+                        value.parse().map_err(|_| invalid(key, value, "milliseconds, a whole number >= 0"))?;
+                    self.task_timeout = Duration::from_millis(ms);
+                }
                 "errors.dead.letter.queue.topic.name" => {
                     if value.is_empty() {
                         return Err(invalid(key, value, "a topic name"));
@@ -336,7 +354,10 @@ impl StreamsConfig {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the settings as a whole: the values that depend on each other,
+    /// and the librdkafka settings Rivulet cannot run with. Every missing
+    /// companion key is named in one error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let id_ok = !self.application_id.is_empty()
             && self.application_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !id_ok {
@@ -349,9 +370,36 @@ impl StreamsConfig {
         if self.bootstrap_servers.trim().is_empty() {
             return Err(ConfigError::Missing("bootstrap.servers"));
         }
-        for h in [&self.deserialization_handling, &self.processing_handling] {
+        let mut missing = Vec::new();
+        for (h, key) in [
+            (&self.deserialization_handling, "default.deserialization.exception.handler=dead_letter"),
+            (&self.processing_handling, "processing.exception.handler=dead_letter"),
+        ] {
             if matches!(h, ErrorHandling::DeadLetter(t) if t.is_empty()) {
-                return Err(ConfigError::Missing("errors.dead.letter.queue.topic.name"));
+                missing.push(("errors.dead.letter.queue.topic.name", key.to_owned()));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ConfigError::MissingCompanions(missing));
+        }
+        if let Some(strategy) = self.consumer.get("partition.assignment.strategy") {
+            if strategy.trim() != "range" {
+                return Err(invalid(
+                    "consumer.partition.assignment.strategy",
+                    strategy,
+                    "range (the only strategy Rivulet runs with for now: it puts partition p of every \
+                     co-partitioned topic on one member; cooperative-sticky is not proven exact yet)",
+                ));
+            }
+        }
+        if let Some(protocol) = self.consumer.get("group.protocol") {
+            if protocol.trim() != "classic" {
+                return Err(invalid(
+                    "consumer.group.protocol",
+                    protocol,
+                    "classic (the broker-side assignment of the consumer protocol does not keep co-partitioned \
+                     topics together)",
+                ));
             }
         }
         Ok(())
@@ -430,9 +478,25 @@ mod tests {
         assert_eq!(c.deserialization_handling, ErrorHandling::Fail);
         c.set("default.deserialization.exception.handler", "log_and_continue")?;
         assert_eq!(c.deserialization_handling, ErrorHandling::LogAndContinue);
+        c.set("processing.exception.handler", "dead_letter")?;
         assert_eq!(
-            c.set("processing.exception.handler", "dead_letter").err(),
-            Some(ConfigError::Missing("errors.dead.letter.queue.topic.name"))
+            c.validate(),
+            Err(ConfigError::MissingCompanions(vec![(
+                "errors.dead.letter.queue.topic.name",
+                "processing.exception.handler=dead_letter".into()
+            )]))
+        );
+        // Either order works.
+        c.set("errors.dead.letter.queue.topic.name", "dlq")?;
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.processing_handling, ErrorHandling::DeadLetter("dlq".into()));
+        let mut d = StreamsConfig::new("app", "b:1");
+        d.set("default.deserialization.exception.handler", "dead_letter")?
+            .set("processing.exception.handler", "dead_letter")?;
+        let e = d.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("default.deserialization.exception.handler") && e.contains("processing.exception.handler"),
+            "{e}"
         );
         let c = StreamsConfig::from_props([
             ("application.id", "a"),
@@ -452,6 +516,19 @@ mod tests {
         assert_eq!(c.producer.get("linger.ms").map(String::as_str), Some("5"));
         assert_eq!(c.num_stream_threads, 4);
         assert!(c.set("num.stream.threads", "0").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_assignors_that_break_co_partitioning() -> Result<(), ConfigError> {
+        let mut c = StreamsConfig::new("app", "b:1");
+        c.set("consumer.partition.assignment.strategy", "cooperative-sticky")?;
+        let e = c.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("consumer.partition.assignment.strategy") && e.contains("range"), "{e}");
+        c.set("consumer.partition.assignment.strategy", "range")?;
+        assert_eq!(c.validate(), Ok(()));
+        c.set("task.timeout.ms", "5000")?;
+        assert_eq!(c.task_timeout, Duration::from_secs(5));
         Ok(())
     }
 }

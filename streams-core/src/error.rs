@@ -120,12 +120,19 @@ pub enum ProcessorError {
         /// The error.
         source: Box<ProcessorError>,
     },
-    /// A record could not be handed to the producer.
-    #[error("cannot send a record to topic `{topic}`: {message}")]
+    /// A record could not be handed to the producer. Not a fault of the
+    /// record: the runtime rolls back or rejoins, it never skips the record.
+    #[error("cannot send a record to topic `{topic}`: {source}")]
     Send {
         /// The topic.
         topic: String,
-        /// Why.
+        /// The producer's error, classified.
+        source: crate::runtime::KafkaCallError,
+    },
+    /// User code (a closure, a processor, a punctuator, a serde) panicked.
+    #[error("user code panicked: {message}")]
+    Panic {
+        /// The panic's message.
         message: String,
     },
     /// A broken internal invariant; please report it.
@@ -146,6 +153,28 @@ impl ProcessorError {
             _ => None,
         }
     }
+
+    /// The error itself, without the node it arose in.
+    pub fn innermost(&self) -> &ProcessorError {
+        match self {
+            Self::InNode { source, .. } => source.innermost(),
+            e => e,
+        }
+    }
+
+    /// A panic caught at a node boundary, with its message.
+    pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        Self::Panic { message: panic_message(payload) }
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
 }
 
 /// An error from running a topology.
@@ -211,24 +240,48 @@ pub enum StreamsError {
     /// The application's topics cannot work as the topology needs.
     #[error(transparent)]
     Topics(#[from] crate::internal_topics::TopicPlanError),
-    /// A call to Kafka failed.
-    #[error("kafka error while {operation}: {message}")]
-    Kafka {
-        /// What was being done (`committing the transaction`, say).
+    /// A call to Kafka failed; its [`class`](crate::runtime::KafkaCallError::class)
+    /// says whether it was retried, rolled back or fatal.
+    #[error(transparent)]
+    Kafka(#[from] crate::runtime::KafkaCallError),
+    /// The cluster did not answer for `task.timeout.ms`: the retries gave up.
+    #[error("gave up after waiting {} ms for the cluster (task.timeout.ms; raise it to wait longer): {source}", .timeout.as_millis())]
+    TaskTimeout {
+        /// `task.timeout.ms`.
+        timeout: std::time::Duration,
+        /// The last error of the call that kept failing.
+        source: Box<StreamsError>,
+    },
+    /// The embedded cluster could not be started or used.
+    #[error("embedded cluster: cannot {operation}: {message}")]
+    Embedded {
+        /// What was being done.
         operation: String,
-        /// librdkafka's message.
+        /// The mock cluster's message.
         message: String,
     },
-    /// Another instance took this thread's tasks over (its transactional id was fenced).
-    #[error("producer fenced while {0}: another instance owns these tasks now")]
-    Fenced(String),
     /// A file of the local state could not be read or written.
-    #[error("cannot use local state at `{path}`: {message}; check permissions, or delete the directory (state is restored from the changelogs)")]
+    #[error("cannot use local state at `{path}`: {source}; check permissions, or delete the directory (state is restored from the changelogs)")]
     StateDir {
         /// The path.
         path: std::path::PathBuf,
         /// The OS error.
-        message: String,
+        source: std::io::Error,
+    },
+    /// Another instance (thread, or process) of this application uses the state directory.
+    #[error("the state directory `{path}` is in use by another instance of this application (its lock is held); give each instance its own state.dir")]
+    StateDirLocked {
+        /// The application's state directory.
+        path: std::path::PathBuf,
+    },
+    /// Another instance of the application asked every instance to stop
+    /// (its uncaught-error handler answered `ShutdownApplication`).
+    #[error("instance {requested_by} asked the whole application to shut down: {reason}")]
+    ApplicationShutdown {
+        /// The instance (process id) that asked.
+        requested_by: String,
+        /// The error that made it ask.
+        reason: String,
     },
     /// A task's local state does not match its changelog (the changelog was
     /// deleted or recreated); the runtime wipes the state and restores it.
@@ -242,4 +295,19 @@ pub enum StreamsError {
     /// A call that the application's current state does not allow.
     #[error("{0}")]
     IllegalState(String),
+}
+
+impl StreamsError {
+    /// The class of the Kafka error at the bottom of this one, if it is one
+    /// (a failed send inside processing included).
+    pub fn kafka_class(&self) -> Option<crate::runtime::ErrorClass> {
+        match self {
+            Self::Kafka(e) => Some(e.class()),
+            Self::Processing { source, .. } => match source.innermost() {
+                ProcessorError::Send { source, .. } => Some(source.class()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }

@@ -125,6 +125,11 @@ struct Ctx<'e, 'a> {
     node: usize,
 }
 
+/// Runs user code, turning a panic into a [`ProcessorError::Panic`].
+fn catch_panic<T>(f: impl FnOnce() -> Result<T, ProcessorError>) -> Result<T, ProcessorError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Err(ProcessorError::from_panic(&*p)))
+}
+
 fn dispatch(nodes: &[NodeSlot], exec: &mut Exec<'_>, idx: usize, record: AnyRecord) -> Result<(), ProcessorError> {
     let node = &nodes[idx];
     let result = match &node.slot {
@@ -132,16 +137,19 @@ fn dispatch(nodes: &[NodeSlot], exec: &mut Exec<'_>, idx: usize, record: AnyReco
             let mut processor = cell
                 .try_borrow_mut()
                 .map_err(|_| ProcessorError::Internal(format!("node `{}` re-entered while processing", node.name)))?;
-            processor.process(record, &mut Ctx { nodes, exec, node: idx })
+            // A panic in user code is caught where it arose, so that the
+            // error names this node; the nodes above see an ordinary error.
+            catch_panic(|| processor.process(record, &mut Ctx { nodes, exec, node: idx }))
         }
-        Slot::Sink(encoder) => encoder
-            .encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector, exec.internal_topics))
-            .and_then(|mut raw| {
-                if let Some(full) = exec.internal_topics.get(&raw.topic) {
-                    raw.topic.clone_from(full);
-                }
-                exec.collector.send(raw)
-            }),
+        Slot::Sink(encoder) => catch_panic(|| {
+            encoder.encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector, exec.internal_topics))
+        })
+        .and_then(|mut raw| {
+            if let Some(full) = exec.internal_topics.get(&raw.topic) {
+                raw.topic.clone_from(full);
+            }
+            exec.collector.send(raw)
+        }),
         Slot::Source => forward(nodes, exec, idx, record, None),
     };
     result.map_err(|e| match e {
@@ -387,7 +395,7 @@ impl TaskEngine {
         for (idx, node) in nodes.iter().enumerate() {
             if let Slot::Processor(cell) = &node.slot {
                 let mut processor = cell.borrow_mut();
-                processor.init(&mut Ctx { nodes, exec: &mut exec, node: idx }).map_err(|e| {
+                catch_panic(|| processor.init(&mut Ctx { nodes, exec: &mut exec, node: idx })).map_err(|e| {
                     StreamsError::Processing {
                         metadata: None,
                         source: ProcessorError::InNode { node: node.name.clone(), source: Box::new(e) },
@@ -439,7 +447,12 @@ impl TaskEngine {
             partition: raw.partition.unwrap_or(0),
             offset: raw.offset.unwrap_or(-1),
         };
-        let record = match decoder.decode(&raw) {
+        let decoded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&raw))).unwrap_or_else(|p| {
+                let message = format!("the deserializer panicked: {}", crate::error::panic_message(&*p));
+                Err(DecodeError::Serde(crate::serde::SerdeError::custom(&raw.topic, message)))
+            });
+        let record = match decoded {
             Ok(r) => r,
             Err(DecodeError::Serde(source)) => {
                 return Err(Box::new((StreamsError::Deserialization { metadata, source }, raw)))
@@ -519,15 +532,15 @@ impl TaskEngine {
                     metadata: None,
                     source: ProcessorError::Internal("punctuator re-entered".into()),
                 })?;
-                processor.punctuate(id, now, &mut Ctx { nodes, exec: &mut exec, node }).map_err(|e| {
-                    StreamsError::Processing {
+                catch_panic(|| processor.punctuate(id, now, &mut Ctx { nodes, exec: &mut exec, node })).map_err(
+                    |e| StreamsError::Processing {
                         metadata: None,
                         source: match e {
                             e @ ProcessorError::InNode { .. } => e,
                             e => ProcessorError::InNode { node: slot.name.clone(), source: Box::new(e) },
                         },
-                    }
-                })?;
+                    },
+                )?;
             }
         }
         self.ship_changes(collector, now).map_err(|source| StreamsError::Processing { metadata: None, source })
@@ -542,7 +555,7 @@ impl TaskEngine {
                     metadata: None,
                     source: ProcessorError::Internal("flush re-entered a processor".into()),
                 })?;
-                processor.flush(&mut Ctx { nodes, exec: &mut exec, node: idx }).map_err(|e| {
+                catch_panic(|| processor.flush(&mut Ctx { nodes, exec: &mut exec, node: idx })).map_err(|e| {
                     StreamsError::Processing {
                         metadata: None,
                         source: match e {
@@ -604,7 +617,7 @@ impl TaskEngine {
         let mut first: Option<StreamsError> = None;
         for node in &self.nodes {
             if let Slot::Processor(cell) = &node.slot {
-                if let Err(e) = cell.borrow_mut().close() {
+                if let Err(e) = catch_panic(|| cell.borrow_mut().close()) {
                     first.get_or_insert(StreamsError::Processing {
                         metadata: None,
                         source: ProcessorError::InNode { node: node.name.clone(), source: Box::new(e) },

@@ -142,6 +142,7 @@ pub fn spec() -> crate::cli::AppSpec {
             NumberArg { flag: "--max-count", help: "more payments than this per window is suspicious", default: 5.0 },
             NumberArg { flag: "--max-amount", help: "a total above this per window is suspicious", default: 5000.0 },
         ],
+        texts: vec![],
     }
 }
 

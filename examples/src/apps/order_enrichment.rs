@@ -140,6 +140,7 @@ pub fn spec() -> crate::cli::AppSpec {
             TopicArg { flag: "--revenue-topic", default: REVENUE, compacted: true },
         ],
         numbers: vec![],
+        texts: vec![],
     }
 }
 

@@ -130,6 +130,7 @@ pub fn spec() -> crate::cli::AppSpec {
             TopicArg { flag: "--sessions-topic", default: SESSIONS, compacted: false },
         ],
         numbers: vec![],
+        texts: vec![],
     }
 }
 

@@ -20,10 +20,25 @@ pub fn words(line: &str) -> Vec<String> {
 
 /// The word-count topology from `input` to `output`.
 pub fn topology(input: &str, output: &str) -> Result<Topology, DslError> {
+    topology_with_fault(input, output, None)
+}
+
+/// As [`topology`], with a fault for the chaos suite: the word-splitting
+/// closure panics on a line that holds `panic_on` (one of its words).
+pub fn topology_with_fault(input: &str, output: &str, panic_on: Option<&str>) -> Result<Topology, DslError> {
+    let panic_on = panic_on.map(str::to_lowercase);
     let builder = StreamsBuilder::new();
     builder
         .stream(&[input], Consumed::with(Nullable(BytesSerde), Nullable(StringSerde)))
-        .flat_map_values(|line: Option<String>| line.as_deref().map(words).unwrap_or_default())
+        .flat_map_values(move |line: Option<String>| {
+            let words = line.as_deref().map(words).unwrap_or_default();
+            if let Some(poison) = &panic_on {
+                if words.contains(poison) {
+                    panic!("found the word `{poison}` (--panic-on-word)");
+                }
+            }
+            words
+        })
         .group_by(|_, word: &String| word.clone(), Grouped::with(StringSerde, StringSerde).named("words"))
         .count_with(Materialized::as_store("word-counts-store"))
         .to_stream()
@@ -62,7 +77,7 @@ mod tests {
 
 /// The command line of the `word-count` binary.
 pub fn spec() -> crate::cli::AppSpec {
-    use crate::cli::{AppSpec, TopicArg};
+    use crate::cli::{AppSpec, TextArg, TopicArg};
     AppSpec {
         name: "word-count",
         about: "Counts words in `text-lines` (UTF-8 text values; keys ignored). Words are split on anything that \
@@ -71,6 +86,11 @@ pub fn spec() -> crate::cli::AppSpec {
         inputs: vec![TopicArg { flag: "--input-topic", default: INPUT, compacted: false }],
         outputs: vec![TopicArg { flag: "--output-topic", default: OUTPUT, compacted: false }],
         numbers: vec![],
+        texts: vec![TextArg {
+            flag: "--panic-on-word",
+            help: "fault injection (for the chaos suite): the word-splitting closure panics on a line holding this \
+                   word; see processing.exception.handler",
+        }],
     }
 }
 

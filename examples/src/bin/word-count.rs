@@ -14,7 +14,13 @@ use rivulet_examples::{cli, word_count};
 fn main() {
     cli::run(
         &word_count::spec(),
-        |args| Ok(word_count::topology(args.topic("--input-topic"), args.topic("--output-topic"))?),
+        |args| {
+            Ok(word_count::topology_with_fault(
+                args.topic("--input-topic"),
+                args.topic("--output-topic"),
+                args.text("--panic-on-word"),
+            )?)
+        },
         |_| Box::new(word_count::DemoLines::default()),
         cli::print_record,
     );

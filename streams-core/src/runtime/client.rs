@@ -107,15 +107,16 @@ pub(crate) fn validate(config: &StreamsConfig) -> Result<(), StreamsError> {
         ("admin.", admin(config)),
     ];
     for (prefix, c) in checks {
-        c.create_native_config().map_err(|e| StreamsError::Kafka {
-            operation: format!("checking the `{prefix}*` settings"),
-            message: e.to_string(),
-        })?;
+        c.create_native_config()
+            .map_err(|e| super::errors::KafkaCallError::new(format!("checking the `{prefix}*` settings"), e))?;
     }
     Ok(())
 }
 
 /// Turns an rdkafka error into ours, saying what was being done.
-pub(crate) fn kafka_error(operation: impl Into<String>, e: &rdkafka::error::KafkaError) -> StreamsError {
-    StreamsError::Kafka { operation: operation.into(), message: e.to_string() }
+pub(crate) fn kafka_error(
+    operation: impl Into<std::borrow::Cow<'static, str>>,
+    e: &rdkafka::error::KafkaError,
+) -> StreamsError {
+    super::errors::KafkaCallError::new(operation, e.clone()).into()
 }

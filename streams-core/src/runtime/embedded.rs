@@ -64,15 +64,12 @@ impl EmbeddedCluster {
                     }
                 }
             })
-            .map_err(|e| StreamsError::Kafka {
-                operation: "starting the embedded cluster".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| StreamsError::Embedded { operation: "start".into(), message: e.to_string() })?;
         let bootstrap_servers = ready_rx
             .recv()
             .map_err(|e| e.to_string())
             .and_then(|r| r)
-            .map_err(|message| StreamsError::Kafka { operation: "starting the embedded cluster".into(), message })?;
+            .map_err(|message| StreamsError::Embedded { operation: "start".into(), message })?;
         Ok(Self { bootstrap_servers, commands: Mutex::new(Some(cmd_tx)), owner: Some(owner) })
     }
 
@@ -84,7 +81,7 @@ impl EmbeddedCluster {
     /// Creates a topic (replication factor 1). Creating an existing topic
     /// with the same partition count succeeds.
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), StreamsError> {
-        let fail = |message: String| StreamsError::Kafka { operation: format!("creating topic `{name}`"), message };
+        let fail = |message: String| StreamsError::Embedded { operation: format!("create topic `{name}`"), message };
         let (reply, answer) = mpsc::channel();
         {
             let guard = self.commands.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

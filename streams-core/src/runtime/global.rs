@@ -65,8 +65,7 @@ pub(crate) fn bootstrap(topology: &Topology, config: &StreamsConfig) -> Result<O
     // compacted since the last run may have dropped keys a stale store keeps.
     let dir = config.state_dir.join(&config.application_id).join("global");
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| StreamsError::StateDir { path: dir.clone(), message: e.to_string() })?;
+        std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::StateDir { path: dir.clone(), source })?;
     }
     let store_context =
         StoreContext { task_dir: dir, rocksdb: state_stores::RocksDbConfig::default(), cache_max_bytes: 0 };
@@ -141,6 +140,12 @@ impl GlobalTask {
                     let raw = to_raw(&m);
                     self.engine.process(raw, &mut NoOutput, wall)?;
                     n += 1;
+                }
+                // The cluster being away is waited out: the consumer
+                // reconnects and fetches on by itself.
+                Some(Err(e)) if super::errors::is_transient_poll_error(&e) => {
+                    tracing::debug!(error = %e, "global consumer");
+                    break;
                 }
                 Some(Err(e)) => return Err(kafka_error("reading a global topic", &e)),
                 None => break,

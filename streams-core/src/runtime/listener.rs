@@ -58,6 +58,10 @@ pub enum ErrorResponse {
     ReplaceThread,
     /// Stop this instance (the default).
     ShutdownClient,
+    /// Stop every instance of the application (Kafka Streams'
+    /// `SHUTDOWN_APPLICATION`): the request goes through the cluster to the
+    /// other instances running now, which stop with an error saying who asked.
+    ShutdownApplication,
 }
 
 /// Called on every state change with `(new, old)`.
@@ -89,11 +93,39 @@ pub(crate) struct Counters {
     pub(crate) commits: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
+    pub(crate) aborted_transactions: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) blocked_ms: AtomicU64,
+    pub(crate) rejoins: AtomicU64,
+    pub(crate) replaced_threads: AtomicU64,
+    pub(crate) unassigned: AtomicU64,
+    /// Since when (ms since the epoch) the cluster has not answered; 0 when it does.
+    pub(crate) unreachable_since_ms: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes that the cluster stopped answering (the first call of an
+    /// outage logs it); returns whether this call started the outage.
+    pub(crate) fn cluster_unreachable(&self, cause: &dyn fmt::Display) -> bool {
+        let now = u64::try_from(super::message::now_ms()).unwrap_or(1).max(1);
+        let started = self.unreachable_since_ms.compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        if started {
+            tracing::warn!(%cause, "waiting for the Kafka cluster; processing resumes when it answers");
+        }
+        started
+    }
+
+    /// Notes that the cluster answers again.
+    pub(crate) fn cluster_reachable(&self) {
+        let since = self.unreachable_since_ms.swap(0, Ordering::AcqRel);
+        if since != 0 {
+            let now = u64::try_from(super::message::now_ms()).unwrap_or(since);
+            tracing::info!(waited_ms = now.saturating_sub(since), "the Kafka cluster answers again");
+        }
     }
 
     pub(crate) fn snapshot(&self, consumer_lag: u64) -> Metrics {
@@ -109,6 +141,16 @@ impl Counters {
             records_skipped: get(&self.skipped),
             records_dead_lettered: get(&self.dead_lettered),
             consumer_lag,
+            aborted_transactions: get(&self.aborted_transactions),
+            retries: get(&self.retries),
+            blocked: std::time::Duration::from_millis(get(&self.blocked_ms)),
+            rejoins: get(&self.rejoins),
+            replaced_threads: get(&self.replaced_threads),
+            records_unassigned: get(&self.unassigned),
+            waiting_for_cluster_since: match get(&self.unreachable_since_ms) {
+                0 => None,
+                ms => Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            },
         }
     }
 }
@@ -138,4 +180,22 @@ pub struct Metrics {
     /// Records in the assigned input partitions not read yet (measured by
     /// each thread every few seconds).
     pub consumer_lag: u64,
+    /// Transactions aborted (or, under at-least-once, uncommitted batches
+    /// abandoned) to recover from an error; the work was redone.
+    pub aborted_transactions: u64,
+    /// Calls to Kafka retried after a transient error.
+    pub retries: u64,
+    /// Time the stream threads spent waiting for the cluster in retries.
+    pub blocked: std::time::Duration,
+    /// Times a thread closed its tasks and rejoined the group with new
+    /// clients (fenced or fatal producer).
+    pub rejoins: u64,
+    /// Stream threads replaced after a failure (`ErrorResponse::ReplaceThread`).
+    pub replaced_threads: u64,
+    /// Records fetched for a partition this instance has no task for (after
+    /// a rebalance); not processed here, their partition's new owner reads
+    /// them from the last commit. Also logged.
+    pub records_unassigned: u64,
+    /// Since when the cluster has not answered, while it does not.
+    pub waiting_for_cluster_since: Option<std::time::SystemTime>,
 }

@@ -30,12 +30,15 @@
 //! ```
 
 mod client;
+mod control;
 mod embedded;
+mod errors;
 mod global;
 mod listener;
 mod message;
 mod output;
 mod restore;
+mod retry;
 mod task;
 mod thread;
 mod topics;
@@ -49,6 +52,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use embedded::EmbeddedCluster;
+pub use errors::{ErrorClass, KafkaCallError};
 pub use listener::{ErrorResponse, Metrics, State, StateListener, StateRestoreListener, UncaughtErrorHandler};
 
 use crate::config::StreamsConfig;
@@ -81,7 +85,7 @@ struct Lifecycle {
 struct LifecycleInner {
     state: State,
     threads: BTreeMap<usize, ThreadStatus>,
-    error: Option<String>,
+    error: Option<Arc<StreamsError>>,
 }
 
 impl Default for LifecycleInner {
@@ -197,6 +201,8 @@ pub struct KafkaStreams {
     embedded: Option<Arc<EmbeddedCluster>>,
     env: Mutex<Option<Arc<Env>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The state directory's lock, held from `start` to `close`.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl fmt::Debug for KafkaStreams {
@@ -213,6 +219,7 @@ impl KafkaStreams {
     /// librdkafka setting); nothing connects yet.
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self, StreamsError> {
         topology.validate()?;
+        config.validate()?;
         client::validate(&config)?;
         Ok(Self {
             topology: Arc::new(topology),
@@ -222,6 +229,7 @@ impl KafkaStreams {
             embedded: None,
             env: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
+            lock: Mutex::new(None),
         })
     }
 
@@ -254,8 +262,9 @@ impl KafkaStreams {
         self.lifecycle.state()
     }
 
-    /// The error that stopped the instance, if it is in state `Error`.
-    pub fn error(&self) -> Option<String> {
+    /// The error that stopped the instance, if it is in state `Error`
+    /// (or on its way there).
+    pub fn error(&self) -> Option<Arc<StreamsError>> {
         guard(&self.lifecycle.state).error.clone()
     }
 
@@ -295,11 +304,32 @@ impl KafkaStreams {
             return Err(StreamsError::IllegalState("clean_up is only allowed before start or after close".into()));
         }
         let dir = self.config.state_dir.join(&self.config.application_id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StreamsError::StateDir { path: dir, message: e.to_string() }),
+        // Another process running on this directory holds its lock.
+        let _lock = match guard(&self.lock).take() {
+            Some(held) => held,
+            None => match lock_state_dir(&dir) {
+                Ok(lock) => lock,
+                Err(StreamsError::StateDir { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StreamsError::StateDir { path: dir, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| StreamsError::StateDir { path: dir.clone(), source })?;
+            let path = entry.path();
+            if entry.file_name() == LOCK_FILE {
+                continue;
+            }
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.map_err(|source| StreamsError::StateDir { path, source })?;
         }
+        Ok(())
     }
 
     /// Creates those of `topics` that do not exist yet (an application's
@@ -316,19 +346,23 @@ impl KafkaStreams {
         if self.state() != State::Created {
             return Err(StreamsError::IllegalState(format!("start() called in state {}", self.state())));
         }
-        match self.prepare() {
+        let locked = lock_state_dir(&self.config.state_dir.join(&self.config.application_id));
+        match locked.and_then(|lock| {
+            *guard(&self.lock) = Some(lock);
+            self.prepare()
+        }) {
             Ok(env) => {
                 self.lifecycle.transition(State::Rebalancing);
                 let mut threads = guard(&self.threads);
+                threads.push(control::spawn_watcher(Arc::clone(&env))?);
                 for index in 0..self.config.num_stream_threads {
                     threads.push(spawn_stream_thread(Arc::clone(&env), index)?);
                 }
                 Ok(())
             }
             Err(e) => {
-                let mut inner = guard(&self.lifecycle.state);
-                inner.error = Some(e.to_string());
-                drop(inner);
+                // The caller has the error; `error()` reports what stops a running instance.
+                *guard(&self.lock) = None;
                 self.lifecycle.transition(State::PendingError);
                 self.lifecycle.transition(State::Error);
                 Err(e)
@@ -342,6 +376,7 @@ impl KafkaStreams {
         let existing = admin.partition_counts()?;
         let (_, specs) = plan_internal_topics(&self.topology, app, &existing)?;
         admin.ensure(&specs, true)?;
+        admin.ensure(&[control::topic_spec(app)], false)?;
         let dead_letter: Vec<&str> = [&self.config.deserialization_handling, &self.config.processing_handling]
             .into_iter()
             .filter_map(|h| match h {
@@ -396,7 +431,7 @@ impl KafkaStreams {
                 .spawn(move || {
                     if let Err(e) = task.run(&env2) {
                         tracing::error!(error = %e, "global thread failed");
-                        fail_client(&env2, &e);
+                        fail_client(&env2, Arc::new(e));
                     }
                 })
                 .map_err(|e| StreamsError::IllegalState(format!("cannot start the global thread: {e}")))?;
@@ -436,6 +471,9 @@ impl KafkaStreams {
                 let _ = handle.join();
             }
         }
+        if all {
+            *guard(&self.lock) = None;
+        }
         if errored {
             self.lifecycle.transition(State::Error);
         } else {
@@ -454,10 +492,31 @@ impl Drop for KafkaStreams {
 }
 
 /// Moves the client to `PendingError` and asks every thread to stop.
-fn fail_client(env: &Env, error: &StreamsError) {
-    guard(&env.lifecycle.state).error.get_or_insert_with(|| error.to_string());
+fn fail_client(env: &Env, error: Arc<StreamsError>) {
+    guard(&env.lifecycle.state).error.get_or_insert(error);
     env.lifecycle.transition(State::PendingError);
     env.stop.store(true, Ordering::Release);
+}
+
+/// The name of the lock file in `state.dir/application.id`.
+const LOCK_FILE: &str = ".lock";
+
+/// Takes the state directory's lock: an OS file lock, so that it is
+/// released when the process ends, however it ends.
+fn lock_state_dir(app_dir: &Path) -> Result<std::fs::File, StreamsError> {
+    let io = |source: std::io::Error| StreamsError::StateDir { path: app_dir.to_path_buf(), source };
+    std::fs::create_dir_all(app_dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(app_dir.join(LOCK_FILE))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StreamsError::StateDirLocked { path: app_dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
 }
 
 fn spawn_stream_thread(env: Arc<Env>, index: usize) -> Result<JoinHandle<()>, StreamsError> {
@@ -466,12 +525,27 @@ fn spawn_stream_thread(env: Arc<Env>, index: usize) -> Result<JoinHandle<()>, St
     std::thread::Builder::new()
         .name(name)
         .spawn(move || loop {
-            match thread::run(Arc::clone(&env), index) {
+            // A panic that escapes the task boundary (a bug of ours) must not
+            // end the thread unseen: it becomes an error for the handler.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread::run(Arc::clone(&env), index)))
+                .unwrap_or_else(|p| {
+                    Err(StreamsError::IllegalState(format!(
+                        "stream thread {} panicked: {}",
+                        index + 1,
+                        crate::error::panic_message(&*p)
+                    )))
+                });
+            match result {
                 Ok(()) => break,
-                Err(StreamsError::Fenced(what)) if !env.stop.load(Ordering::Acquire) => {
-                    // Another instance owns our tasks now: they were closed
-                    // without committing; rejoin with a fresh consumer and producer.
-                    tracing::warn!(thread = index, during = %what, "fenced; rejoining the group");
+                Err(e)
+                    if matches!(e.kafka_class(), Some(ErrorClass::Fenced | ErrorClass::Fatal))
+                        && !env.stop.load(Ordering::Acquire) =>
+                {
+                    // Another instance owns our tasks now, or the producer is
+                    // broken: the tasks were closed without committing; rejoin
+                    // with a fresh consumer and producer (a new epoch).
+                    tracing::warn!(thread = index, error = %e, "closed the tasks without committing; rejoining the group with new clients");
+                    Counters::add(&env.counters.rejoins, 1);
                     env.set_thread_status(index, ThreadStatus::Rebalancing);
                 }
                 Err(e) => {
@@ -480,11 +554,16 @@ fn spawn_stream_thread(env: Arc<Env>, index: usize) -> Result<JoinHandle<()>, St
                         guard(&env.lifecycle.handler).as_ref().map_or(ErrorResponse::ShutdownClient, |h| h(&e));
                     if response == ErrorResponse::ReplaceThread && !env.stop.load(Ordering::Acquire) {
                         tracing::warn!(thread = index, "replacing the failed thread");
+                        Counters::add(&env.counters.replaced_threads, 1);
                         env.set_thread_status(index, ThreadStatus::Rebalancing);
                         continue;
                     }
+                    let error = Arc::new(e);
+                    if response == ErrorResponse::ShutdownApplication {
+                        control::request_shutdown(&env, &error);
+                    }
                     env.set_thread_status(index, ThreadStatus::Dead);
-                    fail_client(&env, &e);
+                    fail_client(&env, error);
                     break;
                 }
             }
@@ -496,7 +575,7 @@ fn spawn_stream_thread(env: Arc<Env>, index: usize) -> Result<JoinHandle<()>, St
 /// instance reuses its transactional ids and fences its own zombie at once.
 fn process_id(app_dir: &Path) -> Result<String, StreamsError> {
     let file = app_dir.join("rivulet-process-id");
-    let io = |e: std::io::Error| StreamsError::StateDir { path: file.clone(), message: e.to_string() };
+    let io = |source: std::io::Error| StreamsError::StateDir { path: file.clone(), source };
     match std::fs::read_to_string(&file) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
         Ok(_) => {}

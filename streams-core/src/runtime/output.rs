@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -13,19 +13,22 @@ use rdkafka::message::{DeliveryResult, Header as KafkaHeader, Message, OwnedHead
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::TopicPartitionList;
 
-use super::client::kafka_error;
+use super::errors::{by_code, ErrorClass, KafkaCallError};
+use super::retry::RetryPolicy;
 use crate::error::{ProcessorError, StreamsError};
 use crate::task::RecordCollector;
 use crate::topology::RawRecord;
 
-const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The time-out of one transactional call; a call that times out is
+/// retried (librdkafka allows it) within `task.timeout.ms`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Deliveries {
     /// (topic, partition) → highest offset written.
     offsets: HashMap<(String, i32), i64>,
     /// The first failed delivery since the last commit.
-    error: Option<(String, String)>,
+    error: Option<(String, KafkaError)>,
 }
 
 /// Receives delivery reports.
@@ -48,7 +51,7 @@ impl ProducerContext for DeliveryContext {
             }
             Err((e, m)) => {
                 if d.error.is_none() {
-                    d.error = Some((m.topic().to_owned(), e.to_string()));
+                    d.error = Some((m.topic().to_owned(), e.clone()));
                 }
             }
         }
@@ -65,61 +68,75 @@ pub(crate) struct Output {
     pub(crate) sent: u64,
 }
 
-fn is_fenced(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::Transaction(err) => {
-            matches!(err.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-                || err.is_fatal() && err.code() == RDKafkaErrorCode::Fenced
-        }
-        _ => false,
-    }
+fn call_error(operation: &'static str, e: KafkaError) -> StreamsError {
+    KafkaCallError::new(operation, e).into()
 }
 
-/// Turns a transaction error into ours: fencing is its own kind.
-fn txn_error(operation: &str, e: &KafkaError) -> StreamsError {
-    if is_fenced(e) {
-        StreamsError::Fenced(operation.to_owned())
-    } else {
-        kafka_error(operation, e)
-    }
+/// A record the producer could not write is lost from the open batch,
+/// whatever the code: the batch is redone (unless the producer itself is
+/// fenced or broken).
+fn lost_batch(operation: String, e: KafkaError) -> KafkaCallError {
+    let class = match e.rdkafka_error_code().map(by_code) {
+        Some(c @ (ErrorClass::Fenced | ErrorClass::Fatal)) => c,
+        _ => ErrorClass::Abortable,
+    };
+    KafkaCallError::with_class(operation, e, class)
 }
 
 impl Output {
-    pub(crate) fn new(config: &rdkafka::config::ClientConfig, transactional: bool) -> Result<Self, StreamsError> {
+    pub(crate) fn new(
+        config: &rdkafka::config::ClientConfig,
+        transactional: bool,
+        retry: RetryPolicy<'_>,
+    ) -> Result<Self, StreamsError> {
         let producer: BaseProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext::default())
-            .map_err(|e| kafka_error("creating the producer", &e))?;
+            .map_err(|e| call_error("creating the producer", e))?;
         if transactional {
-            producer.init_transactions(TXN_TIMEOUT).map_err(|e| txn_error("initialising transactions", &e))?;
+            retry.run(|| {
+                producer.init_transactions(CALL_TIMEOUT).map_err(|e| call_error("initialising transactions", e))
+            })?;
         }
         Ok(Self { producer, transactional, in_transaction: false, partitions: Mutex::default(), sent: 0 })
     }
 
     /// Opens the thread's transaction if none is open (exactly-once only).
-    pub(crate) fn begin(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn begin(&mut self) -> Result<(), KafkaCallError> {
         if self.transactional && !self.in_transaction {
-            self.producer.begin_transaction().map_err(|e| txn_error("beginning a transaction", &e))?;
+            self.producer.begin_transaction().map_err(|e| KafkaCallError::new("beginning a transaction", e))?;
             self.in_transaction = true;
         }
         Ok(())
     }
 
-    /// Waits until every record sent is acknowledged, serving delivery
-    /// reports in short polls (rdkafka's `flush` polls in 100 ms slices,
-    /// which would cost every commit at least that long).
-    fn drain(&self) -> Result<(), StreamsError> {
-        let deadline = std::time::Instant::now() + TXN_TIMEOUT;
+    /// Waits until every record sent is acknowledged or failed, serving
+    /// delivery reports in short polls (rdkafka's `flush` polls in 100 ms
+    /// slices, which would cost every commit at least that long). Records
+    /// fail by themselves after `message.timeout.ms`; this bounds the wait
+    /// by `task.timeout.ms` in case they do not.
+    fn drain(&self, retry: RetryPolicy<'_>) -> Result<(), StreamsError> {
+        let started = Instant::now();
+        let mut waiting = false;
         while self.producer.in_flight_count() > 0 {
-            if std::time::Instant::now() >= deadline {
-                return Err(StreamsError::Kafka {
-                    operation: "flushing the producer".into(),
-                    message: format!(
-                        "{} records not acknowledged within {TXN_TIMEOUT:?}",
-                        self.producer.in_flight_count()
-                    ),
-                });
+            if started.elapsed() >= retry.timeout {
+                let source = KafkaCallError::with_class(
+                    format!("waiting for {} records to be acknowledged", self.producer.in_flight_count()),
+                    KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
+                    ErrorClass::Retriable,
+                );
+                return Err(StreamsError::TaskTimeout { timeout: retry.timeout, source: Box::new(source.into()) });
+            }
+            if !waiting && started.elapsed() >= CALL_TIMEOUT {
+                waiting = true;
+                retry.counters.cluster_unreachable(&"records not acknowledged for 10 s");
             }
             self.producer.poll(Duration::from_millis(1));
+        }
+        if waiting {
+            super::listener::Counters::add(
+                &retry.counters.blocked_ms,
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            );
         }
         Ok(())
     }
@@ -133,14 +150,26 @@ impl Output {
         self.producer.poll(Duration::ZERO);
     }
 
+    /// The first failed delivery since the last commit, as an error that
+    /// abandons the batch.
+    fn delivery_error(&self) -> Result<(), StreamsError> {
+        let mut d = self.producer.context().deliveries.lock().unwrap_or_else(PoisonError::into_inner);
+        match d.error.take() {
+            Some((topic, e)) => Err(lost_batch(format!("writing to topic `{topic}`"), e).into()),
+            None => Ok(()),
+        }
+    }
+
     /// Commits: under exactly-once, the consumed `offsets` go into the
     /// transaction, which then commits; otherwise waits until every record is
-    /// acknowledged. Returns the offset each written partition reached
-    /// (next offset to read), for checkpoints.
+    /// acknowledged. Transient failures are retried within `task.timeout.ms`;
+    /// a failed delivery is an abortable error. Returns the offset each
+    /// written partition reached (next offset to read), for checkpoints.
     pub(crate) fn commit(
         &mut self,
         offsets: &TopicPartitionList,
         group: Option<&ConsumerGroupMetadata>,
+        retry: RetryPolicy<'_>,
     ) -> Result<HashMap<(String, i32), i64>, StreamsError> {
         if self.transactional {
             if self.in_transaction {
@@ -148,50 +177,65 @@ impl Output {
                     let group = group.ok_or_else(|| {
                         StreamsError::IllegalState("no consumer group metadata to commit offsets with".into())
                     })?;
-                    self.producer
-                        .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
-                        .map_err(|e| txn_error("sending offsets to the transaction", &e))?;
+                    retry.run(|| {
+                        self.producer
+                            .send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
+                            .map_err(|e| call_error("sending offsets to the transaction", e))
+                    })?;
                 }
-                self.drain()?;
-                self.producer
-                    .commit_transaction(TXN_TIMEOUT)
-                    .map_err(|e| txn_error("committing the transaction", &e))?;
+                self.drain(retry)?;
+                self.delivery_error()?;
+                retry.run(|| {
+                    self.producer
+                        .commit_transaction(CALL_TIMEOUT)
+                        .map_err(|e| call_error("committing the transaction", e))
+                })?;
                 self.in_transaction = false;
             }
         } else {
-            self.drain()?;
+            self.drain(retry)?;
+            self.delivery_error()?;
         }
         let mut d = self.producer.context().deliveries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((topic, message)) = d.error.take() {
-            return Err(StreamsError::Kafka { operation: format!("writing to topic `{topic}`"), message });
-        }
         Ok(std::mem::take(&mut d.offsets).into_iter().map(|(tp, o)| (tp, o + 1)).collect())
     }
 
-    /// Aborts the open transaction (exactly-once) or drops what is queued.
-    pub(crate) fn abort(&mut self) {
+    /// Aborts the open transaction (exactly-once) or forgets what was sent
+    /// since the last commit (at-least-once: it is sent again). Retries
+    /// while the cluster is away; an error means the producer is unusable.
+    pub(crate) fn abort(&mut self, retry: RetryPolicy<'_>) -> Result<(), StreamsError> {
         if self.transactional && self.in_transaction {
             // Nothing queued is wanted any more; what is in flight must still
             // be reported (served by poll) before librdkafka can abort.
             self.producer.purge(PurgeConfig::default().queue());
-            let deadline = std::time::Instant::now() + TXN_TIMEOUT;
-            while self.producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-                self.producer.poll(Duration::from_millis(50));
+            let started = Instant::now();
+            while self.producer.in_flight_count() > 0 && started.elapsed() < retry.timeout {
+                self.producer.poll(Duration::from_millis(10));
             }
-            if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
-                tracing::warn!(error = %e, "aborting the transaction failed");
-            }
+            retry.run(|| {
+                self.producer.abort_transaction(CALL_TIMEOUT).map_err(|e| call_error("aborting the transaction", e))
+            })?;
             self.in_transaction = false;
         }
         let mut d = self.producer.context().deliveries.lock().unwrap_or_else(PoisonError::into_inner);
         d.offsets.clear();
         d.error = None;
+        Ok(())
+    }
+
+    /// As [`abort`](Self::abort) where nothing more can be done about a
+    /// failure (the tasks are being closed dirty anyway): logs it.
+    pub(crate) fn abort_or_log(&mut self, retry: RetryPolicy<'_>) {
+        if let Err(e) = self.abort(retry) {
+            tracing::warn!(error = %e, "aborting the transaction failed; the broker aborts it after transaction.timeout.ms");
+            self.in_transaction = false;
+        }
     }
 }
 
 impl RecordCollector for Output {
     fn send(&mut self, record: RawRecord) -> Result<(), ProcessorError> {
-        self.begin().map_err(|e| ProcessorError::Send { topic: record.topic.clone(), message: e.to_string() })?;
+        self.begin().map_err(|source| ProcessorError::Send { topic: record.topic.clone(), source })?;
         let headers = (!record.headers.is_empty()).then(|| {
             record.headers.iter().fold(OwnedHeaders::new(), |h, header| {
                 h.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() })
@@ -222,7 +266,8 @@ impl RecordCollector for Output {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    return Err(ProcessorError::Send { topic: record.topic.clone(), message: e.to_string() })
+                    let source = lost_batch(format!("sending a record to topic `{}`", record.topic), e);
+                    return Err(ProcessorError::Send { topic: record.topic.clone(), source });
                 }
             }
         }

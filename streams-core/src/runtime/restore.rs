@@ -10,14 +10,13 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::kafka_error;
 use super::listener::{Counters, StateRestoreListener};
+use super::retry::RetryPolicy;
 use crate::error::StreamsError;
 use crate::store::StoreEntry;
 use crate::task::TaskId;
 
 const BATCH: usize = 50_000;
-const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
-/// A restore that makes no progress for this long fails.
-const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Pending<'a> {
     store: &'a StoreEntry,
@@ -34,14 +33,17 @@ pub(crate) fn restore<'a>(
     changelogs: impl Iterator<Item = (&'a StoreEntry, &'a str)>,
     consumer: &BaseConsumer,
     listener: Option<&dyn StateRestoreListener>,
-    counters: &Counters,
+    retry: RetryPolicy<'_>,
 ) -> Result<(), StreamsError> {
+    let counters = retry.counters;
     let partition = task.partition;
     let mut pending: Vec<Pending<'a>> = Vec::new();
     for (store, topic) in changelogs {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
-            .map_err(|e| kafka_error(format!("reading the end of changelog {topic}-{partition}"), &e))?;
+        let (low, high) = retry.run(|| {
+            consumer
+                .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
+                .map_err(|e| kafka_error(format!("reading the end of changelog {topic}-{partition}"), &e))
+        })?;
         let checkpoint = store.checkpoint().and_then(|c| i64::try_from(c).ok());
         if let Some(c) = checkpoint {
             if c > high {
@@ -75,7 +77,7 @@ pub(crate) fn restore<'a>(
     }
     consumer.assign(&tpl).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
     let by_topic: HashMap<String, usize> = pending.iter().enumerate().map(|(i, p)| (p.topic.to_owned(), i)).collect();
-    let result = run(task, consumer, &mut pending, &by_topic, listener, counters);
+    let result = run(task, consumer, &mut pending, &by_topic, listener, retry);
     let _ = consumer.assign(&TopicPartitionList::new());
     result
 }
@@ -86,14 +88,19 @@ fn run(
     pending: &mut [Pending<'_>],
     by_topic: &HashMap<String, usize>,
     listener: Option<&dyn StateRestoreListener>,
-    counters: &Counters,
+    retry: RetryPolicy<'_>,
 ) -> Result<(), StreamsError> {
+    let counters = retry.counters;
     let mut last_progress = Instant::now();
+    let mut last_error: Option<rdkafka::error::KafkaError> = None;
     let mut done = vec![false; pending.len()];
     while done.iter().any(|d| !d) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last_progress = Instant::now();
+                if last_error.take().is_some() {
+                    counters.cluster_reachable();
+                }
                 let Some(&i) = by_topic.get(m.topic()) else { continue };
                 if done[i] {
                     continue;
@@ -110,6 +117,12 @@ fn run(
                     flush(task, p, p.end, listener, counters)?;
                     finish(task, p, listener, &mut done[i]);
                 }
+            }
+            // The cluster being away: the consumer reconnects and fetches on
+            // by itself; the stall check below bounds the wait.
+            Some(Err(e)) if super::errors::is_transient_poll_error(&e) => {
+                counters.cluster_unreachable(&e);
+                last_error = Some(e);
             }
             Some(Err(e)) => return Err(kafka_error("reading a changelog", &e)),
             None => {
@@ -133,11 +146,14 @@ fn run(
                         last_progress = Instant::now();
                     }
                 }
-                if last_progress.elapsed() > STALL_TIMEOUT {
-                    return Err(StreamsError::IllegalState(format!(
-                        "restoring task {task} made no progress for {} s; is the broker reachable?",
-                        STALL_TIMEOUT.as_secs()
-                    )));
+                if last_progress.elapsed() > retry.timeout {
+                    let source = last_error.take().unwrap_or(rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::error::RDKafkaErrorCode::OperationTimedOut,
+                    ));
+                    return Err(StreamsError::TaskTimeout {
+                        timeout: retry.timeout,
+                        source: Box::new(kafka_error(format!("restoring task {task}: no progress"), &source)),
+                    });
                 }
             }
         }

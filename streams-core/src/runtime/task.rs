@@ -16,6 +16,10 @@ pub(crate) struct StreamTask {
     queues: HashMap<String, VecDeque<RawRecord>>,
     /// Topic → next offset to commit (last processed + 1), since the last commit.
     pub(crate) consumed: HashMap<String, i64>,
+    /// Topic → where to rewind the consumer to redo the work since the last
+    /// commit: the committed offset, or the first record received since
+    /// the task was created (nothing readable lies before it).
+    pub(crate) rewind: HashMap<String, i64>,
     /// Input topics that had records waiting when the task was created, with
     /// the end offset then. Until each has a record buffered or its position
     /// reached that end, the task waits (Kafka Streams' `max.task.idle.ms=0`
@@ -32,6 +36,7 @@ impl StreamTask {
             engine,
             queues: HashMap::new(),
             consumed: HashMap::new(),
+            rewind: HashMap::new(),
             unfetched: HashMap::new(),
             wait_deadline: std::time::Instant::now(),
         }
@@ -53,6 +58,9 @@ impl StreamTask {
     }
 
     pub(crate) fn push(&mut self, record: RawRecord) {
+        if !self.rewind.contains_key(&record.topic) {
+            self.rewind.insert(record.topic.clone(), record.offset.unwrap_or(0));
+        }
         // Look up before inserting: no topic-name allocation per record.
         match self.queues.get_mut(&record.topic) {
             Some(queue) => queue.push_back(record),
@@ -81,6 +89,13 @@ impl StreamTask {
             }
         }
         Some(record)
+    }
+
+    /// After a commit: the committed offsets are where a rewind goes.
+    pub(crate) fn committed(&mut self) {
+        for (topic, offset) in self.consumed.drain() {
+            self.rewind.insert(topic, offset);
+        }
     }
 
     pub(crate) fn queue_len(&self, topic: &str) -> usize {

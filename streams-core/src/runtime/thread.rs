@@ -11,14 +11,16 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, kafka_error};
+use super::errors::{is_transient_poll_error, ErrorClass, KafkaCallError};
 use super::listener::Counters;
 use super::message::{now_ms, to_raw};
 use super::output::Output;
 use super::restore;
+use super::retry::RetryPolicy;
 use super::task::{StreamTask, MAX_BUFFERED};
 use super::{Env, ThreadStatus};
 use crate::config::{ErrorHandling, ProcessingGuarantee};
-use crate::error::StreamsError;
+use crate::error::{ProcessorError, StreamsError};
 use crate::store::StoreContext;
 use crate::task::{TaskEngine, TaskId};
 use crate::topology::RawRecord;
@@ -53,6 +55,14 @@ struct ThreadState {
     /// Processed anything since the last commit.
     dirty: bool,
     paused: BTreeSet<(String, i32)>,
+    /// Since when commits fail and the work is rolled back; past
+    /// `task.timeout.ms` the error goes to the handler.
+    failing_since: Option<Instant>,
+}
+
+/// How this instance retries calls to the cluster.
+fn policy(env: &Env) -> RetryPolicy<'_> {
+    RetryPolicy { timeout: env.config.task_timeout, counters: &env.counters }
 }
 
 struct ThreadContext {
@@ -79,6 +89,9 @@ impl ClientContext for ThreadContext {
             .map(|p| p.consumer_lag)
             .sum();
         self.env.set_thread_lag(self.index, u64::try_from(lag).unwrap_or(0));
+        if statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP") {
+            self.env.counters.cluster_reachable();
+        }
     }
 }
 
@@ -94,10 +107,20 @@ impl ConsumerContext for ThreadContext {
             // Commit before the partitions go, so that the next owner starts
             // exactly where this thread stopped.
             if let Err(e) = st.commit(consumer) {
-                tracing::error!(error = %e, "commit on revocation failed");
-                st.output.abort();
+                match e.kafka_class() {
+                    // The next owner redoes the uncommitted work from the last commit.
+                    Some(ErrorClass::Abortable | ErrorClass::Retriable) => {
+                        tracing::warn!(error = %e, "commit on revocation failed; closing the tasks without committing");
+                        Counters::add(&st.env.counters.aborted_transactions, 1);
+                    }
+                    _ => {
+                        tracing::error!(error = %e, "commit on revocation failed");
+                        st.error.get_or_insert(e);
+                    }
+                }
+                let env = Arc::clone(&st.env);
+                st.output.abort_or_log(policy(&env));
                 st.close_tasks(false);
-                st.error.get_or_insert(e);
             } else {
                 st.close_tasks(true);
             }
@@ -146,9 +169,11 @@ impl ThreadState {
             self.output.begin()?;
         }
         let group = consumer.group_metadata();
-        let reached = self.output.commit(&offsets, group.as_ref())?;
+        let reached = self.output.commit(&offsets, group.as_ref(), policy(&self.env))?;
         if !self.eos() && offsets.count() > 0 {
-            consumer.commit(&offsets, CommitMode::Sync).map_err(|e| kafka_error("committing offsets", &e))?;
+            policy(&self.env).run(|| {
+                consumer.commit(&offsets, CommitMode::Sync).map_err(|e| kafka_error("committing offsets", &e))
+            })?;
         }
         for (id, task) in self.tasks.iter_mut() {
             let checkpoints: HashMap<String, u64> = task
@@ -162,8 +187,9 @@ impl ThreadState {
                 })
                 .collect();
             task.engine.commit_stores_at(&checkpoints)?;
-            task.consumed.clear();
+            task.committed();
         }
+        self.failing_since = None;
         Counters::add(&self.env.counters.commits, 1);
         Counters::add(&self.env.counters.produced, std::mem::take(&mut self.output.sent));
         self.dirty = false;
@@ -211,31 +237,7 @@ impl ThreadState {
             if self.tasks.contains_key(&id) {
                 continue;
             }
-            let env = Arc::clone(&self.env);
-            let sub = env
-                .subtopologies
-                .iter()
-                .find(|s| s.id == id.subtopology)
-                .ok_or_else(|| StreamsError::IllegalState(format!("assigned task {id} of unknown sub-topology")))?;
-            let store_context = StoreContext {
-                task_dir: self.env.config.task_dir(id),
-                rocksdb: state_stores::RocksDbConfig::default(),
-                cache_max_bytes: self.env.cache_per_thread(),
-            };
-            let engine = match self.create_task(id, &sub.nodes, &store_context, wall) {
-                Err(StreamsError::TaskCorrupted { task, reason }) => {
-                    // As Kafka Streams: wipe the task's state and rebuild it
-                    // from the changelog.
-                    tracing::warn!(%task, %reason, "wiping local state and restoring it from the changelog");
-                    std::fs::remove_dir_all(&store_context.task_dir).map_err(|e| StreamsError::StateDir {
-                        path: store_context.task_dir.clone(),
-                        message: e.to_string(),
-                    })?;
-                    self.create_task(id, &sub.nodes, &store_context, wall)?
-                }
-                other => other?,
-            };
-            let mut task = StreamTask::new(engine);
+            let mut task = self.open_task(id, wall)?;
             for ((topic, partition), end) in &waiting {
                 if *partition == id.partition && self.env.topic_sub.get(topic) == Some(&id.subtopology) {
                     task.unfetched.insert(topic.clone(), *end);
@@ -245,6 +247,95 @@ impl ThreadState {
             self.tasks.insert(id, task);
         }
         self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
+        Ok(())
+    }
+
+    /// Creates a task's engine and restores its stores from their
+    /// checkpoints; a task whose state is out of step with its changelog is
+    /// wiped and restored from scratch.
+    fn open_task(&mut self, id: TaskId, wall: i64) -> Result<StreamTask, StreamsError> {
+        let env = Arc::clone(&self.env);
+        let sub = env
+            .subtopologies
+            .iter()
+            .find(|s| s.id == id.subtopology)
+            .ok_or_else(|| StreamsError::IllegalState(format!("assigned task {id} of unknown sub-topology")))?;
+        let store_context = StoreContext {
+            task_dir: self.env.config.task_dir(id),
+            rocksdb: state_stores::RocksDbConfig::default(),
+            cache_max_bytes: self.env.cache_per_thread(),
+        };
+        let engine = match self.create_task(id, &sub.nodes, &store_context, wall) {
+            Err(StreamsError::TaskCorrupted { task, reason }) => {
+                // As Kafka Streams: wipe the task's state and rebuild it
+                // from the changelog.
+                tracing::warn!(%task, %reason, "wiping local state and restoring it from the changelog");
+                std::fs::remove_dir_all(&store_context.task_dir)
+                    .map_err(|source| StreamsError::StateDir { path: store_context.task_dir.clone(), source })?;
+                self.create_task(id, &sub.nodes, &store_context, wall)?
+            }
+            other => other?,
+        };
+        Ok(StreamTask::new(engine))
+    }
+
+    /// Recovers from an error of the work since the last commit, if it can
+    /// be recovered from here: the transaction is aborted, every task is
+    /// closed without committing and opened again from its stores' last
+    /// checkpoint, and the consumer rewound to the last committed offsets.
+    /// Errors that need new clients (fenced, fatal) or the handler go up.
+    fn recover(&mut self, consumer: &BaseConsumer<ThreadContext>, error: StreamsError) -> Result<(), StreamsError> {
+        if !matches!(error.kafka_class(), Some(ErrorClass::Abortable | ErrorClass::Retriable)) {
+            return Err(error);
+        }
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.env.config.task_timeout {
+            return Err(StreamsError::TaskTimeout { timeout: self.env.config.task_timeout, source: Box::new(error) });
+        }
+        Counters::add(&self.env.counters.aborted_transactions, 1);
+        tracing::warn!(
+            thread = self.index,
+            %error,
+            "rolling back to the last commit: aborting the transaction, rewinding the input, reopening the tasks"
+        );
+        let env = Arc::clone(&self.env);
+        self.output.abort(policy(&env))?;
+        let mut rewind = TopicPartitionList::new();
+        for (id, task) in &self.tasks {
+            for (topic, &offset) in &task.rewind {
+                rewind
+                    .add_partition_offset(topic, id.partition, Offset::Offset(offset))
+                    .map_err(|e| kafka_error("listing the offsets to rewind to", &e))?;
+            }
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        self.close_tasks(false);
+        if let Ok(assignment) = consumer.assignment() {
+            if let Err(e) = consumer.resume(&assignment) {
+                tracing::warn!(error = %e, "cannot resume partitions");
+            }
+        }
+        if rewind.count() > 0 {
+            // A partition left where it is would skip the records given
+            // up: if it cannot be rewound, new clients start from the
+            // committed offsets instead.
+            let rewound = consumer.seek_partitions(rewind, Duration::from_secs(10)).map_err(|e| {
+                KafkaCallError::with_class("rewinding the input to the last commit", e, ErrorClass::Fatal)
+            })?;
+            if let Some(e) = rewound.elements().iter().find_map(|e| e.error().err()) {
+                return Err(
+                    KafkaCallError::with_class("rewinding the input to the last commit", e, ErrorClass::Fatal).into()
+                );
+            }
+        }
+        let wall = now_ms();
+        for id in ids {
+            let task = self.open_task(id, wall)?;
+            self.tasks.insert(id, task);
+        }
+        self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
+        self.dirty = false;
+        self.last_commit = Instant::now();
         Ok(())
     }
 
@@ -345,7 +436,7 @@ impl ThreadState {
             engine.changelogs(),
             &self.restore_consumer,
             env.restore_listener.as_deref(),
-            &env.counters,
+            policy(&env),
         );
         match restored {
             Ok(()) => Ok(engine),
@@ -385,6 +476,21 @@ impl ThreadState {
             Counters::add(&self.env.counters.processed, total as u64);
         }
         Ok(total)
+    }
+
+    /// Processes what is buffered and commits when due; returns the records processed.
+    fn step(
+        &mut self,
+        consumer: &BaseConsumer<ThreadContext>,
+        commit_interval: Duration,
+    ) -> Result<usize, StreamsError> {
+        self.check_fetch_positions(consumer);
+        let processed = self.process()?;
+        self.back_pressure(consumer)?;
+        if self.last_commit.elapsed() >= commit_interval {
+            self.commit(consumer)?;
+        }
+        Ok(processed)
     }
 
     /// Pauses partitions whose queues are full and resumes drained ones.
@@ -427,6 +533,11 @@ fn handle_error(
     let handling = match &error {
         StreamsError::Deserialization { .. } | StreamsError::InvalidTimestamp { .. } => {
             env.topology.deserialization_handling(&raw.topic).unwrap_or(&env.config.deserialization_handling)
+        }
+        // A failed send is the producer's trouble, not the record's: it is
+        // rolled back and redone, never skipped.
+        StreamsError::Processing { source, .. } if matches!(source.innermost(), ProcessorError::Send { .. }) => {
+            return Err(error)
         }
         StreamsError::Processing { .. } => &env.config.processing_handling,
         _ => return Err(error),
@@ -471,6 +582,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
     let output = Output::new(
         &client::producer(&env.config, &format!("{client_id}-producer"), transactional_id.as_deref()),
         transactional_id.is_some(),
+        policy(&env),
     )?;
     let restore_consumer: BaseConsumer = client::restore_consumer(&env.config, &format!("{client_id}-restore"))
         // A changelog is read to its end, then the next: a fetch left waiting
@@ -491,6 +603,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         last_commit: Instant::now(),
         dirty: false,
         paused: BTreeSet::new(),
+        failing_since: None,
     }));
     let consumer: BaseConsumer<ThreadContext> = client::consumer(&env.config, &format!("{client_id}-consumer"))
         .create_with_context(ThreadContext { state: Arc::clone(&state), env: Arc::clone(&env), index })
@@ -503,15 +616,15 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         match &result {
             Ok(()) => {
                 if let Err(e) = st.commit(&consumer) {
-                    tracing::error!(error = %e, "final commit failed");
-                    st.output.abort();
+                    tracing::error!(error = %e, "final commit failed; closing the tasks without committing");
+                    st.output.abort_or_log(policy(&env));
                     st.close_tasks(false);
                 } else {
                     st.close_tasks(true);
                 }
             }
             Err(_) => {
-                st.output.abort();
+                st.output.abort_or_log(policy(&env));
                 st.close_tasks(false);
             }
         }
@@ -536,12 +649,22 @@ fn run_loop(
         for i in 0..POLL_BATCH {
             match consumer.poll(if i == 0 { wait } else { Duration::ZERO }) {
                 Some(Ok(m)) => batch.push(to_raw(&m)),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer error");
+                // The cluster being away is waited out: librdkafka reconnects
+                // and fetches on by itself; commits retry meanwhile.
+                Some(Err(e)) if is_transient_poll_error(&e) => {
+                    if e.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::AllBrokersDown) {
+                        env.counters.cluster_unreachable(&e);
+                    } else {
+                        tracing::debug!(error = %e, "consumer error");
+                    }
                     break;
                 }
+                Some(Err(e)) => return Err(kafka_error("polling the consumer", &e)),
                 None => break,
             }
+        }
+        if !batch.is_empty() {
+            env.counters.cluster_reachable();
         }
         let mut st = lock(state);
         if let Some(e) = st.error.take() {
@@ -557,18 +680,30 @@ fn run_loop(
             env.set_thread_status(st.index, ThreadStatus::Running);
         }
         Counters::add(&env.counters.consumed, batch.len() as u64);
+        let mut unassigned: BTreeMap<(String, i32), u64> = BTreeMap::new();
         for record in batch.drain(..) {
-            let (Some(&sub), Some(partition)) = (env.topic_sub.get(&record.topic), record.partition) else { continue };
-            if let Some(task) = st.tasks.get_mut(&TaskId { subtopology: sub, partition }) {
-                task.push(record);
+            let task = match (env.topic_sub.get(&record.topic), record.partition) {
+                (Some(&sub), Some(partition)) => st.tasks.get_mut(&TaskId { subtopology: sub, partition }),
+                _ => None,
+            };
+            match task {
+                Some(task) => task.push(record),
+                None => *unassigned.entry((record.topic, record.partition.unwrap_or(-1))).or_default() += 1,
             }
         }
-        st.check_fetch_positions(consumer);
-        let processed = st.process()?;
-        st.back_pressure(consumer)?;
-        if st.last_commit.elapsed() >= commit_interval {
-            st.commit(consumer)?;
+        if !unassigned.is_empty() {
+            // Not lost: not committed here either, so the partition's owner
+            // reads them from the last commit.
+            Counters::add(&env.counters.unassigned, unassigned.values().sum());
+            tracing::warn!(thread = st.index, partitions = ?unassigned, "records fetched for partitions without a task here; not processed");
         }
+        let processed = match st.step(consumer, commit_interval) {
+            Ok(n) => n,
+            Err(e) => {
+                st.recover(consumer, e)?;
+                0
+            }
+        };
         st.output.poll();
         idle = processed == 0;
     }

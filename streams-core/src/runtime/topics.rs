@@ -102,10 +102,11 @@ impl TopicAdmin {
                     match result {
                         Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                         Err((topic, code)) => {
-                            return Err(StreamsError::Kafka {
-                                operation: format!("creating internal topic `{topic}`"),
-                                message: code.to_string(),
-                            })
+                            return Err(super::errors::KafkaCallError::new(
+                                format!("creating internal topic `{topic}`"),
+                                rdkafka::error::KafkaError::AdminOp(code),
+                            )
+                            .into())
                         }
                     }
                 }
