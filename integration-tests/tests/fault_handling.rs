@@ -1,6 +1,7 @@
 //! Faults inside an application on the real broker: a panicking closure
 //! under each processing handler, the uncaught-error handler's
-//! `ReplaceThread` and `ShutdownApplication`, and the state directory lock.
+//! `ReplaceThread` and `ShutdownApplication`, the state directory lock, and
+//! a graceful stop under load (a clean checkpoint: nothing to restore).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use streams_core::{ProcessorError, StreamsError};
 use streams_dsl::prelude::*;
 
 mod common;
-use common::config;
+use common::{config, lines, records};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -213,5 +214,44 @@ fn second_instance_on_one_state_dir_is_refused() -> Result<(), Box<dyn std::erro
     third.start()?;
     third.close();
     assert_eq!(third.state(), State::NotRunning);
+    Ok(())
+}
+
+#[test]
+fn graceful_stop_under_load_leaves_nothing_to_restore() -> Result<(), Box<dyn std::error::Error>> {
+    let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    let (input, output, app) = (unique_name("stop-lines"), unique_name("stop-counts"), unique_name("graceful"));
+    create_topic_blocking(&input, 2)?;
+    create_topic_blocking(&output, 2)?;
+    let (text, expected) = lines(20_000, 7);
+    produce(&input, &records(&text, 1_000))?;
+    let dir = tempfile::tempdir()?;
+    let build = || rivulet_examples::word_count::topology(&input, &output);
+    let first = KafkaStreams::new(build()?, config(&app, dir.path(), "exactly_once_v2"))?;
+    first.start()?;
+    // Stop in the middle of the work.
+    wait_until(TIMEOUT, "some records processed", || (first.metrics().records_processed > 2_000).then_some(()))?;
+    assert!(first.close_timeout(Duration::from_secs(60)), "closed within its time-out");
+    assert_eq!(first.state(), State::NotRunning);
+    drop(first);
+    let second = KafkaStreams::new(build()?, config(&app, dir.path(), "exactly_once_v2"))?;
+    second.start()?;
+    let read = read_until(&output, TIMEOUT, |r| {
+        let latest = integration_tests::latest_by_key(r);
+        expected.iter().all(|(k, v)| latest.get(k) == Some(v))
+    })?;
+    let m = second.metrics();
+    assert_eq!(m.records_to_restore, 0, "a clean close checkpoints every store");
+    second.close();
+    // No update twice: each word's counts strictly increase across both runs.
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    for r in &read {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        let n = r.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+        seen.entry(key).or_default().push(n);
+    }
+    for (word, counts) in &seen {
+        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{word}: {counts:?}");
+    }
     Ok(())
 }

@@ -96,6 +96,25 @@ mod tests {
             prop_assert_eq!(ta.cmp(&tb), ts_bytes(ta).cmp(&ts_bytes(tb)));
             prop_assert_eq!(read_ts(&ts_bytes(ta)), Some(ta));
         }
+
+        /// Bad bytes never panic: decoding garbage gives `None` or a key that
+        /// re-encodes to exactly the bytes it was read from.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(raw in prop::collection::vec(any::<u8>(), 0..32)) {
+            if let Some((key, rest)) = split_escaped(&raw) {
+                let mut again = esc(&key);
+                again.extend_from_slice(rest);
+                prop_assert_eq!(again, raw.clone());
+            }
+            match read_ts(&raw) {
+                Some(ts) => prop_assert_eq!(&ts_bytes(ts)[..], &raw[..8]),
+                None => prop_assert!(raw.len() < 8),
+            }
+            if let Some(end) = prefix_end(&raw) {
+                prop_assert!(end.as_slice() > raw.as_slice() && !end.starts_with(&raw));
+            }
+            prop_assert!(successor(&raw).as_slice() > raw.as_slice());
+        }
     }
 
     #[test]

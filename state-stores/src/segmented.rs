@@ -281,3 +281,21 @@ impl Segmented {
         Ok(writes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Bad bytes never panic: any changelog key decodes or is refused, and
+        /// what decodes is re-encoded to the same bytes.
+        #[test]
+        fn decoding_arbitrary_changelog_keys_never_panics(raw in prop::collection::vec(any::<u8>(), 0..40)) {
+            if let Some((key, time, extra)) = decode_changelog_key(&raw) {
+                prop_assert_eq!(changelog_key(&key, time, &extra), raw);
+            }
+        }
+    }
+}

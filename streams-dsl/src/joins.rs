@@ -221,7 +221,10 @@ impl<K: Data, V1: Data, V2: Data, VR: Data> StreamJoinProc<K, V1, V2, VR> {
                 break;
             }
             outer.delete(&key)?;
-            let k = self.side.key_serde.deserialize(&self.side.outer_store, &Headers::new(), Some(&key[9..]))?;
+            let key_bytes = key.get(9..).ok_or_else(|| {
+                ProcessorError::Internal(format!("join store `{}` holds a malformed key", self.side.outer_store))
+            })?;
+            let k = self.side.key_serde.deserialize(&self.side.outer_store, &Headers::new(), Some(key_bytes))?;
             let joined = if is_left == self.side.is_left {
                 let v = self.side.this_serde.deserialize(&self.side.outer_store, &Headers::new(), Some(&value))?;
                 (self.joiner)(Some(&v), None)

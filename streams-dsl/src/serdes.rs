@@ -144,3 +144,87 @@ impl<V: 'static> Serde for ChangeSerde<V> {
         Ok(Change { new, old })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use streams_core::serde::{I64Serde, Nullable, StringSerde};
+
+    use super::*;
+
+    fn change_serde<S: Serde>(inner: S) -> ChangeSerde<S::Target> {
+        ChangeSerde { inner: Arc::new(inner) }
+    }
+
+    /// Decodes `raw` as a table change: accepted only when the layout
+    /// `[flags][len(new) 4 BE][new][old]` holds and the inner serde reads each
+    /// side the flags say is present; refused with an error naming the topic
+    /// otherwise.
+    fn check<S: Serde + Clone>(inner: S, raw: &[u8]) -> Result<(), TestCaseError>
+    where
+        S::Target: fmt::Debug + PartialEq,
+    {
+        let h = Headers::new();
+        let serde = change_serde(inner.clone());
+        let layout = raw.get(1..5).and_then(|l| <[u8; 4]>::try_from(l).ok()).and_then(|l| {
+            let len = usize::try_from(u32::from_be_bytes(l)).ok()?;
+            raw[5..].split_at_checked(len)
+        });
+        match serde.deserialize("t", &h, Some(raw)) {
+            Ok(change) => {
+                let Some((new, old)) = layout else { return Err(TestCaseError::fail("accepted a bad layout")) };
+                let flags = raw[0];
+                prop_assert_eq!(change.new.is_some(), flags & 1 != 0);
+                prop_assert_eq!(change.old.is_some(), flags & 2 != 0);
+                if let Some(v) = change.new {
+                    prop_assert_eq!(Some(v), inner.deserialize("t", &h, Some(new)).ok());
+                }
+                if let Some(v) = change.old {
+                    prop_assert_eq!(Some(v), inner.deserialize("t", &h, Some(old)).ok());
+                }
+            }
+            Err(e) => prop_assert_eq!(e.topic(), "t"),
+        }
+        prop_assert!(
+            matches!(serde.deserialize("t", &h, None), Err(SerdeError::UnexpectedNull { .. })),
+            "null must be refused"
+        );
+        Ok(())
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..max)
+    }
+
+    fn change_ish() -> impl Strategy<Value = Vec<u8>> {
+        (any::<u8>(), prop_oneof![0u32..12, any::<u32>()], bytes(20)).prop_map(|(flags, len, rest)| {
+            let mut out = vec![flags];
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&rest);
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Bad bytes never panic: table change records (repartition topics of
+        /// table aggregations) from arbitrary bytes.
+        #[test]
+        fn change_records_from_arbitrary_bytes(raw in prop_oneof![bytes(32), change_ish()]) {
+            check(StringSerde, &raw)?;
+            check(I64Serde, &raw)?;
+            check(Nullable(StringSerde), &raw)?;
+        }
+
+        #[test]
+        fn change_records_round_trip(new in prop::option::of(".{0,8}"), old in prop::option::of(".{0,8}")) {
+            let serde = change_serde(StringSerde);
+            let change = Change { new, old };
+            let bytes = serde.serialize("t", &mut Headers::new(), &change)?;
+            prop_assert_eq!(serde.deserialize("t", &Headers::new(), bytes.as_deref())?, change);
+        }
+    }
+}

@@ -202,11 +202,13 @@ impl<K: Data, V: Data> SuppressProc<K, V> {
         let lo = vec![BY_TIME];
         let hi = vec![BY_TIME, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
         let Some((entry, value)) = buffer.range(&lo, &hi)?.into_iter().next() else { return Ok(false) };
-        let time = unflip(&entry[1..]);
+        let malformed =
+            || ProcessorError::Internal(format!("suppression buffer `{}` holds a malformed entry", self.store));
+        let time = unflip(entry.get(1..).ok_or_else(malformed)?);
         if !due(time) {
             return Ok(false);
         }
-        let key_bytes = entry[9..].to_vec();
+        let key_bytes = entry.get(9..).ok_or_else(malformed)?.to_vec();
         buffer.delete(&entry)?;
         buffer.delete(&[&[BY_KEY][..], &key_bytes].concat())?;
         self.records = self.records.saturating_sub(1);

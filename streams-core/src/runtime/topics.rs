@@ -11,13 +11,23 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use super::client::{self, kafka_error};
 use super::embedded::EmbeddedCluster;
+use super::listener::Counters;
+use super::retry::RetryPolicy;
 use crate::config::StreamsConfig;
 use crate::error::StreamsError;
 use crate::internal_topics::InternalTopicSpec;
 
-const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+const VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) enum TopicAdmin {
+pub(crate) struct TopicAdmin {
+    kind: Kind,
+    /// `task.timeout.ms`: how long a cluster that does not answer is waited for.
+    timeout: Duration,
+    counters: Counters,
+}
+
+enum Kind {
     Kafka { admin: AdminClient<DefaultClientContext>, replication_factor: i16 },
     Embedded(Arc<EmbeddedCluster>, AdminClient<DefaultClientContext>),
 }
@@ -25,26 +35,30 @@ pub(crate) enum TopicAdmin {
 impl TopicAdmin {
     pub(crate) fn new(config: &StreamsConfig, embedded: Option<Arc<EmbeddedCluster>>) -> Result<Self, StreamsError> {
         let admin = client::admin(config).create().map_err(|e| kafka_error("creating the admin client", &e))?;
-        Ok(match embedded {
-            Some(cluster) => Self::Embedded(cluster, admin),
-            None => Self::Kafka { admin, replication_factor: config.replication_factor },
-        })
+        let kind = match embedded {
+            Some(cluster) => Kind::Embedded(cluster, admin),
+            None => Kind::Kafka { admin, replication_factor: config.replication_factor },
+        };
+        Ok(Self { kind, timeout: config.task_timeout, counters: Counters::default() })
     }
 
     fn admin(&self) -> &AdminClient<DefaultClientContext> {
-        match self {
-            Self::Kafka { admin, .. } | Self::Embedded(_, admin) => admin,
+        match &self.kind {
+            Kind::Kafka { admin, .. } | Kind::Embedded(_, admin) => admin,
         }
     }
 
     /// Partition counts of every topic on the cluster. Asks for all topics
     /// (not by name) so that brokers that auto-create topics do not.
     pub(crate) fn partition_counts(&self) -> Result<HashMap<String, i32>, StreamsError> {
-        let metadata = self
-            .admin()
-            .inner()
-            .fetch_metadata(None, METADATA_TIMEOUT)
-            .map_err(|e| kafka_error("reading cluster metadata", &e))?;
+        // A cluster that is away at start-up is waited for, as later on.
+        let policy = RetryPolicy { timeout: self.timeout, counters: &self.counters };
+        let metadata = policy.run(|| {
+            self.admin()
+                .inner()
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map_err(|e| kafka_error("reading cluster metadata", &e))
+        })?;
         Ok(metadata
             .topics()
             .iter()
@@ -74,13 +88,13 @@ impl TopicAdmin {
         if missing.is_empty() {
             return Ok(());
         }
-        match self {
-            Self::Embedded(cluster, _) => {
+        match &self.kind {
+            Kind::Embedded(cluster, _) => {
                 for spec in &missing {
                     cluster.create_topic(&spec.name, spec.partitions)?;
                 }
             }
-            Self::Kafka { admin, replication_factor } => {
+            Kind::Kafka { admin, replication_factor } => {
                 let new: Vec<NewTopic<'_>> = missing
                     .iter()
                     .map(|spec| {
@@ -95,7 +109,7 @@ impl TopicAdmin {
                         t
                     })
                     .collect();
-                let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+                let options = AdminOptions::new().operation_timeout(Some(VISIBLE_TIMEOUT));
                 let results = futures::executor::block_on(admin.create_topics(&new, &options))
                     .map_err(|e| kafka_error("creating internal topics", &e))?;
                 for result in results {
@@ -118,7 +132,7 @@ impl TopicAdmin {
     /// Waits until every topic shows in metadata with its partitions, so that
     /// the consumers that subscribe next see them.
     fn await_visible(&self, specs: &[&InternalTopicSpec]) -> Result<(), StreamsError> {
-        let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+        let deadline = std::time::Instant::now() + VISIBLE_TIMEOUT;
         loop {
             let counts = self.partition_counts()?;
             if specs.iter().all(|s| counts.get(&s.name) == Some(&s.partitions)) {
