@@ -3,7 +3,7 @@
 //! delivery error, and runs the thread's transactions under exactly-once.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -22,6 +22,10 @@ use crate::topology::RawRecord;
 /// The time-out of one transactional call; a call that times out is
 /// retried (librdkafka allows it) within `task.timeout.ms`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A transactional producer's records fail by themselves after
+/// `message.timeout.ms` (librdkafka caps it at `transaction.timeout.ms`, 10 s
+/// here): one that makes no progress for this long is wedged and replaced.
+const TRANSACTIONAL_STALL: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Deliveries {
@@ -58,12 +62,18 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+type Producer0 = BaseProducer<DeliveryContext>;
+
 /// The producer side of a stream thread.
 pub(crate) struct Output {
-    producer: BaseProducer<DeliveryContext>,
+    /// Shared with the watchdog threads of transactional calls.
+    producer: Arc<Producer0>,
     transactional: bool,
     in_transaction: bool,
     partitions: Mutex<HashMap<String, i32>>,
+    /// How long the producer may make no progress (a full queue, records
+    /// not acknowledged) before it counts as broken.
+    stall: Duration,
     /// Records sent since start.
     pub(crate) sent: u64,
 }
@@ -83,21 +93,55 @@ fn lost_batch(operation: String, e: KafkaError) -> KafkaCallError {
     KafkaCallError::with_class(operation, e, class)
 }
 
+/// Runs a transactional call on a watchdog thread. librdkafka bounds these
+/// calls by their time-out, but a call can wait forever for an internal
+/// operation (seen: `send_offsets_to_transaction` while the producer id is
+/// re-acquired after a broker restart). A call that does not return in
+/// time leaves its thread behind, holding the producer; the error is fatal,
+/// so the stream thread rejoins with a new producer, which fences this one.
+fn guarded<T: Send + 'static>(
+    producer: &Arc<Producer0>,
+    operation: &'static str,
+    call: impl FnOnce(&Producer0) -> rdkafka::error::KafkaResult<T> + Send + 'static,
+) -> Result<T, StreamsError> {
+    let producer = Arc::clone(producer);
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("rivulet-txn-call".into())
+        .spawn(move || {
+            let _ = reply.send(call(&producer));
+        })
+        .map_err(|e| StreamsError::IllegalState(format!("cannot start a thread for {operation}: {e}")))?;
+    match answer.recv_timeout(CALL_TIMEOUT + WATCHDOG_SLACK) {
+        Ok(result) => result.map_err(|e| call_error(operation, e)),
+        Err(_) => Err(KafkaCallError::with_class(
+            format!("{operation}: librdkafka did not return within {} s", (CALL_TIMEOUT + WATCHDOG_SLACK).as_secs()),
+            KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
+            ErrorClass::Fatal,
+        )
+        .into()),
+    }
+}
+
+/// How much longer than its own time-out a transactional call may take.
+const WATCHDOG_SLACK: Duration = Duration::from_secs(20);
+
 impl Output {
     pub(crate) fn new(
         config: &rdkafka::config::ClientConfig,
         transactional: bool,
         retry: RetryPolicy<'_>,
     ) -> Result<Self, StreamsError> {
-        let producer: BaseProducer<DeliveryContext> = config
-            .create_with_context(DeliveryContext::default())
-            .map_err(|e| call_error("creating the producer", e))?;
+        let producer: Arc<Producer0> = Arc::new(
+            config
+                .create_with_context(DeliveryContext::default())
+                .map_err(|e| call_error("creating the producer", e))?,
+        );
         if transactional {
-            retry.run(|| {
-                producer.init_transactions(CALL_TIMEOUT).map_err(|e| call_error("initialising transactions", e))
-            })?;
+            retry.run(|| guarded(&producer, "initialising transactions", |p| p.init_transactions(CALL_TIMEOUT)))?;
         }
-        Ok(Self { producer, transactional, in_transaction: false, partitions: Mutex::default(), sent: 0 })
+        let stall = if transactional { TRANSACTIONAL_STALL } else { retry.timeout };
+        Ok(Self { producer, transactional, in_transaction: false, partitions: Mutex::default(), stall, sent: 0 })
     }
 
     /// Opens the thread's transaction if none is open (exactly-once only).
@@ -118,6 +162,9 @@ impl Output {
         let started = Instant::now();
         let mut waiting = false;
         while self.producer.in_flight_count() > 0 {
+            if self.transactional && started.elapsed() >= self.stall {
+                return Err(self.wedged("waiting for records to be acknowledged").into());
+            }
             if started.elapsed() >= retry.timeout {
                 let source = KafkaCallError::with_class(
                     format!("waiting for {} records to be acknowledged", self.producer.in_flight_count()),
@@ -139,6 +186,16 @@ impl Output {
             );
         }
         Ok(())
+    }
+
+    /// The producer made no progress for longer than its records may take:
+    /// it is replaced (the thread rejoins with a new one).
+    fn wedged(&self, what: &str) -> KafkaCallError {
+        KafkaCallError::with_class(
+            format!("{what}: the producer made no progress for {} s", self.stall.as_secs()),
+            KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
+            ErrorClass::Fatal,
+        )
     }
 
     pub(crate) fn has_open_transaction(&self) -> bool {
@@ -168,7 +225,7 @@ impl Output {
     pub(crate) fn commit(
         &mut self,
         offsets: &TopicPartitionList,
-        group: Option<&ConsumerGroupMetadata>,
+        group: Option<ConsumerGroupMetadata>,
         retry: RetryPolicy<'_>,
     ) -> Result<HashMap<(String, i32), i64>, StreamsError> {
         if self.transactional {
@@ -177,18 +234,18 @@ impl Output {
                     let group = group.ok_or_else(|| {
                         StreamsError::IllegalState("no consumer group metadata to commit offsets with".into())
                     })?;
+                    let group = Arc::new(group);
                     retry.run(|| {
-                        self.producer
-                            .send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
-                            .map_err(|e| call_error("sending offsets to the transaction", e))
+                        let (offsets, group) = (offsets.clone(), Arc::clone(&group));
+                        guarded(&self.producer, "sending offsets to the transaction", move |p| {
+                            p.send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
+                        })
                     })?;
                 }
                 self.drain(retry)?;
                 self.delivery_error()?;
                 retry.run(|| {
-                    self.producer
-                        .commit_transaction(CALL_TIMEOUT)
-                        .map_err(|e| call_error("committing the transaction", e))
+                    guarded(&self.producer, "committing the transaction", |p| p.commit_transaction(CALL_TIMEOUT))
                 })?;
                 self.in_transaction = false;
             }
@@ -209,12 +266,10 @@ impl Output {
             // be reported (served by poll) before librdkafka can abort.
             self.producer.purge(PurgeConfig::default().queue());
             let started = Instant::now();
-            while self.producer.in_flight_count() > 0 && started.elapsed() < retry.timeout {
+            while self.producer.in_flight_count() > 0 && started.elapsed() < self.stall.min(retry.timeout) {
                 self.producer.poll(Duration::from_millis(10));
             }
-            retry.run(|| {
-                self.producer.abort_transaction(CALL_TIMEOUT).map_err(|e| call_error("aborting the transaction", e))
-            })?;
+            retry.run(|| guarded(&self.producer, "aborting the transaction", |p| p.abort_transaction(CALL_TIMEOUT)))?;
             self.in_transaction = false;
         }
         let mut d = self.producer.context().deliveries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -254,6 +309,7 @@ impl RecordCollector for Output {
         if let Some(h) = headers {
             base = base.headers(h);
         }
+        let mut full_since: Option<Instant> = None;
         loop {
             match self.producer.send(base) {
                 Ok(()) => {
@@ -262,6 +318,10 @@ impl RecordCollector for Output {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // Back-pressure: serve delivery reports until there is room.
+                    if full_since.get_or_insert_with(Instant::now).elapsed() >= self.stall {
+                        let source = self.wedged(&format!("sending a record to topic `{}`", record.topic));
+                        return Err(ProcessorError::Send { topic: record.topic.clone(), source });
+                    }
                     base = back;
                     self.producer.poll(Duration::from_millis(10));
                 }

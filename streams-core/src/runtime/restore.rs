@@ -24,6 +24,8 @@ struct Pending<'a> {
     end: i64,
     batch: Vec<state_stores::ChangelogRecord>,
     next: i64,
+    /// Where the restore began.
+    start: i64,
     restored: u64,
 }
 
@@ -65,7 +67,7 @@ pub(crate) fn restore<'a>(
             l.on_restore_start(task, store.name(), start, high);
         }
         Counters::add(&counters.restore_total, u64::try_from(high - start).unwrap_or(0));
-        pending.push(Pending { store, topic, end: high, batch: Vec::new(), next: start, restored: 0 });
+        pending.push(Pending { store, topic, end: high, batch: Vec::new(), next: start, start, restored: 0 });
     }
     if pending.is_empty() {
         return Ok(());
@@ -115,7 +117,7 @@ fn run(
                 }
                 if p.next >= p.end {
                     flush(task, p, p.end, listener, counters)?;
-                    finish(task, p, listener, &mut done[i]);
+                    finish(task, p, listener, counters, &mut done[i]);
                 }
             }
             // The cluster being away: the consumer reconnects and fetches on
@@ -142,7 +144,7 @@ fn run(
                         .unwrap_or(-1);
                     if pos >= p.end {
                         flush(task, p, p.end, listener, counters)?;
-                        finish(task, p, listener, &mut done[i]);
+                        finish(task, p, listener, counters, &mut done[i]);
                         last_progress = Instant::now();
                     }
                 }
@@ -179,8 +181,21 @@ fn flush(
     Ok(())
 }
 
-fn finish(task: TaskId, p: &Pending<'_>, listener: Option<&dyn StateRestoreListener>, done: &mut bool) {
+fn finish(
+    task: TaskId,
+    p: &Pending<'_>,
+    listener: Option<&dyn StateRestoreListener>,
+    counters: &Counters,
+    done: &mut bool,
+) {
     *done = true;
+    // Aborted transactions and their markers take offsets but restore no
+    // record: what was expected but not read is not left "to restore".
+    let unread = u64::try_from(p.end - p.start).unwrap_or(0).saturating_sub(p.restored);
+    counters.restore_total.fetch_sub(
+        unread.min(counters.restore_total.load(std::sync::atomic::Ordering::Relaxed)),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     tracing::info!(%task, store = p.store.name(), restored = p.restored, "restored");
     if let Some(l) = listener {
         l.on_restore_end(task, p.store.name(), p.restored);

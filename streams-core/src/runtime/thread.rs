@@ -169,7 +169,7 @@ impl ThreadState {
             self.output.begin()?;
         }
         let group = consumer.group_metadata();
-        let reached = self.output.commit(&offsets, group.as_ref(), policy(&self.env))?;
+        let reached = self.output.commit(&offsets, group, policy(&self.env))?;
         if !self.eos() && offsets.count() > 0 {
             policy(&self.env).run(|| {
                 consumer.commit(&offsets, CommitMode::Sync).map_err(|e| kafka_error("committing offsets", &e))
@@ -623,8 +623,12 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
                     st.close_tasks(true);
                 }
             }
-            Err(_) => {
-                st.output.abort_or_log(policy(&env));
+            Err(e) => {
+                // A fenced or broken producer cannot abort; the new producer's
+                // initialisation aborts its open transaction on the broker.
+                if !matches!(e.kafka_class(), Some(ErrorClass::Fenced | ErrorClass::Fatal)) {
+                    st.output.abort_or_log(policy(&env));
+                }
                 st.close_tasks(false);
             }
         }
