@@ -5,7 +5,7 @@
 #   ./benchmarks/run.sh [--records N] [--quick]
 #
 # Contenders so far: `raw` (a hand-written rdkafka loop with the same commits),
-# `rivulet` (release build) and `kafka-streams` (Apache Kafka Streams 4.1.1,
+# `rivulet` (release build) and `kafka-streams` (Apache Kafka Streams 4.4.0,
 # benchmarks/peers/kafka-streams, default settings plus the guarantee) and
 # `quix` (Quix Streams 3.28.1 in benchmarks/.venv, benchmarks/peers/quix).
 # Workloads: W1 stateless (at_least_once and exactly_once_v2); W2 word count,

@@ -1,21 +1,68 @@
 #!/usr/bin/env bash
-# A real Apache Kafka broker (single-node KRaft) from its Maven Central jars.
+# A real Apache Kafka broker (single-node KRaft) from its Maven Central jars,
+# in one or more named instances, with the faults the chaos tests inject.
 #
-#   scripts/kafka.sh start    fetch the jars once, format storage, start, wait for metadata
-#   scripts/kafka.sh stop     stop the broker this script started (by its PID file)
-#   scripts/kafka.sh status   exit 0 when the broker answers
+#   scripts/kafka.sh [--instance NAME] COMMAND
 #
-# Listens on 127.0.0.1:${KAFKA_PORT:-39092}. Data and logs: $RIVULET_RUN/kafka.
+#   start          fetch the jars once, format fresh storage, start, wait for
+#                  metadata (a no-op when this instance is already running)
+#   stop           stop the broker this script started (SIGTERM, by its PID file)
+#   down [--hard]  take the broker down but keep its data: SIGTERM and wait for
+#                  it to exit (a controlled shutdown); --hard: SIGKILL
+#   up             start it again on its existing data (no format), wait for metadata
+#   restart [--hard]  down, then up
+#   status         exit 0 when the broker answers a metadata request
+#   address        print its bootstrap address (HOST:PORT)
+#   fetch          only fetch the jars
+#
+# Instances: `default` listens on 127.0.0.1:${KAFKA_PORT:-39092} (controller
+# ${KAFKA_CONTROLLER_PORT:-39093}), data and logs in $RIVULET_RUN/kafka;
+# `chaos` on ${KAFKA_CHAOS_PORT:-39192} (controller ${KAFKA_CHAOS_CONTROLLER_PORT:-39193}),
+# in $RIVULET_RUN/kafka-chaos. Any other NAME needs KAFKA_<NAME>_PORT and
+# KAFKA_<NAME>_CONTROLLER_PORT and lives in $RIVULET_RUN/kafka-<name>.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
 
+usage() {
+    echo "usage: $0 [--instance NAME] start|stop|down [--hard]|up|restart [--hard]|status|address|fetch" >&2
+    exit 2
+}
+
+INSTANCE=default
+if [[ "${1:-}" == --instance ]]; then
+    [[ $# -ge 2 ]] || usage
+    INSTANCE="$2"; shift 2
+elif [[ "${1:-}" == --instance=* ]]; then
+    INSTANCE="${1#--instance=}"; shift
+fi
+[[ "$INSTANCE" =~ ^[A-Za-z0-9_]+$ ]] || die "invalid instance name \`$INSTANCE\` (letters, digits, _)"
+
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/kafka/pom.xml")"
-KAFKA_PORT="${KAFKA_PORT:-39092}"
-CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-39093}"
 JARS="$RIVULET_CACHE/kafka-$KAFKA_VERSION/libs"
-DIR="$RIVULET_RUN/kafka"
+case "$INSTANCE" in
+    default)
+        KAFKA_PORT="${KAFKA_PORT:-39092}"
+        CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-39093}"
+        DIR="$RIVULET_RUN/kafka"
+        ;;
+    *)
+        upper="${INSTANCE^^}"
+        port_var="KAFKA_${upper}_PORT" controller_var="KAFKA_${upper}_CONTROLLER_PORT"
+        if [[ "$INSTANCE" == chaos ]]; then
+            KAFKA_PORT="${!port_var:-39192}"
+            CONTROLLER_PORT="${!controller_var:-39193}"
+        else
+            KAFKA_PORT="${!port_var:-}"
+            CONTROLLER_PORT="${!controller_var:-}"
+            [[ -n "$KAFKA_PORT" && -n "$CONTROLLER_PORT" ]] \
+                || die "instance \`$INSTANCE\` needs $port_var and $controller_var"
+        fi
+        DIR="$RIVULET_RUN/kafka-$INSTANCE"
+        ;;
+esac
 PIDFILE="$DIR/kafka.pid"
+NAME="kafka ($INSTANCE)"
 
 fetch_jars() {
     [[ -f "$JARS/.complete" ]] && return 0
@@ -29,17 +76,14 @@ fetch_jars() {
 }
 
 broker_answers() {
+    tcp_open 127.0.0.1 "$KAFKA_PORT" || return 1
     java -cp "$JARS/*" org.apache.kafka.tools.TopicCommand \
         --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list >/dev/null 2>&1
 }
 
-start() {
-    if pid_alive "$PIDFILE" && tcp_open 127.0.0.1 "$KAFKA_PORT"; then
-        log "broker already running on 127.0.0.1:$KAFKA_PORT"
-        return 0
-    fi
-    fetch_jars
-    rm -rf "$DIR"; mkdir -p "$DIR/data"
+running() { pid_alive "$PIDFILE" && tcp_open 127.0.0.1 "$KAFKA_PORT"; }
+
+write_config() {
     cat > "$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -79,28 +123,90 @@ Configuration:
       AppenderRef:
         - ref: file
 LOG
+}
+
+# Starts the JVM on the formatted storage in $DIR and waits for metadata.
+launch() {
+    log "starting Kafka $KAFKA_VERSION ($INSTANCE) on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
+    # setsid: the broker must outlive this script but not take its signals.
+    setsid java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$DIR/log4j2.yaml" \
+        -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >> "$DIR/stdout.log" 2>&1 < /dev/null &
+    echo $! > "$PIDFILE"
+    if ! wait_for "Kafka broker ($INSTANCE)" 120 broker_answers; then
+        tail -50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
+        stop_pid "$PIDFILE" "$NAME"
+        die "the broker did not answer a metadata request within 120 s"
+    fi
+}
+
+start() {
+    if running; then
+        log "broker ($INSTANCE) already running on 127.0.0.1:$KAFKA_PORT"
+        return 0
+    fi
+    fetch_jars
+    stop_pid "$PIDFILE" "$NAME"
+    rm -rf "$DIR"; mkdir -p "$DIR/data"
+    write_config
     local cluster_id
     cluster_id="$(java -cp "$JARS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
     java -cp "$JARS/*" -Dlog4j2.configurationFile="$DIR/log4j2.yaml" kafka.tools.StorageTool format \
         --standalone -t "$cluster_id" -c "$DIR/server.properties" > "$DIR/format.log" 2>&1 \
         || { cat "$DIR/format.log" >&2; die "formatting the broker's storage failed"; }
-    log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
-    # setsid: the broker must outlive this script but not take its signals.
-    setsid java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="$DIR/log4j2.yaml" \
-        -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" > "$DIR/stdout.log" 2>&1 < /dev/null &
-    echo $! > "$PIDFILE"
-    if ! wait_for "Kafka broker" 120 broker_answers; then
-        tail -50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
-        stop_pid "$PIDFILE" kafka
-        die "the broker did not answer a metadata request within 120 s"
+    launch
+}
+
+# down [--hard]: the broker process goes away; its data stays for `up`.
+down() {
+    local hard=0
+    case "${1:-}" in
+        --hard) hard=1 ;;
+        "") ;;
+        *) usage ;;
+    esac
+    if ! pid_alive "$PIDFILE"; then
+        log "broker ($INSTANCE) is not running"
+        rm -f "$PIDFILE"
+        return 0
+    fi
+    if ((hard)); then
+        local pid; pid="$(cat "$PIDFILE")"
+        log "killing $NAME (pid $pid, SIGKILL)"
+        kill -9 "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 30))
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        rm -f "$PIDFILE"
+    else
+        stop_pid "$PIDFILE" "$NAME"
     fi
 }
 
-case "${1:-}" in
-    start) start ;;
-    stop) stop_pid "$PIDFILE" kafka ;;
-    status) tcp_open 127.0.0.1 "$KAFKA_PORT" && broker_answers ;;
+# up: the broker again, on the data it had (no format).
+up() {
+    if running; then
+        log "broker ($INSTANCE) already running on 127.0.0.1:$KAFKA_PORT"
+        return 0
+    fi
+    [[ -f "$DIR/data/meta.properties" ]] \
+        || die "instance \`$INSTANCE\` has no formatted data in $DIR/data; use \`start\`"
+    fetch_jars
+    stop_pid "$PIDFILE" "$NAME"
+    # The ports may have been overridden since it was formatted.
+    write_config
+    launch
+}
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+    start) [[ $# -eq 0 ]] || usage; start ;;
+    stop) [[ $# -eq 0 ]] || usage; stop_pid "$PIDFILE" "$NAME" ;;
+    down) down "$@" ;;
+    up) [[ $# -eq 0 ]] || usage; up ;;
+    restart) down "$@"; up ;;
+    status) broker_answers ;;
+    address) echo "127.0.0.1:$KAFKA_PORT" ;;
     fetch) fetch_jars ;;
-    *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+    *) usage ;;
 esac

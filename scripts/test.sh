@@ -20,10 +20,17 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 scripts/install-deps.sh
 
 STARTED_KAFKA=0
+# The chaos tests (examples/tests/chaos.rs) start the `chaos` broker instance
+# on demand; stop it at the end unless it was already running before.
+CHAOS_WAS_RUNNING=0
+scripts/kafka.sh --instance chaos status 2>/dev/null && CHAOS_WAS_RUNNING=1
 cleanup() {
     local status=$?
     if ((STARTED_KAFKA)); then
         scripts/kafka.sh stop || true
+    fi
+    if ((!CHAOS_WAS_RUNNING)); then
+        scripts/kafka.sh --instance chaos stop || true
     fi
     exit "$status"
 }
