@@ -64,7 +64,7 @@ scripts/kafka.sh --instance chaos status 2>/dev/null && CHAOS_WAS_RUNNING=1
 cleanup() {
     local status=$?
     ((STARTED_KAFKA)) && { scripts/kafka.sh stop || true; }
-    ((CHAOS_WAS_RUNNING)) || scripts/kafka.sh --instance chaos stop || true
+    ((CHAOS_WAS_RUNNING)) || stop_chaos_instance || true
     exit "$status"
 }
 trap cleanup EXIT INT TERM

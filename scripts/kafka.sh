@@ -13,6 +13,8 @@
 #   restart [--hard]  down, then up
 #   status         exit 0 when the broker answers a metadata request
 #   address        print its bootstrap address (HOST:PORT)
+#   lockfile       print the file that a user of the instance (a chaos test,
+#                  which takes it down) holds an flock on, across processes
 #   fetch          only fetch the jars
 #
 # Instances: `default` listens on 127.0.0.1:${KAFKA_PORT:-39092} (controller
@@ -25,7 +27,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
 
 usage() {
-    echo "usage: $0 [--instance NAME] start|stop|down [--hard]|up|restart [--hard]|status|address|fetch" >&2
+    echo "usage: $0 [--instance NAME] start|stop|down [--hard]|up|restart [--hard]|status|address|lockfile|fetch" >&2
     exit 2
 }
 
@@ -62,6 +64,8 @@ case "$INSTANCE" in
         ;;
 esac
 PIDFILE="$DIR/kafka.pid"
+# Outside $DIR: `start` wipes $DIR, and a lock must outlive that.
+LOCKFILE="$RIVULET_RUN/kafka-$INSTANCE.lock"
 NAME="kafka ($INSTANCE)"
 
 fetch_jars() {
@@ -133,10 +137,10 @@ launch() {
         -Dlog4j2.configurationFile="$DIR/log4j2.yaml" \
         -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >> "$DIR/stdout.log" 2>&1 < /dev/null &
     echo $! > "$PIDFILE"
-    if ! wait_for "Kafka broker ($INSTANCE)" 120 broker_answers; then
-        tail -50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
+    if ! wait_for "Kafka broker ($INSTANCE)" 180 broker_answers; then
+        tail -n 50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
         stop_pid "$PIDFILE" "$NAME"
-        die "the broker did not answer a metadata request within 120 s"
+        die "the broker did not answer a metadata request within 180 s"
     fi
 }
 
@@ -207,6 +211,7 @@ case "$cmd" in
     restart) down "$@"; up ;;
     status) broker_answers ;;
     address) echo "127.0.0.1:$KAFKA_PORT" ;;
+    lockfile) echo "$LOCKFILE" ;;
     fetch) fetch_jars ;;
     *) usage ;;
 esac

@@ -57,3 +57,16 @@ apt_install() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# stop_chaos_instance: stops the `chaos` broker instance that the chaos tests
+# start on demand, once no test (of any process) holds its lock.
+stop_chaos_instance() {
+    local here lock
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    lock="$("$here/kafka.sh" --instance chaos lockfile)"
+    if command -v flock >/dev/null 2>&1; then
+        flock -w 900 "$lock" "$here/kafka.sh" --instance chaos stop
+    else
+        "$here/kafka.sh" --instance chaos stop
+    fi
+}

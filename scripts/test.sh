@@ -30,7 +30,7 @@ cleanup() {
         scripts/kafka.sh stop || true
     fi
     if ((!CHAOS_WAS_RUNNING)); then
-        scripts/kafka.sh --instance chaos stop || true
+        stop_chaos_instance || true
     fi
     exit "$status"
 }

@@ -232,19 +232,30 @@ pub fn kafka_sh(instance: &str, args: &[&str]) -> Res<String> {
 }
 
 /// A broker instance of `scripts/kafka.sh` that a test may take down and
-/// bring back. Dropped while down, it is brought back up.
+/// bring back, held exclusively: other processes (another `cargo test`, a
+/// `scripts/chaos.sh` run, `scripts/test.sh` stopping it) wait on its lock
+/// file. Dropped while down, it is brought back up.
 pub struct Broker {
     instance: String,
     servers: String,
     down: bool,
+    /// Holds the flock; closing it releases the lock.
+    _lock: std::fs::File,
 }
 
 impl Broker {
-    /// Starts the instance unless it is running.
+    /// Takes the instance's lock (waiting for whoever holds it), then
+    /// starts the instance unless it is running.
     pub fn start(instance: &str) -> Res<Self> {
+        let path = kafka_sh(instance, &["lockfile"])?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        if lock.try_lock().is_err() {
+            eprintln!("waiting for the lock on the `{instance}` broker ({path}): another process uses it");
+            lock.lock()?;
+        }
         kafka_sh(instance, &["start"])?;
         let servers = kafka_sh(instance, &["address"])?;
-        Ok(Self { instance: instance.to_owned(), servers, down: false })
+        Ok(Self { instance: instance.to_owned(), servers, down: false, _lock: lock })
     }
 
     /// Its bootstrap address.
