@@ -110,6 +110,9 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.segment.bytes=67108864
+# Test records carry old event times: time-based retention would delete them
+# before they are read.
+log.retention.ms=-1
 log.cleaner.dedupe.buffer.size=16777216
 transaction.remove.expired.transaction.cleanup.interval.ms=60000
 PROPS

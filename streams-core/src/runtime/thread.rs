@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, kafka_error};
@@ -171,8 +172,15 @@ impl ThreadState {
         let group = consumer.group_metadata();
         let reached = self.output.commit(&offsets, group, policy(&self.env))?;
         if !self.eos() && offsets.count() > 0 {
-            policy(&self.env).run(|| {
-                consumer.commit(&offsets, CommitMode::Sync).map_err(|e| kafka_error("committing offsets", &e))
+            // Not retried here: the consumer finds its coordinator again and
+            // rejoins only while it is polled. A failed commit abandons the
+            // batch instead (at-least-once: it is redone from the last commit).
+            consumer.commit(&offsets, CommitMode::Sync).map_err(|e| {
+                let class = match super::errors::by_code(e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail)) {
+                    c @ (ErrorClass::Fatal | ErrorClass::Fenced) => c,
+                    _ => ErrorClass::Abortable,
+                };
+                KafkaCallError::with_class("committing offsets", e, class)
             })?;
         }
         for (id, task) in self.tasks.iter_mut() {
