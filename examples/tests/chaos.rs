@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{
     base_args_on, committed_offsets, contract_words, create_topic_on, produce_lines, App, Broker, CountsReader, Res,
+    Rng,
 };
 
 /// The broker-restarting scenarios share the `chaos` instance: one at a time.
@@ -58,17 +59,6 @@ fn knob(name: &str, default: u64) -> u64 {
 
 const EOS: &str = "exactly_once_v2";
 const ALOS: &str = "at_least_once";
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 /// One scenario's topics, application id, apps' logs and input so far.
 struct Run {

@@ -10,22 +10,11 @@ use std::time::Duration;
 use integration_tests::{create_topic_blocking, produce, read_until, unique_name, TestRecord};
 
 mod common;
-use common::{args, base_args, App};
+use common::{args, base_args, App, Rng};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 const LINES: usize = 25_000;
 const KILLS: usize = 3;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// Lines of 1–7 words from a 1,000-word vocabulary, and the expected counts.
 fn input(rng: &mut Rng) -> (Vec<String>, BTreeMap<String, u64>) {

@@ -611,3 +611,17 @@ pub fn base_args_on(servers: &str, app_id: &str, state_dir: &Path) -> Vec<String
     }
     a
 }
+
+/// A small deterministic xorshift generator: the tests' random moments and
+/// input, repeatable from a seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
