@@ -1,6 +1,12 @@
 //! What every example binary shares: its command line, the embedded default
 //! (a mock cluster with a demo-data generator and a printer of results), a
 //! status line, and a clean stop on Ctrl-C, SIGTERM or `--duration`.
+//!
+//! Every binary reads and writes its external topics as JSON by default, or
+//! as Avro through a schema registry with `--format avro --schema-registry
+//! URL` (see [`crate::format`]); `--schema-registry-config KEY=VALUE` passes
+//! the Confluent serializers' settings (`basic.auth.user.info`,
+//! `auto.register.schemas`, …) to [`SchemaRegistryConfig::set`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use streams_dsl::internal_topics::InternalTopicSpec;
 use streams_dsl::runtime::{EmbeddedCluster, KafkaStreams, State};
-use streams_dsl::{StreamsConfig, Topology};
+use streams_dsl::serde::{GenericAvroSerde, SchemaRegistryClient, SchemaRegistryConfig};
+use streams_dsl::{ConfigError, Headers, Serde, SerdeError, SerdeRef, StreamsConfig, Topology};
+
+use crate::format::Format;
 
 /// A topic an example reads or writes, with its default name.
 #[derive(Debug, Clone)]
@@ -50,6 +59,9 @@ pub struct AppSpec {
     pub name: &'static str,
     /// One paragraph for `--help`.
     pub about: &'static str,
+    /// What changes with `--format avro`, for `--help`: the Avro records of
+    /// the topics.
+    pub avro: &'static str,
     /// Input topics.
     pub inputs: Vec<TopicArg>,
     /// Output topics.
@@ -92,6 +104,9 @@ pub struct Args {
     /// `--config KEY=VALUE`: any StreamsConfig key (including `consumer.*` /
     /// `producer.*` pass-through), applied last.
     pub config: Vec<(String, String)>,
+    /// `--format` with, for Avro, the registry client that `--schema-registry`
+    /// and `--schema-registry-config` describe.
+    pub format: Format,
 }
 
 impl Args {
@@ -112,7 +127,10 @@ impl Args {
 }
 
 fn usage(spec: &AppSpec) -> String {
-    let mut s = format!("{}\n\n{}\n\nUSAGE: {} [OPTIONS]\n\nOPTIONS:\n", spec.name, spec.about, spec.name);
+    let mut s = format!(
+        "{}\n\n{}\n\nWith --format avro: {}\n\nUSAGE: {} [OPTIONS]\n\nOPTIONS:\n",
+        spec.name, spec.about, spec.avro, spec.name
+    );
     let mut line = |flag: &str, help: &str| s.push_str(&format!("  {flag:<34} {help}\n"));
     line(
         "--bootstrap-servers HOST:PORT",
@@ -133,6 +151,17 @@ fn usage(spec: &AppSpec) -> String {
     line("--duration SECS", "stop cleanly after this long (default: run until Ctrl-C)");
     line("--rate N", "embedded cluster only: demo records per second (default 20)");
     line("--config KEY=VALUE", "any StreamsConfig key, e.g. consumer.session.timeout.ms=10000 (repeatable)");
+    line(
+        "--format json|avro",
+        "value format of the external topics (default json); avro: Confluent-framed Avro, schemas under \
+         <topic>-value in the registry",
+    );
+    line("--schema-registry URL", "the schema registry (Confluent-compatible; required with --format avro)");
+    line(
+        "--schema-registry-config KEY=VALUE",
+        "a Confluent serializer setting, e.g. basic.auth.user.info=USER:PASSWORD or auto.register.schemas=false \
+         (repeatable)",
+    );
     for n in &spec.numbers {
         line(&format!("{} N", n.flag), &format!("{} (default {})", n.help, n.default));
     }
@@ -140,6 +169,16 @@ fn usage(spec: &AppSpec) -> String {
         line(&format!("{} TEXT", t.flag), t.help);
     }
     line("--help", "this text");
+    s.push_str(
+        "\nUndecodable input records (bad JSON; in Avro: an unknown schema id, no magic byte 0, a truncated or \
+         incompatible datum) follow default.deserialization.exception.handler: log_and_fail (default), \
+         log_and_continue, or dead_letter with --config errors.dead.letter.queue.topic.name=TOPIC (the record as \
+         read, with the error in `__streams.errors.*` headers).\n",
+    );
+    s.push_str(
+        "Without --bootstrap-servers and with --format avro, the demo data is written as Avro through the given \
+         registry.\n",
+    );
     s.push_str("\nLogs go through `tracing`; set RUST_LOG (default info).\n");
     s
 }
@@ -172,7 +211,11 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
         numbers: spec.numbers.iter().map(|n| (n.flag, n.default)).collect(),
         texts: BTreeMap::new(),
         config: Vec::new(),
+        format: Format::Json,
     };
+    let mut avro = false;
+    let mut registry_url: Option<String> = None;
+    let mut registry_config: Vec<(String, String)> = Vec::new();
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
@@ -213,6 +256,26 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
                 out.config.push((k.trim().to_owned(), v.trim().to_owned()));
             }
             "--rate" => out.rate = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?,
+            "--format" => match value.to_ascii_lowercase().as_str() {
+                "json" => avro = false,
+                "avro" => avro = true,
+                _ => return Err(bad("json or avro")),
+            },
+            "--schema-registry" => {
+                if value.trim().is_empty() {
+                    return Err(bad("a URL such as http://localhost:8081"));
+                }
+                registry_url = Some(value.trim().to_owned());
+            }
+            "--schema-registry-config" => {
+                // The value may be a credential: it is not echoed.
+                let (k, v) = value.split_once('=').ok_or_else(|| {
+                    UsageError(format!(
+                        "invalid value for `{flag}`: expected KEY=VALUE, e.g. auto.register.schemas=false"
+                    ))
+                })?;
+                registry_config.push((k.trim().to_owned(), v.to_owned()));
+            }
             other => {
                 if let Some(t) = spec.inputs.iter().chain(&spec.outputs).find(|t| t.flag == other) {
                     out.topics.insert(t.flag, value.clone());
@@ -226,19 +289,86 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
             }
         }
     }
+    if avro {
+        out.format = Format::Avro(registry_client(registry_url, &registry_config)?);
+    } else if registry_url.is_some() || !registry_config.is_empty() {
+        tracing::warn!("--schema-registry and --schema-registry-config only apply to --format avro; ignored");
+    }
     Ok(Some(out))
 }
 
+/// The registry client of `--schema-registry` and `--schema-registry-config`.
+fn registry_client(url: Option<String>, settings: &[(String, String)]) -> Result<SchemaRegistryClient, UsageError> {
+    let url = url.or_else(|| settings.iter().rev().find(|(k, _)| k == "schema.registry.url").map(|(_, v)| v.clone()));
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Err(UsageError(
+            "`--format avro` needs `--schema-registry URL`: the Confluent-compatible schema registry holding the \
+             topics' Avro schemas (e.g. --schema-registry http://localhost:8081)"
+                .to_owned(),
+        ));
+    };
+    let mut config = SchemaRegistryConfig::new(&url);
+    for (key, value) in settings {
+        config.set(key, value).map_err(|e| {
+            UsageError(match e {
+                ConfigError::Unknown { key, suggestion } => format!(
+                    "unknown schema registry setting `{key}` in --schema-registry-config{}",
+                    suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+                ),
+                // Values are not echoed: they may be credentials.
+                ConfigError::Invalid { key, expected, .. } => {
+                    format!("invalid value for schema registry setting `{key}`: expected {expected}")
+                }
+                other => format!("--schema-registry-config: {other}"),
+            })
+        })?;
+    }
+    if config.urls.is_empty() {
+        return Err(UsageError(format!("`--schema-registry`: no URL in `{url}`")));
+    }
+    Ok(SchemaRegistryClient::new(config))
+}
+
+/// A demo record: (topic flag, key, value, timestamp ms).
+pub type DemoRecord = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
 /// Produces demo input on the embedded cluster until told to stop.
 pub trait DemoGenerator: Send + 'static {
-    /// The next record: (topic flag, key, value, timestamp ms).
-    fn next(&mut self, now_ms: i64) -> (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+    /// The next record, or why its value could not be encoded (the
+    /// registry is unreachable, say).
+    fn next(&mut self, now_ms: i64) -> Result<DemoRecord, SerdeError>;
+}
+
+/// Encodes a demo generator's values as an input topic holds them (JSON or
+/// Avro): the value serde of that topic.
+pub struct DemoEncoder<T> {
+    topic: String,
+    serde: SerdeRef<T>,
+}
+
+impl<T> std::fmt::Debug for DemoEncoder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoEncoder").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static> DemoEncoder<T> {
+    /// Values of `topic`, encoded with `serde`.
+    pub fn new(topic: &str, serde: SerdeRef<T>) -> Self {
+        Self { topic: topic.to_owned(), serde }
+    }
+
+    /// The bytes of `value`.
+    pub fn encode(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
+        self.serde.serialize(&self.topic, &mut Headers::new(), value)
+    }
 }
 
 /// Turns an output record into a printable line.
 pub type Printer = fn(&str, Option<&[u8]>, Option<&[u8]>) -> String;
 
-/// Prints `topic  key -> value` with keys and values as UTF-8 text.
+/// Prints `topic  key -> value` with keys and values as UTF-8 text (Avro
+/// values reach it decoded, as JSON text).
 pub fn print_record(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> String {
     let text = |b: Option<&[u8]>| b.map_or_else(|| "null".to_owned(), |b| String::from_utf8_lossy(b).into_owned());
     format!("{topic}  {:>14} -> {}", text(key), text(value))
@@ -307,7 +437,7 @@ pub fn watch_signals(stop: Arc<AtomicBool>) {
 pub fn run(
     spec: &AppSpec,
     build: impl FnOnce(&Args) -> Result<Topology, Box<dyn std::error::Error>>,
-    generator: impl FnOnce(&Args) -> Box<dyn DemoGenerator>,
+    generator: impl FnOnce(&Args) -> Result<Box<dyn DemoGenerator>, Box<dyn std::error::Error>>,
     printer: Printer,
 ) {
     init_logging();
@@ -329,7 +459,7 @@ fn run_args(
     spec: &AppSpec,
     args: &Args,
     build: impl FnOnce(&Args) -> Result<Topology, Box<dyn std::error::Error>>,
-    generator: impl FnOnce(&Args) -> Box<dyn DemoGenerator>,
+    generator: impl FnOnce(&Args) -> Result<Box<dyn DemoGenerator>, Box<dyn std::error::Error>>,
     printer: Printer,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (servers, embedded) = match &args.bootstrap_servers {
@@ -366,6 +496,9 @@ fn run_args(
         config.set(k, v)?;
     }
     let topology = build(args)?;
+    if let Some(registry) = args.format.registry() {
+        tracing::info!(registry = %registry.config().url(), "external topics in Avro (Confluent wire format)");
+    }
     tracing::info!("topology:\n{}", topology.describe());
     let mut streams = KafkaStreams::new(topology, config)?;
     if let Some(cluster) = &embedded {
@@ -393,10 +526,15 @@ fn run_args(
     if embedded.is_some() {
         let topic_names: BTreeMap<&'static str, String> =
             spec.inputs.iter().map(|t| (t.flag, args.topic(t.flag).to_owned())).collect();
-        helpers.push(demo::spawn_generator(&servers, topic_names, generator(args), args.rate, Arc::clone(&stop))?);
+        helpers.push(demo::spawn_generator(&servers, topic_names, generator(args)?, args.rate, Arc::clone(&stop))?);
         let outputs: Vec<String> = spec.outputs.iter().map(|t| args.topic(t.flag).to_owned()).collect();
-        helpers.push(demo::spawn_printer(&servers, outputs, printer, Arc::clone(&stop))?);
-        println!("{}: running on an embedded cluster with demo data; results print below. Ctrl-C to stop.", spec.name);
+        let avro = args.format.registry().map(GenericAvroSerde::new);
+        helpers.push(demo::spawn_printer(&servers, outputs, printer, avro, Arc::clone(&stop))?);
+        println!(
+            "{}: running on an embedded cluster with {} demo data; results print below. Ctrl-C to stop.",
+            spec.name,
+            args.format.name()
+        );
     }
     streams.start()?;
     let started = Instant::now();
@@ -497,8 +635,20 @@ mod demo {
         Ok(std::thread::spawn(move || {
             let period = Duration::from_secs_f64(1.0 / f64::from(rate));
             let mut next = Instant::now();
+            let mut failures = 0u64;
             while !stop.load(Ordering::Acquire) {
-                let (flag, key, value, ts) = generator.next(now_ms());
+                let (flag, key, value, ts) = match generator.next(now_ms()) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        // Say it now and then, not at every record.
+                        if failures.is_power_of_two() {
+                            tracing::warn!(error = %e, failures, "demo generator could not encode a record");
+                        }
+                        failures += 1;
+                        std::thread::park_timeout(Duration::from_millis(500));
+                        continue;
+                    }
+                };
                 let Some(topic) = topics.get(flag) else { continue };
                 let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(ts);
                 if let Some(k) = &key {
@@ -520,10 +670,12 @@ mod demo {
         }))
     }
 
+    /// With `avro`, Confluent-framed values are printed decoded, as JSON.
     pub(super) fn spawn_printer(
         servers: &str,
         topics: Vec<String>,
         printer: Printer,
+        avro: Option<GenericAvroSerde>,
         stop: Arc<AtomicBool>,
     ) -> Result<std::thread::JoinHandle<()>, Box<dyn std::error::Error>> {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -537,9 +689,20 @@ mod demo {
         Ok(std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                    println!("{}", printer(m.topic(), m.key(), m.payload()));
+                    let decoded = avro.as_ref().and_then(|serde| decode_avro(serde, m.topic(), m.payload()));
+                    let value = decoded.as_deref().or(m.payload());
+                    println!("{}", printer(m.topic(), m.key(), value));
                 }
             }
         }))
+    }
+
+    /// A framed Avro value as JSON text; `None` for anything else (the
+    /// decimal strings of revenue-by-tier, say).
+    fn decode_avro(serde: &GenericAvroSerde, topic: &str, value: Option<&[u8]>) -> Option<Vec<u8>> {
+        let bytes = value.filter(|v| v.len() > 5 && v[0] == 0)?;
+        let value = serde.deserialize(topic, &Headers::new(), Some(bytes)).ok()?;
+        let json = serde_json::Value::try_from(value).ok()?;
+        serde_json::to_vec(&json).ok()
     }
 }

@@ -8,6 +8,7 @@
 //! - [`order_enrichment`]: stream–table left join (KTable lookups) and a table aggregation with subtractor.
 //! - [`page_views`]: final per-minute page counts and user sessions.
 //! - [`cli`]: the command line, embedded cluster and status line every binary shares.
+//! - [`format`]: JSON or Avro (Confluent wire format, schema registry) on the external topics.
 //!
 //! What it is not: a library to depend on. Copy an example as a starting point.
 //!
@@ -22,5 +23,6 @@
 
 mod apps;
 pub mod cli;
+pub mod format;
 
 pub use apps::{fraud_detection, money, order_enrichment, page_views, word_count};

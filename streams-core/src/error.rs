@@ -300,11 +300,31 @@ pub enum StreamsError {
 impl StreamsError {
     /// The class of the Kafka error at the bottom of this one, if it is one
     /// (a failed send inside processing included).
+    ///
+    /// A schema registry that did not answer counts as a retriable Kafka
+    /// error: the work since the last commit is rolled back and redone, so
+    /// that records wait for the registry instead of reaching an error
+    /// handler.
     pub fn kafka_class(&self) -> Option<crate::runtime::ErrorClass> {
+        if self.serde_error().is_some_and(SerdeError::is_retriable) {
+            return Some(crate::runtime::ErrorClass::Retriable);
+        }
         match self {
             Self::Kafka(e) => Some(e.class()),
             Self::Processing { source, .. } => match source.innermost() {
                 ProcessorError::Send { source, .. } => Some(source.class()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The serde error at the bottom of this one, if it is one.
+    pub fn serde_error(&self) -> Option<&SerdeError> {
+        match self {
+            Self::Deserialization { source, .. } | Self::Serde(source) => Some(source),
+            Self::Processing { source, .. } => match source.innermost() {
+                ProcessorError::Serde(e) => Some(e),
                 _ => None,
             },
             _ => None,

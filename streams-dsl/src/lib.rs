@@ -55,6 +55,37 @@
 //! assert_eq!(last["to"], Some(2));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Avro through a schema registry
+//!
+//! With the `avro` feature (also `protobuf`, `json-schema`), values travel in
+//! Confluent's wire format: schemas are registered and fetched once per id,
+//! and records written with older or newer compatible schemas are resolved
+//! to the reader's.
+//!
+//! ```no_run
+//! # #[cfg(feature = "avro")] {
+//! use streams_dsl::prelude::*;
+//! use streams_dsl::runtime::KafkaStreams;
+//! use streams_dsl::serde::{AvroSerde, SchemaRegistryClient};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Payment { card_id: String, amount: f64 }
+//! const PAYMENT: &str = r#"{"type": "record", "name": "Payment", "fields": [
+//!     {"name": "card_id", "type": "string"}, {"name": "amount", "type": "double"}]}"#;
+//!
+//! let registry = SchemaRegistryClient::from_url("http://localhost:8081");
+//! let payments = AvroSerde::<Payment>::with_schema(&registry, PAYMENT)?;
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream(&["payments"], Consumed::with(Nullable(StringSerde), payments.clone()))
+//!     .filter(|_, p: &Payment| p.amount > 1000.0)
+//!     .to_with("large-payments", Produced::with(Nullable(StringSerde), payments));
+//! let streams = KafkaStreams::new(builder.build()?, StreamsConfig::new("large-payments", "localhost:9092"))?;
+//! streams.start()?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 // The DSL stores user closures as `Arc<dyn Fn(..) -> .. + Send + Sync>`; each
 // signature is spelled out where the operator that takes it is built.

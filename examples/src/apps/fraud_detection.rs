@@ -8,14 +8,25 @@
 //! Output `fraud-alerts`: key = card_id, JSON `{"card_id", "window_start",
 //! "window_end", "count", "total"}`, exactly one record per suspicious window,
 //! emitted only once the window has closed (stream time past end + grace).
+//!
+//! With `--format avro` (see [`crate::format`]) the same, with Confluent-framed
+//! Avro values: input `payments` holds records of [`avro::PAYMENT_SCHEMA`]
+//! (`Payment {card_id: string, amount: double, merchant: string, ts: long}`),
+//! written with that schema or any compatible writer schema (a newer one with
+//! an added field that has a default reads fine); output `fraud-alerts` holds
+//! [`avro::FRAUD_ALERT_SCHEMA`] (`FraudAlert {card_id: string, window_start:
+//! long, window_end: long, count: long, total: double}`), registered by the
+//! application as `<output topic>-value`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use streams_dsl::prelude::*;
-use streams_dsl::DslError;
+use streams_dsl::{DslError, SerdeError, SerdeRef};
 
 use super::money::{micros_to_f64, to_micros, Micros};
+use crate::format::Format;
 
 /// Default input topic.
 pub const INPUT: &str = "payments";
@@ -87,13 +98,136 @@ impl Limits {
     }
 }
 
-/// The fraud-detection topology.
+/// The Avro records of the topics: the schemas and their Rust shapes.
+pub mod avro {
+    use serde::{Deserialize, Serialize};
+
+    use crate::format::AvroRecord;
+
+    /// The input record.
+    pub const PAYMENT_SCHEMA: &str = r#"{
+  "type": "record",
+  "name": "Payment",
+  "fields": [
+    {"name": "card_id", "type": "string"},
+    {"name": "amount", "type": "double"},
+    {"name": "merchant", "type": "string"},
+    {"name": "ts", "type": "long"}
+  ]
+}"#;
+
+    /// The output record.
+    pub const FRAUD_ALERT_SCHEMA: &str = r#"{
+  "type": "record",
+  "name": "FraudAlert",
+  "fields": [
+    {"name": "card_id", "type": "string"},
+    {"name": "window_start", "type": "long"},
+    {"name": "window_end", "type": "long"},
+    {"name": "count", "type": "long"},
+    {"name": "total", "type": "double"}
+  ]
+}"#;
+
+    /// A `Payment` record.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Payment {
+        /// The card.
+        pub card_id: String,
+        /// The amount.
+        pub amount: f64,
+        /// Where.
+        pub merchant: String,
+        /// Event time, ms since the epoch.
+        pub ts: i64,
+    }
+
+    /// A `FraudAlert` record.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct FraudAlert {
+        /// The card.
+        pub card_id: String,
+        /// Window start, ms (inclusive).
+        pub window_start: i64,
+        /// Window end, ms (exclusive).
+        pub window_end: i64,
+        /// Payments in the window.
+        pub count: i64,
+        /// Their total.
+        pub total: f64,
+    }
+
+    impl AvroRecord for super::Payment {
+        type Wire = Payment;
+        const SCHEMA: &'static str = PAYMENT_SCHEMA;
+
+        fn to_wire(&self) -> Payment {
+            Payment {
+                card_id: self.card_id.clone(),
+                amount: self.amount,
+                merchant: self.merchant.clone(),
+                ts: self.ts.unwrap_or_default(),
+            }
+        }
+
+        fn from_wire(p: Payment) -> Self {
+            Self { card_id: p.card_id, amount: p.amount, merchant: p.merchant, ts: Some(p.ts) }
+        }
+    }
+
+    impl AvroRecord for super::Alert {
+        type Wire = FraudAlert;
+        const SCHEMA: &'static str = FRAUD_ALERT_SCHEMA;
+
+        fn to_wire(&self) -> FraudAlert {
+            FraudAlert {
+                card_id: self.card_id.clone(),
+                window_start: self.window_start,
+                window_end: self.window_end,
+                count: i64::try_from(self.count).unwrap_or(i64::MAX),
+                total: self.total,
+            }
+        }
+
+        fn from_wire(a: FraudAlert) -> Self {
+            Self {
+                card_id: a.card_id,
+                window_start: a.window_start,
+                window_end: a.window_end,
+                count: u64::try_from(a.count).unwrap_or_default(),
+                total: a.total,
+            }
+        }
+    }
+}
+
+/// The fraud-detection topology (JSON).
 pub fn topology(input: &str, output: &str, limits: Limits) -> Result<Topology, DslError> {
+    build(input, output, limits, Arc::new(JsonSerde::<Payment>::new()), Arc::new(JsonSerde::<Alert>::new()))
+}
+
+/// The fraud-detection topology with its external topics in `format`.
+pub fn topology_in(
+    input: &str,
+    output: &str,
+    limits: Limits,
+    format: &Format,
+) -> Result<Topology, Box<dyn std::error::Error>> {
+    Ok(build(input, output, limits, format.serde()?, format.serde()?)?)
+}
+
+fn build(
+    input: &str,
+    output: &str,
+    limits: Limits,
+    payments: SerdeRef<Payment>,
+    alerts: SerdeRef<Alert>,
+) -> Result<Topology, DslError> {
     let builder = StreamsBuilder::new();
     builder
         .stream(
             &[input],
-            Consumed::with(Nullable(BytesSerde), Nullable(JsonSerde::<Payment>::new())).with_timestamp_extractor(
+            Consumed::with(Nullable(BytesSerde), Nullable(payments)).with_timestamp_extractor(
                 |r: &Record<Option<Vec<u8>>, Option<Payment>>| {
                     r.value().as_ref().and_then(|p| p.ts).unwrap_or_else(|| r.timestamp())
                 },
@@ -124,7 +258,7 @@ pub fn topology(input: &str, output: &str, limits: Limits) -> Result<Topology, D
             };
             (w.key, alert)
         })
-        .to_with(output, Produced::with(StringSerde, JsonSerde::<Alert>::new()));
+        .to_with(output, Produced::with(StringSerde, alerts));
     builder.build()
 }
 
@@ -136,6 +270,10 @@ pub fn spec() -> crate::cli::AppSpec {
         about: "Reads JSON payments {card_id, amount, merchant, ts} from `payments`, counts and sums them per card \
                 in 60 s tumbling windows (5 s grace), and writes one JSON alert {card_id, window_start, window_end, \
                 count, total} to `fraud-alerts` per suspicious window once it has closed.",
+        avro: "`payments` holds Avro records Payment {card_id: string, amount: double, merchant: string, ts: long} \
+               (any compatible writer schema, e.g. one with an added field that has a default, is read into this \
+               one); `fraud-alerts` gets FraudAlert {card_id: string, window_start: long, window_end: long, \
+               count: long, total: double}, registered as `<output topic>-value`. Keys stay UTF-8 strings.",
         inputs: vec![TopicArg { flag: "--input-topic", default: INPUT, compacted: false }],
         outputs: vec![TopicArg { flag: "--output-topic", default: OUTPUT, compacted: false }],
         numbers: vec![
@@ -154,16 +292,23 @@ pub struct DemoPayments {
     rng: crate::cli::DemoRandom,
     clock: Option<i64>,
     spree: Option<(u64, u32)>,
+    payments: crate::cli::DemoEncoder<Payment>,
 }
 
-impl Default for DemoPayments {
-    fn default() -> Self {
-        Self { rng: crate::cli::DemoRandom::new(42), clock: None, spree: None }
+impl DemoPayments {
+    /// Payments for `topic`, in `format`.
+    pub fn new(topic: &str, format: &Format) -> Result<Self, streams_dsl::serde::SchemaParseError> {
+        Ok(Self {
+            rng: crate::cli::DemoRandom::new(42),
+            clock: None,
+            spree: None,
+            payments: crate::cli::DemoEncoder::new(topic, format.serde()?),
+        })
     }
 }
 
 impl crate::cli::DemoGenerator for DemoPayments {
-    fn next(&mut self, now_ms: i64) -> (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64) {
+    fn next(&mut self, now_ms: i64) -> Result<crate::cli::DemoRecord, SerdeError> {
         let ts = self.clock.map_or(now_ms, |c| c + 1000);
         self.clock = Some(ts);
         let (card, amount) = match self.spree {
@@ -190,7 +335,7 @@ impl crate::cli::DemoGenerator for DemoPayments {
             merchant: merchants[self.rng.below(merchants.len() as u64) as usize].to_owned(),
             ts: Some(ts),
         };
-        let value = serde_json::to_vec(&payment).unwrap_or_default();
-        ("--input-topic", Some(payment.card_id.into_bytes()), Some(value), ts)
+        let value = self.payments.encode(&payment)?;
+        Ok(("--input-topic", Some(payment.card_id.into_bytes()), value, ts))
     }
 }

@@ -8,12 +8,24 @@
 //! "session_end", "views"}`, one record per closed session (5-minute
 //! inactivity gap; `session_end` is the time of the session's last view;
 //! grace 10 s).
+//!
+//! With `--format avro` (see [`crate::format`]) the same, with Confluent-framed
+//! Avro values: input [`avro::PAGE_VIEW_SCHEMA`] (`PageView {user_id: string,
+//! page: string, ts: long}`, or any compatible writer schema), outputs
+//! [`avro::PAGE_VIEW_COUNT_SCHEMA`] (`PageViewCount {page: string,
+//! window_start: long, window_end: long, views: long}`) and
+//! [`avro::USER_SESSION_SCHEMA`] (`UserSession {user_id: string,
+//! session_start: long, session_end: long, views: long}`), registered as
+//! `<topic>-value`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use streams_dsl::prelude::*;
-use streams_dsl::DslError;
+use streams_dsl::{DslError, SerdeError, SerdeRef};
+
+use crate::format::Format;
 
 /// Default input topic.
 pub const INPUT: &str = "page-views";
@@ -66,13 +78,133 @@ pub struct Session {
     pub views: i64,
 }
 
-/// The page-views topology.
+/// The Avro records of the topics: the schemas and their Rust shapes.
+pub mod avro {
+    use serde::{Deserialize, Serialize};
+
+    use crate::format::AvroRecord;
+
+    /// The input record.
+    pub const PAGE_VIEW_SCHEMA: &str = r#"{
+  "type": "record",
+  "name": "PageView",
+  "fields": [
+    {"name": "user_id", "type": "string"},
+    {"name": "page", "type": "string"},
+    {"name": "ts", "type": "long"}
+  ]
+}"#;
+
+    /// The `page-view-counts` record (the Rust shape is [`super::PageCount`]).
+    pub const PAGE_VIEW_COUNT_SCHEMA: &str = r#"{
+  "type": "record",
+  "name": "PageViewCount",
+  "fields": [
+    {"name": "page", "type": "string"},
+    {"name": "window_start", "type": "long"},
+    {"name": "window_end", "type": "long"},
+    {"name": "views", "type": "long"}
+  ]
+}"#;
+
+    /// The `user-sessions` record (the Rust shape is [`super::Session`]).
+    pub const USER_SESSION_SCHEMA: &str = r#"{
+  "type": "record",
+  "name": "UserSession",
+  "fields": [
+    {"name": "user_id", "type": "string"},
+    {"name": "session_start", "type": "long"},
+    {"name": "session_end", "type": "long"},
+    {"name": "views", "type": "long"}
+  ]
+}"#;
+
+    /// A `PageView` record.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PageView {
+        /// Who.
+        pub user_id: String,
+        /// What.
+        pub page: String,
+        /// When, ms.
+        pub ts: i64,
+    }
+
+    impl AvroRecord for super::PageView {
+        type Wire = PageView;
+        const SCHEMA: &'static str = PAGE_VIEW_SCHEMA;
+
+        fn to_wire(&self) -> PageView {
+            PageView { user_id: self.user_id.clone(), page: self.page.clone(), ts: self.ts.unwrap_or_default() }
+        }
+
+        fn from_wire(v: PageView) -> Self {
+            Self { user_id: v.user_id, page: v.page, ts: Some(v.ts) }
+        }
+    }
+
+    impl AvroRecord for super::PageCount {
+        type Wire = Self;
+        const SCHEMA: &'static str = PAGE_VIEW_COUNT_SCHEMA;
+
+        fn to_wire(&self) -> Self {
+            self.clone()
+        }
+
+        fn from_wire(c: Self) -> Self {
+            c
+        }
+    }
+
+    impl AvroRecord for super::Session {
+        type Wire = Self;
+        const SCHEMA: &'static str = USER_SESSION_SCHEMA;
+
+        fn to_wire(&self) -> Self {
+            self.clone()
+        }
+
+        fn from_wire(s: Self) -> Self {
+            s
+        }
+    }
+}
+
+/// The page-views topology (JSON).
 pub fn topology(input: &str, counts: &str, sessions: &str) -> Result<Topology, DslError> {
+    build(
+        input,
+        counts,
+        sessions,
+        Arc::new(JsonSerde::<PageView>::new()),
+        Arc::new(JsonSerde::<PageCount>::new()),
+        Arc::new(JsonSerde::<Session>::new()),
+    )
+}
+
+/// The page-views topology with its external topics in `format`.
+pub fn topology_in(
+    input: &str,
+    counts: &str,
+    sessions: &str,
+    format: &Format,
+) -> Result<Topology, Box<dyn std::error::Error>> {
+    Ok(build(input, counts, sessions, format.serde()?, format.serde()?, format.serde()?)?)
+}
+
+fn build(
+    input: &str,
+    counts: &str,
+    sessions: &str,
+    view_serde: SerdeRef<PageView>,
+    count_serde: SerdeRef<PageCount>,
+    session_serde: SerdeRef<Session>,
+) -> Result<Topology, DslError> {
     let builder = StreamsBuilder::new();
     let views = builder
         .stream(
             &[input],
-            Consumed::with(Nullable(BytesSerde), Nullable(JsonSerde::<PageView>::new())).with_timestamp_extractor(
+            Consumed::with(Nullable(BytesSerde), Nullable(view_serde)).with_timestamp_extractor(
                 |r: &Record<Option<Vec<u8>>, Option<PageView>>| {
                     r.value().as_ref().and_then(|v| v.ts).unwrap_or_else(|| r.timestamp())
                 },
@@ -94,7 +226,7 @@ pub fn topology(input: &str, counts: &str, sessions: &str) -> Result<Topology, D
                 (w.key, PageCount { page, window_start: w.window.start, window_end: w.window.end, views })
             })
         })
-        .to_with(counts, Produced::with(StringSerde, JsonSerde::<PageCount>::new()));
+        .to_with(counts, Produced::with(StringSerde, count_serde));
     views
         .group_by(
             |_, v: &PageView| v.user_id.clone(),
@@ -111,7 +243,7 @@ pub fn topology(input: &str, counts: &str, sessions: &str) -> Result<Topology, D
                 (w.key, Session { user_id, session_start: w.window.start, session_end: w.window.end, views })
             })
         })
-        .to_with(sessions, Produced::with(StringSerde, JsonSerde::<Session>::new()));
+        .to_with(sessions, Produced::with(StringSerde, session_serde));
     builder.build()
 }
 
@@ -124,6 +256,10 @@ pub fn spec() -> crate::cli::AppSpec {
                 JSON {page, window_start, window_end, views}: final counts per 1-minute window, grace 10 s) and \
                 `user-sessions` (key user_id; JSON {user_id, session_start, session_end, views}: one record per \
                 closed session, 5-minute inactivity gap).",
+        avro: "`page-views` holds Avro records PageView {user_id: string, page: string, ts: long} (or any compatible \
+               writer schema); `page-view-counts` gets PageViewCount {page: string, window_start: long, window_end: \
+               long, views: long} and `user-sessions` gets UserSession {user_id: string, session_start: long, \
+               session_end: long, views: long}, registered as `<topic>-value`. Keys stay UTF-8 strings.",
         inputs: vec![TopicArg { flag: "--input-topic", default: INPUT, compacted: false }],
         outputs: vec![
             TopicArg { flag: "--counts-topic", default: COUNTS, compacted: false },
@@ -143,16 +279,23 @@ pub struct DemoViews {
     clock: Option<i64>,
     /// Per user: the event time before which the user is away.
     away_until: Vec<i64>,
+    views: crate::cli::DemoEncoder<PageView>,
 }
 
-impl Default for DemoViews {
-    fn default() -> Self {
-        Self { rng: crate::cli::DemoRandom::new(3), clock: None, away_until: vec![0; 25] }
+impl DemoViews {
+    /// Views for `topic`, in `format`.
+    pub fn new(topic: &str, format: &Format) -> Result<Self, streams_dsl::serde::SchemaParseError> {
+        Ok(Self {
+            rng: crate::cli::DemoRandom::new(3),
+            clock: None,
+            away_until: vec![0; 25],
+            views: crate::cli::DemoEncoder::new(topic, format.serde()?),
+        })
     }
 }
 
 impl crate::cli::DemoGenerator for DemoViews {
-    fn next(&mut self, now_ms: i64) -> (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64) {
+    fn next(&mut self, now_ms: i64) -> Result<crate::cli::DemoRecord, SerdeError> {
         let ts = self.clock.map_or(now_ms, |c| c + 1500);
         self.clock = Some(ts);
         let mut user = self.rng.below(25) as usize;
@@ -172,7 +315,7 @@ impl crate::cli::DemoGenerator for DemoViews {
             page: pages[self.rng.below(pages.len() as u64) as usize].to_owned(),
             ts: Some(ts),
         };
-        ("--input-topic", Some(view.user_id.clone().into_bytes()), serde_json::to_vec(&view).ok(), ts)
+        Ok(("--input-topic", Some(view.user_id.clone().into_bytes()), self.views.encode(&view)?, ts))
     }
 }
 

@@ -4,9 +4,18 @@
 //! Words are split on anything that is not a letter or digit and lowercased.
 //! Output: key = word (UTF-8), value = the running count as a UTF-8 decimal
 //! string; the latest value per key is the exact count of that word so far.
+//!
+//! With `--format avro` (see [`crate::format`]) the input values are Avro
+//! `"string"`s and the output values Avro `"long"`s, both Confluent-framed
+//! (the output's schema registered as `<output topic>-value`); keys stay
+//! UTF-8.
+
+use std::sync::Arc;
 
 use streams_dsl::prelude::*;
-use streams_dsl::DslError;
+use streams_dsl::{DslError, SerdeError, SerdeRef};
+
+use crate::format::{avro_primitive, Format, LONG_SCHEMA, STRING_SCHEMA};
 
 /// Default input topic.
 pub const INPUT: &str = "text-lines";
@@ -26,10 +35,39 @@ pub fn topology(input: &str, output: &str) -> Result<Topology, DslError> {
 /// As [`topology`], with a fault for the chaos suite: the word-splitting
 /// closure panics on a line that holds `panic_on` (one of its words).
 pub fn topology_with_fault(input: &str, output: &str, panic_on: Option<&str>) -> Result<Topology, DslError> {
-    let panic_on = panic_on.map(str::to_lowercase);
     let builder = StreamsBuilder::new();
+    counts(&builder, input, panic_on, Arc::new(StringSerde))
+        .map_values(|count: Option<i64>| count.map(|c| c.to_string()))
+        .to_with(output, Produced::with(StringSerde, Nullable(StringSerde)));
+    builder.build()
+}
+
+/// As [`topology_with_fault`], with the values of `input` and `output` in
+/// `format`: UTF-8 text and decimal strings (JSON), or Avro `"string"`s and
+/// `"long"`s.
+pub fn topology_in(
+    input: &str,
+    output: &str,
+    panic_on: Option<&str>,
+    format: &Format,
+) -> Result<Topology, Box<dyn std::error::Error>> {
+    let Format::Avro(client) = format else { return Ok(topology_with_fault(input, output, panic_on)?) };
+    let builder = StreamsBuilder::new();
+    counts(&builder, input, panic_on, avro_primitive::<String>(client, STRING_SCHEMA)?)
+        .to_with(output, Produced::with(StringSerde, Nullable(avro_primitive::<i64>(client, LONG_SCHEMA)?)));
+    Ok(builder.build()?)
+}
+
+/// The running counts of the words of `input`'s lines (values read with `lines`).
+fn counts(
+    builder: &StreamsBuilder,
+    input: &str,
+    panic_on: Option<&str>,
+    lines: SerdeRef<String>,
+) -> KStream<String, Option<i64>> {
+    let panic_on = panic_on.map(str::to_lowercase);
     builder
-        .stream(&[input], Consumed::with(Nullable(BytesSerde), Nullable(StringSerde)))
+        .stream(&[input], Consumed::with(Nullable(BytesSerde), Nullable(lines)))
         .flat_map_values(move |line: Option<String>| {
             let words = line.as_deref().map(words).unwrap_or_default();
             if let Some(poison) = &panic_on {
@@ -42,9 +80,6 @@ pub fn topology_with_fault(input: &str, output: &str, panic_on: Option<&str>) ->
         .group_by(|_, word: &String| word.clone(), Grouped::with(StringSerde, StringSerde).named("words"))
         .count_with(Materialized::as_store("word-counts-store"))
         .to_stream()
-        .map_values(|count: Option<i64>| count.map(|c| c.to_string()))
-        .to_with(output, Produced::with(StringSerde, Nullable(StringSerde)));
-    builder.build()
 }
 
 #[cfg(test)]
@@ -83,6 +118,8 @@ pub fn spec() -> crate::cli::AppSpec {
         about: "Counts words in `text-lines` (UTF-8 text values; keys ignored). Words are split on anything that \
                 is not a letter or digit and lowercased. Writes `word-counts`: key = word, value = its running \
                 count as a decimal string.",
+        avro: "input values are Avro \"string\"s, output values Avro \"long\"s (registered as `<output \
+               topic>-value`); keys stay UTF-8 strings.",
         inputs: vec![TopicArg { flag: "--input-topic", default: INPUT, compacted: false }],
         outputs: vec![TopicArg { flag: "--output-topic", default: OUTPUT, compacted: false }],
         numbers: vec![],
@@ -104,16 +141,28 @@ we had everything before us, we had nothing before us,
 we were all going direct to Heaven, we were all going direct the other way";
 
 /// Demo input: lines of a well-known text, over and over.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DemoLines {
     next: usize,
+    lines: crate::cli::DemoEncoder<String>,
+}
+
+impl DemoLines {
+    /// Lines for `topic`, in `format`.
+    pub fn new(topic: &str, format: &Format) -> Result<Self, streams_dsl::serde::SchemaParseError> {
+        let serde: SerdeRef<String> = match format {
+            Format::Json => Arc::new(StringSerde),
+            Format::Avro(client) => avro_primitive(client, STRING_SCHEMA)?,
+        };
+        Ok(Self { next: 0, lines: crate::cli::DemoEncoder::new(topic, serde) })
+    }
 }
 
 impl crate::cli::DemoGenerator for DemoLines {
-    fn next(&mut self, now_ms: i64) -> (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, i64) {
+    fn next(&mut self, now_ms: i64) -> Result<crate::cli::DemoRecord, SerdeError> {
         let lines: Vec<&str> = DEMO_TEXT.lines().collect();
         let line = lines[self.next % lines.len()];
         self.next += 1;
-        ("--input-topic", None, Some(line.as_bytes().to_vec()), now_ms)
+        Ok(("--input-topic", None, self.lines.encode(&line.to_owned())?, now_ms))
     }
 }

@@ -13,6 +13,11 @@
 //! Input topic `text-lines`: UTF-8 lines, keys ignored. Output topic
 //! `word-counts`: key = lowercased word, value = running count as a UTF-8
 //! decimal string. Words are split on anything that is not a letter or digit.
+//!
+//! It takes `--format json` (the default: plain UTF-8 text) like the other
+//! examples but refuses `--format avro`: it runs on the broker-free test
+//! driver, with no schema registry. `word-count --format avro` counts Avro
+//! `"string"` lines on a cluster.
 
 use std::io::BufRead;
 
@@ -81,11 +86,67 @@ fn topology() -> Result<Topology, TopologyError> {
     Ok(topology)
 }
 
+const USAGE: &str = "\
+processor-word-count
+
+Word count with the Processor API on the broker-free TopologyTestDriver: counts the words of the built-in text,
+or of the lines on stdin with `-`, and prints each new count and the top words. Input `text-lines`: UTF-8 lines;
+output `word-counts`: key = lowercased word, value = running count as a decimal string.
+
+USAGE: processor-word-count [-] [--format json]
+
+OPTIONS:
+  -                   read the lines from stdin
+  --format json       plain UTF-8 text (the default and the only format: --format avro is refused, since there is
+                      no schema registry here; use word-count --format avro on a cluster for Avro)
+  --help              this text
+";
+
+/// Whether to read stdin; `Err`: a usage error, to print and exit 2 with.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<bool>, String> {
+    let mut stdin = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        match flag.as_str() {
+            "-" => stdin = true,
+            "--help" | "-h" => return Ok(None),
+            "--format" => match inline.or_else(|| args.next()).as_deref() {
+                Some("json") => {}
+                Some("avro") => {
+                    return Err("--format avro is not supported: processor-word-count runs on the broker-free \
+                                TopologyTestDriver with plain UTF-8 text (use word-count --format avro \
+                                --schema-registry URL on a cluster)"
+                        .to_owned())
+                }
+                Some(other) => return Err(format!("invalid value `{other}` for `--format`: expected json")),
+                None => return Err("`--format` needs a value; see --help".to_owned()),
+            },
+            other => return Err(format!("unknown option `{other}`; see --help")),
+        }
+    }
+    Ok(Some(stdin))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let from_stdin = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(stdin)) => stdin,
+        Ok(None) => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("processor-word-count: {e}");
+            std::process::exit(2);
+        }
+    };
     let topology = topology()?;
     println!("{}", topology.describe());
 
-    let lines: Vec<String> = if std::env::args().nth(1).as_deref() == Some("-") {
+    let lines: Vec<String> = if from_stdin {
         std::io::stdin().lock().lines().collect::<Result<_, _>>()?
     } else {
         DEMO_TEXT.lines().map(str::to_owned).collect()

@@ -22,6 +22,7 @@ use super::task::{StreamTask, MAX_BUFFERED};
 use super::{Env, ThreadStatus};
 use crate::config::{ErrorHandling, ProcessingGuarantee};
 use crate::error::{ProcessorError, StreamsError};
+use crate::serde::SerdeError;
 use crate::store::StoreContext;
 use crate::task::{TaskEngine, TaskId};
 use crate::topology::RawRecord;
@@ -538,6 +539,11 @@ fn handle_error(
     error: StreamsError,
     raw: RawRecord,
 ) -> Result<(), StreamsError> {
+    // A registry that did not answer says nothing about the record: it is
+    // retried (rolled back), not skipped or dead-lettered.
+    if error.serde_error().is_some_and(SerdeError::is_retriable) {
+        return Err(error);
+    }
     let handling = match &error {
         StreamsError::Deserialization { .. } | StreamsError::InvalidTimestamp { .. } => {
             env.topology.deserialization_handling(&raw.topic).unwrap_or(&env.config.deserialization_handling)

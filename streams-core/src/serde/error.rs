@@ -43,6 +43,39 @@ pub enum SerdeError {
         /// serde_json's description, with line and column.
         source: serde_json::Error,
     },
+    /// The schema registry could not be asked (retried by the runtime) or
+    /// refused (an unknown schema id, an incompatible schema).
+    #[cfg(feature = "schema-registry")]
+    #[error("topic `{topic}`: {source}")]
+    Registry {
+        /// The topic being read or written.
+        topic: String,
+        /// The registry, the call and what happened.
+        source: super::registry::RegistryError,
+    },
+    /// Bytes not in the schema registry's wire format (wrong magic byte,
+    /// truncated header).
+    #[cfg(feature = "schema-registry")]
+    #[error("topic `{topic}`: not in the schema registry's wire format: {source}")]
+    WireFormat {
+        /// The topic being read.
+        topic: String,
+        /// What is wrong with the bytes.
+        source: super::registry::WireFormatError,
+    },
+    /// A value that does not fit its schema, or a payload that does not
+    /// decode with the writer's schema (Avro, Protobuf, JSON Schema).
+    #[error("topic `{topic}`: {format} for {type_name}: {source}")]
+    Schema {
+        /// The topic being read or written.
+        topic: String,
+        /// `Avro`, `Protobuf` or `JSON Schema`.
+        format: &'static str,
+        /// The Rust type being decoded or encoded.
+        type_name: &'static str,
+        /// The codec's description.
+        source: BoxError,
+    },
     /// Any other failure, from a user-written serde.
     #[error("topic `{topic}`: {message}")]
     Custom {
@@ -59,6 +92,12 @@ impl SerdeError {
         Self::Custom { topic: topic.to_owned(), message: message.into() }
     }
 
+    /// A registry error met while reading or writing `topic`.
+    #[cfg(feature = "schema-registry")]
+    pub fn registry(topic: &str, source: super::registry::RegistryError) -> Self {
+        Self::Registry { topic: topic.to_owned(), source }
+    }
+
     /// The topic the error happened on.
     pub fn topic(&self) -> &str {
         match self {
@@ -66,7 +105,44 @@ impl SerdeError {
             | Self::WrongSize { topic, .. }
             | Self::InvalidUtf8 { topic, .. }
             | Self::Json { topic, .. }
+            | Self::Schema { topic, .. }
             | Self::Custom { topic, .. } => topic,
+            #[cfg(feature = "schema-registry")]
+            Self::Registry { topic, .. } | Self::WireFormat { topic, .. } => topic,
         }
+    }
+
+    /// Whether trying again later may succeed: the schema registry did not
+    /// answer. The runtime rolls back and retries these within
+    /// `task.timeout.ms` instead of handing the record to an error handler.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            #[cfg(feature = "schema-registry")]
+            Self::Registry { source, .. } => source.is_retriable(),
+            _ => false,
+        }
+    }
+}
+
+/// A boxed error from a codec.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A schema (Avro, Protobuf, JSON Schema) that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {format} schema: {source}")]
+pub struct SchemaParseError {
+    format: &'static str,
+    source: BoxError,
+}
+
+impl SchemaParseError {
+    /// A parse error of a `format` schema.
+    pub fn new(format: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { format, source: source.into() }
+    }
+
+    /// `Avro`, `Protobuf` or `JSON Schema`.
+    pub fn format(&self) -> &'static str {
+        self.format
     }
 }

@@ -8,14 +8,35 @@
 //! [`F64Serde`] (big-endian), [`JsonSerde`] (serde-JSON for any
 //! `Serialize + DeserializeOwned` type), and [`Nullable`], which turns any serde
 //! into one for `Option<T>` where `None` is Kafka's null.
+//!
+//! With a schema registry (Confluent's wire format, see [`registry`]):
+//! `AvroSerde` / `GenericAvroSerde` (feature `avro`), `ProtobufSerde`
+//! (feature `protobuf`) and `JsonSchemaSerde` (feature `json-schema`), all
+//! over one cached `SchemaRegistryClient`.
 
+#[cfg(feature = "avro")]
+mod avro;
 mod builtin;
 mod error;
 mod json;
+#[cfg(feature = "json-schema")]
+mod json_schema;
+#[cfg(feature = "protobuf")]
+mod protobuf;
+#[cfg(feature = "schema-registry")]
+pub mod registry;
 
+#[cfg(feature = "avro")]
+pub use avro::{AvroSerde, GenericAvroSerde};
 pub use builtin::{BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, StringSerde, U64Serde, UnitSerde};
-pub use error::SerdeError;
+pub use error::{SchemaParseError, SerdeError};
 pub use json::JsonSerde;
+#[cfg(feature = "json-schema")]
+pub use json_schema::JsonSchemaSerde;
+#[cfg(feature = "protobuf")]
+pub use protobuf::ProtobufSerde;
+#[cfg(feature = "schema-registry")]
+pub use registry::{SchemaRegistryClient, SchemaRegistryConfig, SubjectNameStrategy};
 
 use crate::record::Headers;
 
