@@ -32,7 +32,20 @@ SKIP_EXIT=3
 PORT="${RIVULET_REGISTRY_PORT:-28081}"
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "RIVULET_REGISTRY_PORT must be a number: $PORT"
 BOOTSTRAP="${RIVULET_BOOTSTRAP_SERVERS:-127.0.0.1:39092}"
-KARAPACE_SRC="${RIVULET_KARAPACE_SRC:-$ROOT/../shared/vendor/karapace-3.15.2}"
+# The vendored Karapace sits next to the repository; a clone made elsewhere
+# (a CI checkout) finds it next to the repository it was cloned from.
+default_karapace_src() {
+    local vendored=shared/vendor/karapace-3.15.2 origin
+    if [[ ! -d "$ROOT/../$vendored" ]]; then
+        origin="$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)"
+        if [[ -n "$origin" && -d "$origin/../$vendored" ]]; then
+            echo "$origin/../$vendored"
+            return
+        fi
+    fi
+    echo "$ROOT/../$vendored"
+}
+KARAPACE_SRC="${RIVULET_KARAPACE_SRC:-$(default_karapace_src)}"
 INSTANCE="${RIVULET_REGISTRY_INSTANCE:-}"
 [[ "$INSTANCE" =~ ^[A-Za-z0-9_]*$ ]] || die "RIVULET_REGISTRY_INSTANCE must be letters, digits or _: $INSTANCE"
 SUFFIX="${INSTANCE:+-$INSTANCE}"
