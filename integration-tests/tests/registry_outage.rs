@@ -83,6 +83,9 @@ fn the_app_waits_for_a_registry_outage_and_resumes() -> Result<(), Box<dyn std::
         eprintln!("SKIPPED: no schema registry (run through scripts/test.sh, or set SCHEMA_REGISTRY_URL)");
         return Ok(());
     }
+    // Started afresh by this test, so that it is known to be able to start
+    // it again after the outage (a leftover instance proves nothing).
+    registry("stop")?;
     let (code, url) = registry("start")?;
     if code == 3 {
         eprintln!("SKIPPED: this test stops and starts a Karapace of its own, and none can run here");
@@ -136,7 +139,9 @@ fn the_app_waits_for_a_registry_outage_and_resumes() -> Result<(), Box<dyn std::
     assert_eq!(streams.state(), State::Running);
     assert_eq!(streams.metrics().records_skipped, 0, "nothing skipped while the registry is away");
 
-    registry("start")?;
+    if registry("start")?.0 != 0 {
+        return Err("the registry could not be started again".into());
+    }
     let read = read_until(&output, TIMEOUT, |r| r.len() >= 11)?;
     let values: Vec<String> =
         read.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()).collect();
@@ -145,5 +150,6 @@ fn the_app_waits_for_a_registry_outage_and_resumes() -> Result<(), Box<dyn std::
     assert_eq!(streams.metrics().records_skipped, 0);
     assert!(streams.error().is_none());
     streams.close();
+    registry("stop")?;
     Ok(())
 }
