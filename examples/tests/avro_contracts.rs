@@ -48,6 +48,11 @@ const PAYMENT_V2: &str = r#"{"type": "record", "name": "Payment", "fields": [
   {"name": "card_id", "type": "string"}, {"name": "amount", "type": "double"},
   {"name": "merchant", "type": "string"}, {"name": "ts", "type": "long"},
   {"name": "currency", "type": "string", "default": "EUR"}]}"#;
+/// v2 without `merchant`: BACKWARD compatible too (the app's reader schema
+/// gives `merchant` a default).
+const PAYMENT_V3: &str = r#"{"type": "record", "name": "Payment", "fields": [
+  {"name": "card_id", "type": "string"}, {"name": "amount", "type": "double"},
+  {"name": "ts", "type": "long"}, {"name": "currency", "type": "string", "default": "EUR"}]}"#;
 const CUSTOMER_V1: &str = r#"{"type": "record", "name": "Customer", "fields": [
   {"name": "customer_id", "type": "string"}, {"name": "name", "type": "string"},
   {"name": "tier", "type": "string"}]}"#;
@@ -396,6 +401,7 @@ fn fraud_detection_avro_contract() -> Res {
     create_topic_blocking(&output, 3)?;
     let v1 = env.schema_file("payment-v1.avsc", PAYMENT_V1)?;
     let v2 = env.schema_file("payment-v2.avsc", PAYMENT_V2)?;
+    let v3 = env.schema_file("payment-v3.avsc", PAYMENT_V3)?;
     let v1_id = env.register(&format!("{input}-value"), &v1)?;
     let t0 = minute_an_hour_ago();
     // (card, amount, ms after t0, written with v2)
@@ -419,10 +425,14 @@ fn fraud_detection_avro_contract() -> Res {
     for i in 0..6 {
         payments.push(("card-late", 1.0, 70_000 + i, i % 2 == 0)); // 6 in window 2
     }
-    payments.push(("card-many", 1.0, 63_000, false)); // window 2 of card-many: 1 payment
+    // window 2 of card-many: 1 payment
+    payments.push(("card-many", 1.0, 63_000, false));
+    // Written with a third schema, below: card-v2 gets a 7th payment, card-v3 5000.5 in two.
+    let v3_payments: [(&str, f64, i64); 3] =
+        [("card-v2", 1.5, 16_000), ("card-v3", 2_600.0, 20_000), ("card-v3", 2_400.5, 21_000)];
     let mut sums: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
-    for (card, amount, dt, _) in &payments {
-        let e = sums.entry((card.to_string(), (t0 + dt) / 60_000 * 60_000)).or_default();
+    for (card, amount, dt) in payments.iter().map(|p| (p.0, p.1, p.2)).chain(v3_payments) {
+        let e = sums.entry((card.to_owned(), (t0 + dt) / 60_000 * 60_000)).or_default();
         e.0 += 1;
         e.1 += amount;
     }
@@ -431,7 +441,7 @@ fn fraud_detection_avro_contract() -> Res {
         .filter(|(_, (n, total))| *n > 5 || *total > 5000.0)
         .map(|((card, start), (n, total))| (card, start, n, format!("{total:.2}")))
         .collect();
-    assert_eq!(expected.len(), 4, "{expected:?}");
+    assert_eq!(expected.len(), 5, "{expected:?}");
     let rows = |step: &[&(&str, f64, i64, bool)]| -> Vec<Value> {
         step.iter()
             .enumerate()
@@ -452,6 +462,17 @@ fn fraud_detection_avro_contract() -> Res {
     };
     // Time moves on in steps, each once the previous one is processed.
     send(payments.iter().filter(|p| p.2 < 60_000).collect())?;
+    // Newer still: a writer schema without `merchant`.
+    env.produce(
+        &input,
+        &v3,
+        &v3_payments
+            .iter()
+            .map(|(card, amount, dt)| {
+                row(Some(card), json!({"card_id": card, "amount": amount, "ts": t0 + dt, "currency": "CHF"}), t0 + dt)
+            })
+            .collect::<Vec<_>>(),
+    )?;
     let poison = poison(Some(v1_id));
     let poison_rows: Vec<Value> = poison
         .iter()
@@ -472,7 +493,7 @@ fn fraud_detection_avro_contract() -> Res {
     send(payments.iter().filter(|p| p.2 >= 60_000).collect())?;
     caught_up("window 2")?;
     // Every card pays much later (v2), which closes all earlier windows.
-    let cards: BTreeSet<&str> = payments.iter().map(|p| p.0).collect();
+    let cards: BTreeSet<&str> = payments.iter().map(|p| p.0).chain(v3_payments.iter().map(|p| p.0)).collect();
     let advance: Vec<Value> = cards
         .iter()
         .map(|card| {
@@ -573,7 +594,10 @@ fn order_enrichment_avro_contract() -> Res {
     assert_eq!(name_tier(&got["o4"]), (json!("Cy"), json!("gold")), "a v2 order: {}", context());
     assert_eq!(
         got["o1"],
-        json!({"order_id": "o1", "customer_id": "c1", "amount": 100.25, "ts": t0 + 1_000, "customer_name": "Ada", "tier": "gold"})
+        json!({
+            "order_id": "o1", "customer_id": "c1", "amount": 100.25, "ts": t0 + 1_000,
+            "customer_name": "Ada", "tier": "gold",
+        })
     );
     assert_eq!(got["o4"]["amount"], json!(0.1));
     let caught_up = |what: &str| {
