@@ -68,8 +68,9 @@
 //! use streams_dsl::prelude::*;
 //! use streams_dsl::runtime::KafkaStreams;
 //! use streams_dsl::serde::{AvroSerde, SchemaRegistryClient};
+//! use streams_dsl::StreamsConfig;
 //!
-//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 //! struct Payment { card_id: String, amount: f64 }
 //! const PAYMENT: &str = r#"{"type": "record", "name": "Payment", "fields": [
 //!     {"name": "card_id", "type": "string"}, {"name": "amount", "type": "double"}]}"#;
