@@ -64,21 +64,23 @@ fn run(guarantee: &str, seed: u64) -> Result<(), Box<dyn std::error::Error>> {
     }
     let log = state.path().join("log");
     let bin = env!("CARGO_BIN_EXE_word-count");
+    let complete = |r: &[TestRecord]| {
+        let s = counts_seen(r);
+        expected.iter().all(|(w, n)| s.get(w).and_then(|v| v.last()).is_some_and(|last| last >= n))
+    };
     let mut seen = 0;
     for kill in 0..KILLS {
         let mut child = App::start(bin, &a, &log)?;
-        // A random point: after some more committed output.
+        // A random point: after some more committed output, or at the end
+        // when the app has caught up (it may have before the last kill:
+        // there is nothing more to wait for then).
         let target = seen + 300 + rng.below(3_000) as usize;
-        let read = read_until(&output, TIMEOUT, |r| r.len() >= target);
+        let read = read_until(&output, TIMEOUT, |r| r.len() >= target || complete(r));
         let read = read.map_err(|e| format!("before kill {kill}: {e}\n{}", child.log_tail()))?;
         seen = read.len();
         child.kill();
     }
     let child = App::start(bin, &a, &log)?;
-    let complete = |r: &[TestRecord]| {
-        let s = counts_seen(r);
-        expected.iter().all(|(w, n)| s.get(w).and_then(|v| v.last()).is_some_and(|last| last >= n))
-    };
     let read = read_until(&output, TIMEOUT, complete).map_err(|e| format!("{e}\n{}", child.log_tail()))?;
     let seen = counts_seen(&read);
     for (word, n) in &expected {

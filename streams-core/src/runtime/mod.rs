@@ -167,6 +167,11 @@ pub(crate) struct Env {
     tasks: Mutex<BTreeMap<usize, Vec<crate::task::TaskId>>>,
     /// Each stream thread's consumer lag at its last check.
     lag: Mutex<BTreeMap<usize, u64>>,
+    /// Task → the input offsets its stores' last commit went with. Outlives
+    /// tasks and threads (the stores stay on disk): stores found ahead of
+    /// the group's committed offsets hold work whose transaction did not
+    /// commit after all, and are wiped.
+    store_positions: Mutex<HashMap<crate::task::TaskId, HashMap<String, i64>>>,
 }
 
 impl Env {
@@ -422,6 +427,7 @@ impl KafkaStreams {
             lifecycle: Arc::clone(&self.lifecycle),
             tasks: Mutex::new(BTreeMap::new()),
             lag: Mutex::new(BTreeMap::new()),
+            store_positions: Mutex::new(HashMap::new()),
         });
         *guard(&self.env) = Some(Arc::clone(&env));
         if let Some(task) = global_task {

@@ -33,6 +33,10 @@ struct Deliveries {
     offsets: HashMap<(String, i32), i64>,
     /// The first failed delivery since the last commit.
     error: Option<(String, KafkaError)>,
+    /// Bumped by every abort: a record sent before it is reported under its
+    /// old epoch and ignored, so a late report of an aborted record neither
+    /// moves a checkpoint nor fails the batch that follows.
+    epoch: usize,
 }
 
 /// Receives delivery reports.
@@ -44,10 +48,13 @@ pub(crate) struct DeliveryContext {
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
         let mut d = self.deliveries.lock().unwrap_or_else(PoisonError::into_inner);
+        if epoch != d.epoch {
+            return;
+        }
         match result {
             Ok(m) => {
                 let slot = d.offsets.entry((m.topic().to_owned(), m.partition())).or_insert(-1);
@@ -76,6 +83,8 @@ pub(crate) struct Output {
     stall: Duration,
     /// Records sent since start.
     pub(crate) sent: u64,
+    /// The delivery epoch records are sent under (see `Deliveries::epoch`).
+    epoch: usize,
 }
 
 fn call_error(operation: &'static str, e: KafkaError) -> StreamsError {
@@ -141,7 +150,15 @@ impl Output {
             retry.run(|| guarded(&producer, "initialising transactions", |p| p.init_transactions(CALL_TIMEOUT)))?;
         }
         let stall = if transactional { TRANSACTIONAL_STALL } else { retry.timeout };
-        Ok(Self { producer, transactional, in_transaction: false, partitions: Mutex::default(), stall, sent: 0 })
+        Ok(Self {
+            producer,
+            transactional,
+            in_transaction: false,
+            partitions: Mutex::default(),
+            stall,
+            sent: 0,
+            epoch: 0,
+        })
     }
 
     /// Opens the thread's transaction if none is open (exactly-once only).
@@ -261,7 +278,7 @@ impl Output {
     /// since the last commit (at-least-once: it is sent again). Retries
     /// while the cluster is away; an error means the producer is unusable.
     pub(crate) fn abort(&mut self, retry: RetryPolicy<'_>) -> Result<(), StreamsError> {
-        if self.transactional && self.in_transaction {
+        let aborted = if self.transactional && self.in_transaction {
             // Nothing queued is wanted any more; what is in flight must still
             // be reported (served by poll) before librdkafka can abort.
             self.producer.purge(PurgeConfig::default().queue());
@@ -269,13 +286,22 @@ impl Output {
             while self.producer.in_flight_count() > 0 && started.elapsed() < self.stall.min(retry.timeout) {
                 self.producer.poll(Duration::from_millis(10));
             }
-            retry.run(|| guarded(&self.producer, "aborting the transaction", |p| p.abort_transaction(CALL_TIMEOUT)))?;
-            self.in_transaction = false;
-        }
+            let aborted = retry
+                .run(|| guarded(&self.producer, "aborting the transaction", |p| p.abort_transaction(CALL_TIMEOUT)));
+            if aborted.is_ok() {
+                self.in_transaction = false;
+            }
+            aborted
+        } else {
+            Ok(())
+        };
+        // Whatever is reported from here on belongs to the batch given up.
         let mut d = self.producer.context().deliveries.lock().unwrap_or_else(PoisonError::into_inner);
         d.offsets.clear();
         d.error = None;
-        Ok(())
+        d.epoch = d.epoch.wrapping_add(1);
+        self.epoch = d.epoch;
+        aborted
     }
 
     /// As [`abort`](Self::abort) where nothing more can be done about a
@@ -296,7 +322,8 @@ impl RecordCollector for Output {
                 h.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() })
             })
         });
-        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).timestamp(record.timestamp);
+        let mut base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&record.topic, self.epoch).timestamp(record.timestamp);
         if let Some(k) = &record.key {
             base = base.key(k.as_slice());
         }

@@ -29,23 +29,30 @@ struct Pending<'a> {
     restored: u64,
 }
 
+/// The clients a restore reads with.
+#[derive(Clone, Copy)]
+pub(crate) struct RestoreClients<'a> {
+    /// read_committed: aborted writes are never restored.
+    pub(crate) consumer: &'a BaseConsumer,
+    /// read_uncommitted, under exactly-once only: how far a changelog is
+    /// written, committed or not (see [`stable_end`]).
+    pub(crate) probe: Option<&'a BaseConsumer>,
+}
+
 /// Brings every logged store of a task up to its changelog's end.
 pub(crate) fn restore<'a>(
     task: TaskId,
     changelogs: impl Iterator<Item = (&'a StoreEntry, &'a str)>,
-    consumer: &BaseConsumer,
+    clients: RestoreClients<'_>,
     listener: Option<&dyn StateRestoreListener>,
     retry: RetryPolicy<'_>,
 ) -> Result<(), StreamsError> {
+    let consumer = clients.consumer;
     let counters = retry.counters;
     let partition = task.partition;
     let mut pending: Vec<Pending<'a>> = Vec::new();
     for (store, topic) in changelogs {
-        let (low, high) = retry.run(|| {
-            consumer
-                .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
-                .map_err(|e| kafka_error(format!("reading the end of changelog {topic}-{partition}"), &e))
-        })?;
+        let (low, high) = stable_end(clients, topic, partition, retry)?;
         let checkpoint = store.checkpoint().and_then(|c| i64::try_from(c).ok());
         if let Some(c) = checkpoint {
             if c > high {
@@ -84,6 +91,70 @@ pub(crate) fn restore<'a>(
     result
 }
 
+/// A changelog's low watermark and its end for restoring: the last stable
+/// offset once every transaction written before the call has ended.
+///
+/// Under exactly-once a changelog's read_committed end stops at the first
+/// transaction still open, and a transaction that committed stays "open"
+/// until the coordinator has written its markers, which after a broker
+/// restart can take seconds. Restoring to that end would lose the committed
+/// transaction's updates while the group's offsets already include its
+/// input; so the restore waits until the stable end reaches what was
+/// written when it looked (every such transaction committed or aborted).
+/// Only this task's producers write its changelog: the wait is for our own
+/// last transaction, or at worst a dead instance's until
+/// `transaction.timeout.ms` aborts it.
+fn stable_end(
+    clients: RestoreClients<'_>,
+    topic: &str,
+    partition: i32,
+    retry: RetryPolicy<'_>,
+) -> Result<(i64, i64), StreamsError> {
+    let watermarks = |consumer: &BaseConsumer| {
+        retry.run(|| {
+            consumer
+                .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
+                .map_err(|e| kafka_error(format!("reading the end of changelog {topic}-{partition}"), &e))
+        })
+    };
+    let (low, stable) = watermarks(clients.consumer)?;
+    let Some(probe) = clients.probe else { return Ok((low, stable)) };
+    let (_, written) = watermarks(probe)?;
+    if stable >= written {
+        return Ok((low, stable));
+    }
+    tracing::info!(
+        changelog = topic,
+        partition,
+        stable,
+        written,
+        "waiting for the changelog's open transaction to end before restoring"
+    );
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        // A backoff between queries of a remote condition; nothing local
+        // could wake us earlier.
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+        let (low, stable) = watermarks(clients.consumer)?;
+        if stable >= written {
+            return Ok((low, stable));
+        }
+        if started.elapsed() >= retry.timeout {
+            let source = super::errors::KafkaCallError::with_class(
+                format!(
+                    "changelog {topic}-{partition} has a transaction open since before offset {written} \
+                     (stable end {stable})"
+                ),
+                rdkafka::error::KafkaError::MessageConsumption(rdkafka::error::RDKafkaErrorCode::OperationTimedOut),
+                super::errors::ErrorClass::Retriable,
+            );
+            return Err(StreamsError::TaskTimeout { timeout: retry.timeout, source: Box::new(source.into()) });
+        }
+    }
+}
+
 fn run(
     task: TaskId,
     consumer: &BaseConsumer,
@@ -102,6 +173,11 @@ fn run(
                 last_progress = Instant::now();
                 if last_error.take().is_some() {
                     counters.cluster_reachable();
+                }
+                // A record of another partition can only be a leftover of an
+                // earlier assignment: never restore it into this task.
+                if m.partition() != task.partition {
+                    continue;
                 }
                 let Some(&i) = by_topic.get(m.topic()) else { continue };
                 if done[i] {

@@ -42,6 +42,12 @@ struct ThreadState {
     tasks: BTreeMap<TaskId, StreamTask>,
     output: Output,
     restore_consumer: BaseConsumer,
+    /// read_uncommitted, under exactly-once: how far changelogs are written
+    /// (a restore waits for their open transactions to end).
+    probe: Option<BaseConsumer>,
+    /// The group's committed offsets of the assignment to come, read when
+    /// it arrived (stable under exactly-once: no transaction pending).
+    group_offsets: Option<GroupOffsets>,
     /// An assignment the loop has not acted on yet.
     assigned: Option<TopicPartitionList>,
     /// For the assignment to come: partitions with records not yet fetched
@@ -60,6 +66,45 @@ struct ThreadState {
     /// Since when commits fail and the work is rolled back; past
     /// `task.timeout.ms` the error goes to the handler.
     failing_since: Option<Instant>,
+}
+
+/// The group's committed offsets of some partitions, as read from the
+/// coordinator (stable under exactly-once: librdkafka asks for offsets with
+/// no transaction pending). A partition without one is absent.
+#[derive(Debug, Default)]
+struct GroupOffsets(HashMap<(String, i32), i64>);
+
+impl GroupOffsets {
+    fn from(committed: &TopicPartitionList) -> Self {
+        Self(
+            committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    /// Why stores whose last commit went with input `position` are ahead of
+    /// the group, if they are.
+    fn ahead_of(&self, position: &HashMap<String, i64>, partition: i32) -> Option<String> {
+        position.iter().find_map(|(topic, &stored)| {
+            let committed = self.get(topic, partition);
+            (committed.is_none_or(|c| stored > c)).then(|| {
+                format!(
+                    "{topic}-{partition}: the stores went with offset {stored}, the group committed {}",
+                    committed.map_or_else(|| "nothing".to_owned(), |c| c.to_string())
+                )
+            })
+        })
+    }
 }
 
 /// How this instance retries calls to the cluster.
@@ -103,9 +148,16 @@ impl ConsumerContext for ThreadContext {
         st.generation += 1;
         st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
         if let Rebalance::Assign(tpl) = rebalance {
-            st.unfetched = st.unfetched_partitions(tpl, consumer);
+            (st.unfetched, st.group_offsets) = st.unfetched_partitions(tpl, consumer);
         }
         if let Rebalance::Revoke(_) = rebalance {
+            if st.tasks.is_empty() {
+                // Closed already (on an error): nothing of theirs may be
+                // committed now; an open transaction is given up.
+                let env = Arc::clone(&st.env);
+                st.output.abort_or_log(policy(&env));
+                return;
+            }
             // Commit before the partitions go, so that the next owner starts
             // exactly where this thread stopped.
             if let Err(e) = st.commit(consumer) {
@@ -196,6 +248,11 @@ impl ThreadState {
                 })
                 .collect();
             task.engine.commit_stores_at(&checkpoints)?;
+            if !checkpoints.is_empty() && !task.consumed.is_empty() {
+                let mut positions = super::guard(&self.env.store_positions);
+                let position = positions.entry(*id).or_default();
+                position.extend(task.consumed.iter().map(|(t, &o)| (t.clone(), o)));
+            }
             task.committed();
         }
         self.failing_since = None;
@@ -233,6 +290,7 @@ impl ThreadState {
         }
         self.paused.clear();
         let waiting = std::mem::take(&mut self.unfetched);
+        let group_offsets = std::mem::take(&mut self.group_offsets);
         let ids: BTreeSet<TaskId> = partitions
             .elements()
             .iter()
@@ -246,7 +304,7 @@ impl ThreadState {
             if self.tasks.contains_key(&id) {
                 continue;
             }
-            let mut task = self.open_task(id, wall)?;
+            let mut task = self.open_task(id, wall, group_offsets.as_ref())?;
             for ((topic, partition), end) in &waiting {
                 if *partition == id.partition && self.env.topic_sub.get(topic) == Some(&id.subtopology) {
                     task.unfetched.insert(topic.clone(), *end);
@@ -260,9 +318,15 @@ impl ThreadState {
     }
 
     /// Creates a task's engine and restores its stores from their
-    /// checkpoints; a task whose state is out of step with its changelog is
-    /// wiped and restored from scratch.
-    fn open_task(&mut self, id: TaskId, wall: i64) -> Result<StreamTask, StreamsError> {
+    /// checkpoints; a task whose state is out of step with its changelog, or
+    /// ahead of the group's committed offsets (`group_offsets`, by topic and
+    /// partition), is wiped and restored from scratch.
+    fn open_task(
+        &mut self,
+        id: TaskId,
+        wall: i64,
+        group_offsets: Option<&GroupOffsets>,
+    ) -> Result<StreamTask, StreamsError> {
         let env = Arc::clone(&self.env);
         let sub = env
             .subtopologies
@@ -274,11 +338,25 @@ impl ThreadState {
             rocksdb: state_stores::RocksDbConfig::default(),
             cache_max_bytes: self.env.cache_per_thread(),
         };
+        let ahead = group_offsets.and_then(|group| {
+            super::guard(&self.env.store_positions).get(&id).and_then(|p| group.ahead_of(p, id.partition))
+        });
+        if let Some(reason) = ahead {
+            // The transaction the stores' last commit went with did not
+            // commit after all: their checkpoint cannot be trusted.
+            tracing::warn!(task = %id, %reason, "stores ahead of the group's committed offsets; wiping local state");
+            super::guard(&self.env.store_positions).remove(&id);
+            if store_context.task_dir.exists() {
+                std::fs::remove_dir_all(&store_context.task_dir)
+                    .map_err(|source| StreamsError::StateDir { path: store_context.task_dir.clone(), source })?;
+            }
+        }
         let engine = match self.create_task(id, &sub.nodes, &store_context, wall) {
             Err(StreamsError::TaskCorrupted { task, reason }) => {
                 // As Kafka Streams: wipe the task's state and rebuild it
                 // from the changelog.
                 tracing::warn!(%task, %reason, "wiping local state and restoring it from the changelog");
+                super::guard(&self.env.store_positions).remove(&id);
                 std::fs::remove_dir_all(&store_context.task_dir)
                     .map_err(|source| StreamsError::StateDir { path: store_context.task_dir.clone(), source })?;
                 self.create_task(id, &sub.nodes, &store_context, wall)?
@@ -309,12 +387,19 @@ impl ThreadState {
         );
         let env = Arc::clone(&self.env);
         self.output.abort(policy(&env))?;
+        // Under exactly-once the group's committed offsets are the truth, not
+        // what this thread believes it committed: a commit that failed on
+        // this side may have committed on the broker, and the reverse.
+        let group = if self.eos() { Some(self.read_group_offsets(consumer)?) } else { None };
         let mut rewind = TopicPartitionList::new();
         for (id, task) in &self.tasks {
-            for (topic, &offset) in &task.rewind {
-                rewind
-                    .add_partition_offset(topic, id.partition, Offset::Offset(offset))
-                    .map_err(|e| kafka_error("listing the offsets to rewind to", &e))?;
+            for topic in env.sub_topics.get(&id.subtopology).into_iter().flatten() {
+                let committed = group.as_ref().and_then(|g| g.get(topic, id.partition));
+                if let Some(offset) = committed.or_else(|| task.rewind.get(topic).copied()) {
+                    rewind
+                        .add_partition_offset(topic, id.partition, Offset::Offset(offset))
+                        .map_err(|e| kafka_error("listing the offsets to rewind to", &e))?;
+                }
             }
         }
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
@@ -339,7 +424,7 @@ impl ThreadState {
         }
         let wall = now_ms();
         for id in ids {
-            let task = self.open_task(id, wall)?;
+            let task = self.open_task(id, wall, group.as_ref())?;
             self.tasks.insert(id, task);
         }
         self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
@@ -348,20 +433,42 @@ impl ThreadState {
         Ok(())
     }
 
+    /// The group's committed offsets of every input partition of this
+    /// thread's tasks, retried while the coordinator is away.
+    fn read_group_offsets(&self, consumer: &BaseConsumer<ThreadContext>) -> Result<GroupOffsets, StreamsError> {
+        let mut partitions = TopicPartitionList::new();
+        for id in self.tasks.keys() {
+            for topic in self.env.sub_topics.get(&id.subtopology).into_iter().flatten() {
+                partitions.add_partition(topic, id.partition);
+            }
+        }
+        if partitions.count() == 0 {
+            return Ok(GroupOffsets::default());
+        }
+        let committed = policy(&self.env).run(|| {
+            consumer
+                .committed_offsets(partitions.clone(), Duration::from_secs(10))
+                .map_err(|e| kafka_error("reading the group's committed offsets", &e))
+        })?;
+        Ok(GroupOffsets::from(&committed))
+    }
+
     /// The assigned partitions that have records to read (start offset below
-    /// the end), with that end. Errors only cost the wait: they are logged.
+    /// the end), with that end; and the group's committed offsets. Errors
+    /// only cost the wait and the check of the stores: they are logged.
     fn unfetched_partitions(
         &self,
         partitions: &TopicPartitionList,
         consumer: &BaseConsumer<ThreadContext>,
-    ) -> HashMap<(String, i32), i64> {
+    ) -> (HashMap<(String, i32), i64>, Option<GroupOffsets>) {
         let committed = match consumer.committed_offsets(partitions.clone(), Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read committed offsets; not waiting for first fetches");
-                return HashMap::new();
+                return (HashMap::new(), None);
             }
         };
+        let group = GroupOffsets::from(&committed);
         // One offset query per bound for all partitions, not two per partition.
         let bound = |offset: Offset| -> HashMap<(String, i32), i64> {
             let mut query = TopicPartitionList::new();
@@ -402,7 +509,7 @@ impl ThreadState {
                 out.insert(key, high);
             }
         }
-        out
+        (out, Some(group))
     }
 
     /// Drops waits on partitions whose position reached the end they had.
@@ -443,7 +550,7 @@ impl ThreadState {
         let restored = restore::restore(
             id,
             engine.changelogs(),
-            &self.restore_consumer,
+            restore::RestoreClients { consumer: &self.restore_consumer, probe: self.probe.as_ref() },
             env.restore_listener.as_deref(),
             policy(&env),
         );
@@ -604,12 +711,23 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| kafka_error("creating the restore consumer", &e))?;
+    let probe = match transactional_id {
+        Some(_) => Some(
+            client::restore_consumer(&env.config, &format!("{client_id}-probe"))
+                .set("isolation.level", "read_uncommitted")
+                .create()
+                .map_err(|e| kafka_error("creating the changelog probe", &e))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(Mutex::new(ThreadState {
         env: Arc::clone(&env),
         index,
         tasks: BTreeMap::new(),
         output,
         restore_consumer,
+        probe,
+        group_offsets: None,
         assigned: None,
         unfetched: HashMap::new(),
         generation: 0,
@@ -726,4 +844,37 @@ fn run_loop(
         idle = processed == 0;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn group(entries: &[(&str, i32, Option<i64>)]) -> GroupOffsets {
+        let mut tpl = TopicPartitionList::new();
+        for &(topic, partition, offset) in entries {
+            let offset = offset.map_or(Offset::Invalid, Offset::Offset);
+            tpl.add_partition_offset(topic, partition, offset).unwrap();
+        }
+        GroupOffsets::from(&tpl)
+    }
+
+    #[test]
+    fn stores_ahead_of_the_group_are_named() {
+        let g = group(&[("in", 1, Some(100)), ("table", 1, Some(7)), ("in", 2, None)]);
+        let at = |entries: &[(&str, i64)]| -> HashMap<String, i64> {
+            entries.iter().map(|&(t, o)| (t.to_owned(), o)).collect()
+        };
+        // Level with the group, or behind it (a commit that succeeded on the
+        // broker only): the changelog brings the stores up.
+        assert_eq!(g.ahead_of(&at(&[("in", 100), ("table", 7)]), 1), None);
+        assert_eq!(g.ahead_of(&at(&[("in", 90)]), 1), None);
+        // Ahead: the transaction did not commit.
+        let why = g.ahead_of(&at(&[("in", 100), ("table", 9)]), 1).unwrap();
+        assert!(why.contains("table-1") && why.contains("offset 9") && why.contains("committed 7"), "{why}");
+        // The group has nothing for a partition the stores went with.
+        let why = g.ahead_of(&at(&[("in", 5)]), 2).unwrap();
+        assert!(why.contains("committed nothing"), "{why}");
+    }
 }
