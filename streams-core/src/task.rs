@@ -272,6 +272,45 @@ struct Changelog {
     store: String,
     topic: String,
     buffer: ChangeBuffer,
+    /// A caching store's writes since the last flush, one per key: as Kafka
+    /// Streams' caching layer sits above its change-logging layer, a key
+    /// updated many times between commits is logged once.
+    held: Option<HeldChanges>,
+}
+
+/// Changelog writes held back until the next flush, last value per key, in
+/// the order each key was first written.
+#[derive(Default)]
+struct HeldChanges {
+    index: HashMap<Vec<u8>, usize>,
+    /// Key, latest value (`None`: deleted), timestamp of the latest write.
+    entries: Vec<(Vec<u8>, Option<Vec<u8>>, i64)>,
+    bytes: u64,
+}
+
+/// What an entry is taken to cost beyond its key and value bytes.
+const HELD_ENTRY_OVERHEAD: u64 = 64;
+
+impl HeldChanges {
+    fn hold(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, timestamp: i64) {
+        let size = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len) as u64;
+        if let Some(&i) = self.index.get(&key) {
+            let entry = &mut self.entries[i];
+            self.bytes = self.bytes - size(&entry.1) + size(&value);
+            entry.1 = value;
+            entry.2 = timestamp;
+        } else {
+            self.bytes += 2 * key.len() as u64 + size(&value) + HELD_ENTRY_OVERHEAD;
+            self.index.insert(key.clone(), self.entries.len());
+            self.entries.push((key, value, timestamp));
+        }
+    }
+
+    fn take(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>, i64)> {
+        self.index.clear();
+        self.bytes = 0;
+        std::mem::take(&mut self.entries)
+    }
 }
 
 impl fmt::Debug for TaskEngine {
@@ -342,7 +381,9 @@ impl TaskEngine {
                 if builder.logging_enabled() && !global.contains(&builder.name()) {
                     let buffer = ChangeBuffer::default();
                     entry.observe(Arc::clone(&buffer));
-                    changelogs.push(Changelog { store: builder.name().to_owned(), topic: changelog, buffer });
+                    let held =
+                        (builder.caching_enabled() && store_context.cache_max_bytes > 0).then(HeldChanges::default);
+                    changelogs.push(Changelog { store: builder.name().to_owned(), topic: changelog, buffer, held });
                 }
                 stores.insert(builder.name().to_owned(), entry);
             }
@@ -465,7 +506,7 @@ impl TaskEngine {
         let (nodes, mut exec) = self.exec(collector, Some(metadata.clone()), wall_clock);
         let ts = record.timestamp();
         let result = forward(nodes, &mut exec, source, record, None)
-            .and_then(|()| self.ship_changes(collector, ts))
+            .and_then(|()| self.ship_changes(collector, ts, false))
             .map_err(|source| StreamsError::Processing { metadata: Some(metadata), source });
         if let Err(e) = result {
             return Err(Box::new((e, raw)));
@@ -474,20 +515,46 @@ impl TaskEngine {
     }
 
     /// Sends the stores' pending writes to their changelog topics, on this
-    /// task's partition, with the timestamp of what caused them.
-    fn ship_changes(&mut self, collector: &mut dyn RecordCollector, timestamp: i64) -> Result<(), ProcessorError> {
-        for log in &self.changelogs {
+    /// task's partition, with the timestamp of what caused them. A caching
+    /// store's writes are held, one per key, until `flush` (a commit) or
+    /// until they outgrow the cache budget.
+    fn ship_changes(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+        timestamp: i64,
+        flush: bool,
+    ) -> Result<(), ProcessorError> {
+        let partition = self.id.partition;
+        let budget = self.cache_max_bytes;
+        for log in &mut self.changelogs {
             let changes = std::mem::take(&mut *lock_buffer(&log.buffer));
-            for (key, value) in changes {
+            let send = |collector: &mut dyn RecordCollector, key, value, timestamp| {
                 collector.send(RawRecord {
                     topic: log.topic.clone(),
-                    partition: Some(self.id.partition),
+                    partition: Some(partition),
                     offset: None,
                     timestamp,
                     key: Some(key),
                     value,
                     headers: crate::record::Headers::new(),
-                })?;
+                })
+            };
+            match &mut log.held {
+                None => {
+                    for (key, value) in changes {
+                        send(collector, key, value, timestamp)?;
+                    }
+                }
+                Some(held) => {
+                    for (key, value) in changes {
+                        held.hold(key, value, timestamp);
+                    }
+                    if flush || held.bytes > budget {
+                        for (key, value, timestamp) in held.take() {
+                            send(collector, key, value, timestamp)?;
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -543,7 +610,7 @@ impl TaskEngine {
                 )?;
             }
         }
-        self.ship_changes(collector, now).map_err(|source| StreamsError::Processing { metadata: None, source })
+        self.ship_changes(collector, now, false).map_err(|source| StreamsError::Processing { metadata: None, source })
     }
 
     /// Lets every processor forward what it held back (caches), upstream first.
@@ -567,7 +634,7 @@ impl TaskEngine {
             }
         }
         let now = self.stream_time;
-        self.ship_changes(collector, now).map_err(|source| StreamsError::Processing { metadata: None, source })
+        self.ship_changes(collector, now, true).map_err(|source| StreamsError::Processing { metadata: None, source })
     }
 
     /// Records dropped on purpose by processors, by reason.
@@ -602,8 +669,11 @@ impl TaskEngine {
                 store.abort();
             }
         }
-        for log in &self.changelogs {
+        for log in &mut self.changelogs {
             lock_buffer(&log.buffer).clear();
+            if let Some(held) = &mut log.held {
+                held.take();
+            }
         }
     }
 
@@ -634,5 +704,28 @@ impl TaskEngine {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeldChanges;
+
+    #[test]
+    fn held_changes_keep_the_last_write_per_key_in_first_write_order() {
+        let mut held = HeldChanges::default();
+        held.hold(b"a".to_vec(), Some(b"1".to_vec()), 10);
+        held.hold(b"b".to_vec(), Some(b"1".to_vec()), 11);
+        held.hold(b"a".to_vec(), Some(b"22".to_vec()), 12);
+        held.hold(b"b".to_vec(), None, 13);
+        let sized = held.bytes;
+        assert_eq!(
+            held.take(),
+            vec![(b"a".to_vec(), Some(b"22".to_vec()), 12), (b"b".to_vec(), None, 13)],
+            "one write per key: its last value and timestamp"
+        );
+        assert!(sized > 0);
+        assert_eq!(held.bytes, 0);
+        assert!(held.take().is_empty());
     }
 }

@@ -172,9 +172,12 @@ fn retention_at_least(asked: Option<std::time::Duration>, minimum_ms: i64) -> st
 }
 
 /// Adds `builder`'s store, connected to `processor`.
-fn attach_store(shared: &Shared, processor: &str, mut builder: StoreBuilder, logging: bool) {
+fn attach_store(shared: &Shared, processor: &str, mut builder: StoreBuilder, logging: bool, caching: bool) {
     if !logging {
         builder = builder.without_logging();
+    }
+    if caching {
+        builder = builder.with_caching();
     }
     shared.add(|t| t.add_state_store(builder, &[processor]).map(|_| ()));
 }
@@ -327,7 +330,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             Stores::in_memory_window_store(&store, retention, size, false)
         };
         let builder = Stores::timestamped_window_store_builder(supplier, Arc::clone(&ks), Arc::clone(&vs));
-        attach_store(&shared, &name, builder, materialized.logging);
+        attach_store(&shared, &name, builder, materialized.logging, materialized.caching);
         let key_serde: SerdeRef<Windowed<K>> = Arc::new(WindowedSerde::time_ref(ks, windows.size_ms));
         KTable {
             shared,
@@ -473,7 +476,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             Stores::in_memory_session_store(&store, retention)
         };
         let builder = Stores::session_store_builder(supplier, Arc::clone(&ks), Arc::clone(&vs));
-        attach_store(&shared, &name, builder, materialized.logging);
+        attach_store(&shared, &name, builder, materialized.logging, materialized.caching);
         let key_serde: SerdeRef<Windowed<K>> = Arc::new(WindowedSerde::session_ref(ks));
         let mut table = KTable {
             shared,

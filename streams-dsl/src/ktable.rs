@@ -102,6 +102,9 @@ pub(crate) fn table_store<K: Data, V: Data>(
     if !materialized.logging {
         builder = builder.without_logging();
     }
+    if materialized.caching {
+        builder = builder.with_caching();
+    }
     shared.add(|t| t.add_state_store(builder, &[processor]).map(|_| ()));
     Some(name)
 }

@@ -86,6 +86,9 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             if !materialized.logging {
                 builder = builder.without_logging();
             }
+            if materialized.caching {
+                builder = builder.with_caching();
+            }
             t.add_state_store(builder, &[&name])?;
             let raw: StoreBuilder = Stores::window_store_builder(
                 Stores::persistent_window_store(&records, retention, size, true),

@@ -341,7 +341,9 @@ impl StoreBuilder {
     }
 
     /// Turns the record cache on: repeated updates of a key between commits
-    /// reach downstream once.
+    /// reach downstream once (the DSL's table operators) and the changelog
+    /// once, at the commit, unless they outgrow `statestore.cache.max.bytes`
+    /// first.
     pub fn with_caching(mut self) -> Self {
         self.caching = true;
         self
