@@ -109,4 +109,5 @@ pub mod prelude {
     };
     pub use crate::test_driver::{TestDriverConfig, TestRecord, TopologyTestDriver};
     pub use crate::topology::{SinkSpec, Topology};
+    pub use crate::{KafkaStreams, StreamsConfig};
 }

@@ -153,14 +153,17 @@ impl StreamsBuilder {
     }
 
     /// The topology built so far, or the first error met while building it.
-    /// Streams and tables made from this builder may outlive the call; they
-    /// no longer add to the returned topology.
+    /// It can be called again (each call returns the topology as it is
+    /// then); what is added to the builder afterwards is not in a topology
+    /// already returned.
     pub fn build(&self) -> Result<Topology, DslError> {
-        let mut inner = self.shared.0.borrow_mut();
+        let inner = self.shared.0.borrow();
         if let Some(e) = inner.error.clone() {
             return Err(e);
         }
-        let topology = std::mem::take(&mut inner.topology);
+        // A copy: `build()` may be called again (to print `describe()`
+        // before running, say), and every call gives the same topology.
+        let topology = inner.topology.clone();
         topology.validate()?;
         Ok(topology)
     }

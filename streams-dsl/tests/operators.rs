@@ -20,6 +20,7 @@ fn describe_shows_repartition_topics_subtopologies_and_stores() -> Res {
         .to_with("word-counts", Produced::with(StringSerde, Nullable(I64Serde)));
     let topology = b.build()?;
     let text = topology.describe().to_string();
+    assert_eq!(b.build()?.describe().to_string(), text, "build() again gives the same topology");
     assert_eq!(topology.describe().subtopologies.len(), 2, "{text}");
     assert!(text.contains("(topic: words-repartition)"), "{text}");
     assert!(text.contains("(topics: [words-repartition])"), "{text}");

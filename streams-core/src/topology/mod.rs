@@ -37,7 +37,7 @@ use node::{TypedSink, TypedSource};
 /// assert!(topology.describe().to_string().contains("Source: in (topics: [lines])"));
 /// # Ok::<(), streams_core::TopologyError>(())
 /// ```
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     by_name: HashMap<String, usize>,

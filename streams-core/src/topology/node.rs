@@ -171,12 +171,14 @@ impl<K: 'static, V: 'static> SinkEncoder for TypedSink<K, V> {
 
 pub(crate) type ProcessorFactory = Arc<dyn Fn() -> Box<dyn ErasedProcessor> + Send + Sync>;
 
+#[derive(Clone)]
 pub(crate) enum NodeKind {
     Source { topics: Vec<String>, decoder: Arc<dyn SourceDecoder> },
     Processor { factory: ProcessorFactory },
     Sink { description: SinkDescription, encoder: Arc<dyn SinkEncoder> },
 }
 
+#[derive(Clone)]
 pub(crate) struct NodeDef {
     pub(crate) name: String,
     pub(crate) kind: NodeKind,
