@@ -128,3 +128,9 @@ pub mod prelude {
     };
     pub use streams_core::prelude::*;
 }
+
+/// The README's Rust snippets, compiled (and the runnable ones run) as doc
+/// tests, so that the front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeSnippets;
