@@ -38,7 +38,7 @@ pub(crate) struct Job {
 /// A flag set when SIGTERM or Ctrl-C arrives.
 pub(crate) fn terminated() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    rivulet_examples::cli::watch_signals(Arc::clone(&flag));
+    rivulet_examples::cli::watch_signals(&flag);
     flag
 }
 

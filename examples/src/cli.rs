@@ -126,61 +126,128 @@ impl Args {
     }
 }
 
-fn usage(spec: &AppSpec) -> String {
-    let mut s = format!(
-        "{}\n\n{}\n\nWith --format avro: {}\n\nUSAGE: {} [OPTIONS]\n\nOPTIONS:\n",
-        spec.name, spec.about, spec.avro, spec.name
-    );
-    let mut line = |flag: &str, help: &str| s.push_str(&format!("  {flag:<34} {help}\n"));
-    line(
-        "--bootstrap-servers HOST:PORT",
-        "run against this Kafka cluster; without it, an embedded cluster fed with demo data",
-    );
-    line("--application-id ID", "application.id: consumer group and internal-topic prefix");
-    line("--state-dir DIR", "where local state lives (default: <tmp>/rivulet-examples; embedded: private)");
-    for t in spec.inputs.iter().chain(&spec.outputs) {
-        line(&format!("{} NAME", t.flag), &format!("default `{}`", t.default));
+/// The options every example shares; each example adds its topics and its
+/// own options to these (see [`AppSpec`]).
+#[derive(Debug, Clone, clap::Args)]
+struct CommonArgs {
+    /// Run against this Kafka cluster; without it, an embedded cluster fed with demo data
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_servers: Option<String>,
+    /// application.id: consumer group and internal-topic prefix (default: the binary's name)
+    #[arg(long, value_name = "ID")]
+    application_id: Option<String>,
+    /// Where local state lives (default: <tmp>/rivulet-examples; embedded: private)
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// exactly_once_v2 (default on a real cluster) or at_least_once (the embedded cluster's only mode)
+    #[arg(long, value_name = "G", value_parser = ["exactly_once_v2", "at_least_once"])]
+    processing_guarantee: Option<String>,
+    /// Stream threads
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
+    /// commit.interval.ms (default 100 under exactly-once, else 30000)
+    #[arg(long, value_name = "MS")]
+    commit_interval_ms: Option<u64>,
+    /// Partitions of topics this example creates when missing
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: i32,
+    /// Stop cleanly after this long (default: run until Ctrl-C or SIGTERM)
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
+    duration: Option<Duration>,
+    /// Embedded cluster only: demo records per second
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: u32,
+    /// Any StreamsConfig key, e.g. consumer.session.timeout.ms=10000 (repeatable)
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Value format of the external topics; avro: Confluent-framed Avro, schemas under <topic>-value in the
+    /// registry
+    #[arg(long, value_name = "json|avro", default_value = "json", ignore_case = true, value_parser = ["json", "avro"])]
+    format: String,
+    /// The schema registry (Confluent-compatible; required with --format avro)
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    schema_registry: Option<String>,
+    /// A Confluent serializer setting, e.g. basic.auth.user.info=USER:PASSWORD or auto.register.schemas=false
+    /// (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_registry_setting)]
+    schema_registry_config: Vec<(String, String)>,
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "expected seconds > 0".to_owned())
+}
+
+fn parse_key_value(value: &str) -> Result<(String, String), String> {
+    let (k, v) = value.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_owned())?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+fn parse_url(value: &str) -> Result<String, String> {
+    let url = value.trim();
+    if url.is_empty() {
+        return Err("expected a URL such as http://localhost:8081".to_owned());
     }
-    line(
-        "--processing-guarantee G",
-        "exactly_once_v2 (default on a real cluster) or at_least_once (the embedded cluster's only mode)",
-    );
-    line("--threads N", "stream threads (default 1)");
-    line("--commit-interval-ms MS", "commit.interval.ms (default 100 under exactly-once, else 30000)");
-    line("--partitions N", "partitions of topics this example creates when missing (default 4)");
-    line("--duration SECS", "stop cleanly after this long (default: run until Ctrl-C)");
-    line("--rate N", "embedded cluster only: demo records per second (default 20)");
-    line("--config KEY=VALUE", "any StreamsConfig key, e.g. consumer.session.timeout.ms=10000 (repeatable)");
-    line(
-        "--format json|avro",
-        "value format of the external topics (default json); avro: Confluent-framed Avro, schemas under \
-         <topic>-value in the registry",
-    );
-    line("--schema-registry URL", "the schema registry (Confluent-compatible; required with --format avro)");
-    line(
-        "--schema-registry-config KEY=VALUE",
-        "a Confluent serializer setting, e.g. basic.auth.user.info=USER:PASSWORD or auto.register.schemas=false \
-         (repeatable)",
-    );
+    Ok(url.to_owned())
+}
+
+/// A registry setting; its value may be a credential, so it is kept as given
+/// and never echoed.
+fn parse_registry_setting(value: &str) -> Result<(String, String), String> {
+    let (k, v) =
+        value.split_once('=').ok_or_else(|| "expected KEY=VALUE, e.g. auto.register.schemas=false".to_owned())?;
+    Ok((k.trim().to_owned(), v.to_owned()))
+}
+
+/// The argument id of a flag (`--input-topic` → `input-topic`).
+fn arg_id(flag: &'static str) -> &'static str {
+    flag.trim_start_matches('-')
+}
+
+/// The command line of `spec`: the shared options and the example's own.
+fn command(spec: &AppSpec) -> clap::Command {
+    use clap::{Arg, ArgAction, Args as _};
+    // The shared options' own doc comment would become the about text: the
+    // example's goes on after them.
+    let mut cmd = CommonArgs::augment_args(clap::Command::new(spec.name)).about(spec.about).after_help(format!(
+        "With --format avro: {}\n\nUndecodable input records (bad JSON; in Avro: an unknown schema id, no \
+                 magic byte 0, a truncated or incompatible datum) follow default.deserialization.exception.handler: \
+                 log_and_fail (default), log_and_continue, or dead_letter with --config \
+                 errors.dead.letter.queue.topic.name=TOPIC (the record as read, with the error in \
+                 `__streams.errors.*` headers).\nWithout --bootstrap-servers and with --format avro, the demo data \
+                 is written as Avro through the given registry.\n\nLogs go through `tracing`; set RUST_LOG \
+                 (default info).",
+        spec.avro
+    ));
+    for t in spec.inputs.iter().chain(&spec.outputs) {
+        let role = if spec.inputs.iter().any(|i| i.flag == t.flag) { "Input" } else { "Output" };
+        cmd = cmd.arg(
+            Arg::new(arg_id(t.flag))
+                .long(arg_id(t.flag))
+                .value_name("NAME")
+                .default_value(t.default)
+                .help(format!("{role} topic{}", if t.compacted { " (compacted)" } else { "" })),
+        );
+    }
     for n in &spec.numbers {
-        line(&format!("{} N", n.flag), &format!("{} (default {})", n.help, n.default));
+        cmd = cmd.arg(
+            Arg::new(arg_id(n.flag))
+                .long(arg_id(n.flag))
+                .value_name("N")
+                .help(n.help)
+                .default_value(n.default.to_string())
+                .allow_negative_numbers(true)
+                .value_parser(clap::value_parser!(f64)),
+        );
     }
     for t in &spec.texts {
-        line(&format!("{} TEXT", t.flag), t.help);
+        cmd = cmd.arg(Arg::new(arg_id(t.flag)).long(arg_id(t.flag)).value_name("TEXT").help(t.help));
     }
-    line("--help", "this text");
-    s.push_str(
-        "\nUndecodable input records (bad JSON; in Avro: an unknown schema id, no magic byte 0, a truncated or \
-         incompatible datum) follow default.deserialization.exception.handler: log_and_fail (default), \
-         log_and_continue, or dead_letter with --config errors.dead.letter.queue.topic.name=TOPIC (the record as \
-         read, with the error in `__streams.errors.*` headers).\n",
-    );
-    s.push_str(
-        "Without --bootstrap-servers and with --format avro, the demo data is written as Avro through the given \
-         registry.\n",
-    );
-    s.push_str("\nLogs go through `tracing`; set RUST_LOG (default info).\n");
-    s
+    cmd.arg(Arg::new("help").short('h').long("help").help("Print help").action(ArgAction::Help)).disable_help_flag(true)
 }
 
 /// Why the command line was refused.
@@ -197,104 +264,58 @@ impl std::error::Error for UsageError {}
 
 /// Parses `args` (without the program name) for `spec`. `Ok(None)`: `--help` was printed.
 pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<Option<Args>, UsageError> {
-    let mut out = Args {
-        bootstrap_servers: None,
-        application_id: spec.name.to_owned(),
-        state_dir: None,
-        topics: spec.inputs.iter().chain(&spec.outputs).map(|t| (t.flag, t.default.to_owned())).collect(),
-        processing_guarantee: None,
-        threads: 1,
-        duration: None,
-        commit_interval_ms: None,
-        partitions: 4,
-        rate: 20,
-        numbers: spec.numbers.iter().map(|n| (n.flag, n.default)).collect(),
-        texts: BTreeMap::new(),
-        config: Vec::new(),
-        format: Format::Json,
-    };
-    let mut avro = false;
-    let mut registry_url: Option<String> = None;
-    let mut registry_config: Vec<(String, String)> = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            print!("{}", usage(spec));
+    use clap::FromArgMatches as _;
+    let argv = std::iter::once(spec.name.to_owned()).chain(args);
+    let matches = match command(spec).try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) => {
+            // A closed pipe (`--help | head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), e.render().to_string().as_bytes());
             return Ok(None);
         }
-        let (flag, inline) = match flag.split_once('=') {
-            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-            None => (flag, None),
-        };
-        let value = match inline.or_else(|| args.next()) {
-            Some(v) => v,
-            None => return Err(UsageError(format!("`{flag}` needs a value; see --help"))),
-        };
-        let bad = |what: &str| UsageError(format!("invalid value `{value}` for `{flag}`: expected {what}"));
-        match flag.as_str() {
-            "--bootstrap-servers" => out.bootstrap_servers = Some(value.clone()),
-            "--application-id" => out.application_id = value.clone(),
-            "--state-dir" => out.state_dir = Some(PathBuf::from(&value)),
-            "--processing-guarantee" => match value.as_str() {
-                "exactly_once_v2" | "at_least_once" => out.processing_guarantee = Some(value.clone()),
-                _ => return Err(bad("exactly_once_v2 or at_least_once")),
-            },
-            "--threads" => out.threads = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?,
-            "--duration" => {
-                out.duration = Some(Duration::from_secs_f64(
-                    value.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| bad("seconds > 0"))?,
-                ))
-            }
-            "--commit-interval-ms" => {
-                out.commit_interval_ms = Some(value.parse().map_err(|_| bad("milliseconds"))?);
-            }
-            "--partitions" => {
-                out.partitions = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?
-            }
-            "--config" => {
-                let (k, v) = value.split_once('=').ok_or_else(|| bad("KEY=VALUE"))?;
-                out.config.push((k.trim().to_owned(), v.trim().to_owned()));
-            }
-            "--rate" => out.rate = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a number >= 1"))?,
-            "--format" => match value.to_ascii_lowercase().as_str() {
-                "json" => avro = false,
-                "avro" => avro = true,
-                _ => return Err(bad("json or avro")),
-            },
-            "--schema-registry" => {
-                if value.trim().is_empty() {
-                    return Err(bad("a URL such as http://localhost:8081"));
-                }
-                registry_url = Some(value.trim().to_owned());
-            }
-            "--schema-registry-config" => {
-                // The value may be a credential: it is not echoed.
-                let (k, v) = value.split_once('=').ok_or_else(|| {
-                    UsageError(format!(
-                        "invalid value for `{flag}`: expected KEY=VALUE, e.g. auto.register.schemas=false"
-                    ))
-                })?;
-                registry_config.push((k.trim().to_owned(), v.to_owned()));
-            }
-            other => {
-                if let Some(t) = spec.inputs.iter().chain(&spec.outputs).find(|t| t.flag == other) {
-                    out.topics.insert(t.flag, value.clone());
-                } else if let Some(t) = spec.texts.iter().find(|t| t.flag == other) {
-                    out.texts.insert(t.flag, value.clone());
-                } else if let Some(n) = spec.numbers.iter().find(|n| n.flag == other) {
-                    out.numbers.insert(n.flag, value.parse().map_err(|_| bad("a number"))?);
-                } else {
-                    return Err(UsageError(format!("unknown option `{other}`; see --help")));
-                }
-            }
+        Err(e) => return Err(UsageError(e.render().to_string().trim_end().to_owned())),
+    };
+    let common = CommonArgs::from_arg_matches(&matches).map_err(|e| UsageError(e.render().to_string()))?;
+    let topics = spec
+        .inputs
+        .iter()
+        .chain(&spec.outputs)
+        .map(|t| (t.flag, matches.get_one::<String>(arg_id(t.flag)).cloned().unwrap_or_else(|| t.default.to_owned())))
+        .collect();
+    let numbers = spec
+        .numbers
+        .iter()
+        .map(|n| (n.flag, matches.get_one::<f64>(arg_id(n.flag)).copied().unwrap_or(n.default)))
+        .collect();
+    let texts = spec
+        .texts
+        .iter()
+        .filter_map(|t| matches.get_one::<String>(arg_id(t.flag)).map(|v| (t.flag, v.clone())))
+        .collect();
+    let format = if common.format.eq_ignore_ascii_case("avro") {
+        Format::Avro(registry_client(common.schema_registry, &common.schema_registry_config)?)
+    } else {
+        if common.schema_registry.is_some() || !common.schema_registry_config.is_empty() {
+            tracing::warn!("--schema-registry and --schema-registry-config only apply to --format avro; ignored");
         }
-    }
-    if avro {
-        out.format = Format::Avro(registry_client(registry_url, &registry_config)?);
-    } else if registry_url.is_some() || !registry_config.is_empty() {
-        tracing::warn!("--schema-registry and --schema-registry-config only apply to --format avro; ignored");
-    }
-    Ok(Some(out))
+        Format::Json
+    };
+    Ok(Some(Args {
+        bootstrap_servers: common.bootstrap_servers,
+        application_id: common.application_id.unwrap_or_else(|| spec.name.to_owned()),
+        state_dir: common.state_dir,
+        topics,
+        processing_guarantee: common.processing_guarantee,
+        threads: usize::from(common.threads),
+        duration: common.duration,
+        commit_interval_ms: common.commit_interval_ms,
+        partitions: common.partitions,
+        rate: common.rate,
+        numbers,
+        texts,
+        config: common.config,
+        format,
+    }))
 }
 
 /// The registry client of `--schema-registry` and `--schema-registry-config`.
@@ -406,29 +427,18 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Watches for Ctrl-C or SIGTERM on a thread of its own and sets `stop`
-/// when one arrives.
-pub fn watch_signals(stop: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            #[cfg(unix)]
-            {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        });
-        tracing::info!("signal received; closing");
-        stop.store(true, Ordering::Release);
-    });
+/// Sets `stop` when Ctrl-C (SIGINT) or SIGTERM arrives; the run loop sees
+/// it within a quarter of a second and closes cleanly. A second one while
+/// closing exits at once (status 1).
+pub fn watch_signals(stop: &Arc<AtomicBool>) {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first, so it sees the flag before this signal sets it.
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(stop)));
+        if let Err(e) = registered {
+            tracing::warn!(signal, error = %e, "cannot watch the signal; stop with --duration or SIGKILL");
+        }
+    }
 }
 
 /// Runs an example: builds its topology from the parsed arguments, starts it
@@ -521,7 +531,7 @@ fn run_args(
     streams.create_topics_if_missing(&topics)?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(Arc::clone(&stop));
+    watch_signals(&stop);
     let mut helpers = Vec::new();
     if embedded.is_some() {
         let topic_names: BTreeMap<&'static str, String> =
@@ -540,7 +550,11 @@ fn run_args(
     let started = Instant::now();
     let mut last_status = Instant::now();
     loop {
-        if stop.load(Ordering::Acquire) || args.duration.is_some_and(|d| started.elapsed() >= d) {
+        if stop.load(Ordering::Acquire) {
+            tracing::info!("signal received; closing");
+            break;
+        }
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
         if matches!(streams.state(), State::Error | State::PendingError | State::NotRunning) {
@@ -704,5 +718,77 @@ mod demo {
         let value = serde.deserialize(topic, &Headers::new(), Some(bytes)).ok()?;
         let json = serde_json::Value::try_from(value).ok()?;
         serde_json::to_vec(&json).ok()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn spec() -> AppSpec {
+        AppSpec {
+            name: "demo",
+            about: "about",
+            avro: "avro",
+            inputs: vec![TopicArg { flag: "--input-topic", default: "in", compacted: false }],
+            outputs: vec![TopicArg { flag: "--output-topic", default: "out", compacted: true }],
+            numbers: vec![NumberArg { flag: "--max-count", help: "limit", default: 5.0 }],
+            texts: vec![TextArg { flag: "--panic-on-word", help: "fault" }],
+        }
+    }
+
+    fn parse_args(args: &[&str]) -> Result<Option<Args>, UsageError> {
+        parse(&spec(), args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn defaults_and_every_kind_of_flag() {
+        let a = parse_args(&[]).unwrap().unwrap();
+        assert_eq!((a.application_id.as_str(), a.threads, a.partitions, a.rate), ("demo", 1, 4, 20));
+        assert_eq!((a.topic("--input-topic"), a.topic("--output-topic")), ("in", "out"));
+        assert_eq!(a.number("--max-count"), 5.0);
+        assert_eq!(a.text("--panic-on-word"), None);
+        assert!(matches!(a.format, Format::Json));
+
+        let a = parse_args(&[
+            "--threads=2",
+            "--input-topic",
+            "lines",
+            "--max-count",
+            "-1.5",
+            "--panic-on-word=boom",
+            "--config",
+            "consumer.session.timeout.ms = 10000",
+            "--duration",
+            "1.5",
+            "--processing-guarantee",
+            "at_least_once",
+            "--format",
+            "JSON",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.threads, 2);
+        assert_eq!(a.topic("--input-topic"), "lines");
+        assert_eq!(a.number("--max-count"), -1.5);
+        assert_eq!(a.text("--panic-on-word"), Some("boom"));
+        assert_eq!(a.config, vec![("consumer.session.timeout.ms".to_owned(), "10000".to_owned())]);
+        assert_eq!(a.duration, Some(Duration::from_millis(1500)));
+        assert_eq!(a.processing_guarantee.as_deref(), Some("at_least_once"));
+    }
+
+    #[test]
+    fn bad_command_lines_say_what_was_wrong() {
+        let message = |args: &[&str]| parse_args(args).err().map(|e| e.0).unwrap_or_default();
+        assert!(message(&["--no-such-flag"]).contains("--no-such-flag"));
+        assert!(message(&["--threads", "0"]).contains("--threads"));
+        assert!(message(&["--duration", "-3"]).contains("seconds > 0"));
+        assert!(message(&["--config", "novalue"]).contains("KEY=VALUE"));
+        assert!(message(&["--processing-guarantee", "maybe"]).contains("exactly_once_v2"));
+        assert!(message(&["--format", "avro"]).contains("--schema-registry"));
+        let secret =
+            message(&["--format", "avro", "--schema-registry", "http://r", "--schema-registry-config", "x=s3cret"]);
+        assert!(secret.contains("`x`") && !secret.contains("s3cret"), "{secret}");
     }
 }

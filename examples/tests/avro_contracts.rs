@@ -855,9 +855,12 @@ fn avro_without_a_registry_is_a_usage_error() -> Res {
         assert!(err.contains("--schema-registry"), "{bin}: {err}");
         let help = Command::new(bin).arg("--help").output()?;
         let help = String::from_utf8_lossy(&help.stdout);
-        for flag in
-            ["--format json|avro", "--schema-registry URL", "--schema-registry-config KEY=VALUE", "With --format avro"]
-        {
+        for flag in [
+            "--format <json|avro>",
+            "--schema-registry <URL>",
+            "--schema-registry-config <KEY=VALUE>",
+            "With --format avro",
+        ] {
             assert!(help.contains(flag), "{bin} --help mentions {flag}");
         }
         let bad = Command::new(bin)
