@@ -104,6 +104,8 @@ pub struct Args {
     /// `--config KEY=VALUE`: any StreamsConfig key (including `consumer.*` /
     /// `producer.*` pass-through), applied last.
     pub config: Vec<(String, String)>,
+    /// `--http HOST:PORT`: the built-in HTTP server's address (`http.listen`).
+    pub http: Option<String>,
     /// `--format` with, for Avro, the registry client that `--schema-registry`
     /// and `--schema-registry-config` describe.
     pub format: Format,
@@ -160,6 +162,9 @@ struct CommonArgs {
     /// Any StreamsConfig key, e.g. consumer.session.timeout.ms=10000 (repeatable)
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
+    /// Serve /health/live, /health/ready, /metrics (Prometheus), /topology and /stores here (http.listen)
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
     /// Value format of the external topics; avro: Confluent-framed Avro, schemas under <topic>-value in the
     /// registry
     #[arg(long, value_name = "json|avro", default_value = "json", ignore_case = true, value_parser = ["json", "avro"])]
@@ -314,6 +319,7 @@ pub fn parse(spec: &AppSpec, args: impl IntoIterator<Item = String>) -> Result<O
         numbers,
         texts,
         config: common.config,
+        http: common.http,
         format,
     }))
 }
@@ -502,6 +508,9 @@ fn run_args(
     if let Some(ms) = commit {
         config.set("commit.interval.ms", &ms.to_string())?;
     }
+    if let Some(listen) = &args.http {
+        config.set("http.listen", listen)?;
+    }
     for (k, v) in &args.config {
         config.set(k, v)?;
     }
@@ -547,6 +556,9 @@ fn run_args(
         );
     }
     streams.start()?;
+    if let Some(address) = streams.http_address() {
+        println!("{}: HTTP on http://{address} (/health/ready, /metrics, /topology, /stores)", spec.name);
+    }
     let started = Instant::now();
     let mut last_status = Instant::now();
     loop {

@@ -97,6 +97,7 @@ const KNOWN: &[&str] = &[
     "statestore.cache.max.bytes",
     "cache.max.bytes.buffering",
     "application.server",
+    "http.listen",
     "auto.offset.reset",
     "default.key.serde",
     "default.value.serde",
@@ -126,8 +127,13 @@ pub struct StreamsConfig {
     pub replication_factor: i16,
     /// `statestore.cache.max.bytes` (default 10 MiB; 0 turns caching off).
     pub cache_max_bytes: u64,
-    /// `application.server`: `host:port` this instance answers queries on.
+    /// `application.server`: `host:port` this instance answers queries on
+    /// (default: `http.listen`'s).
     pub application_server: Option<String>,
+    /// `http.listen`: `host:port` of the built-in HTTP server (health,
+    /// Prometheus metrics, topology, stores); off when unset. Port 0 takes a
+    /// free port ([`KafkaStreams::http_address`](crate::KafkaStreams::http_address) says which).
+    pub http_listen: Option<String>,
     /// `auto.offset.reset` for sources without their own (default earliest).
     pub auto_offset_reset: OffsetReset,
     /// `default.key.serde`.
@@ -190,6 +196,7 @@ impl StreamsConfig {
             replication_factor: -1,
             cache_max_bytes: 10 * 1024 * 1024,
             application_server: None,
+            http_listen: None,
             auto_offset_reset: OffsetReset::Earliest,
             default_key_serde: None,
             default_value_serde: None,
@@ -275,6 +282,13 @@ impl StreamsConfig {
                         return Err(invalid(key, value, "host:port"));
                     }
                     self.application_server = Some(value.to_owned())
+                }
+                "http.listen" => {
+                    let ok = value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                    if !ok {
+                        return Err(invalid(key, value, "host:port, e.g. 0.0.0.0:8080"));
+                    }
+                    self.http_listen = Some(value.to_owned());
                 }
                 "auto.offset.reset" => {
                     self.auto_offset_reset = match value {
@@ -470,6 +484,15 @@ mod tests {
             ("application.server", "nohost"),
         ]);
         assert!(matches!(e, Err(ConfigError::Invalid { key, .. }) if key == "application.server"));
+        let e =
+            StreamsConfig::from_props([("application.id", "a"), ("bootstrap.servers", "b:1"), ("http.listen", "8080")]);
+        assert!(matches!(e, Err(ConfigError::Invalid { key, .. }) if key == "http.listen"));
+        let c = StreamsConfig::from_props([
+            ("application.id", "a"),
+            ("bootstrap.servers", "b:1"),
+            ("http.listen", "0.0.0.0:0"),
+        ]);
+        assert_eq!(c.ok().and_then(|c| c.http_listen).as_deref(), Some("0.0.0.0:0"));
     }
 
     #[test]

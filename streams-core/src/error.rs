@@ -292,6 +292,15 @@ pub enum StreamsError {
         /// What was found.
         reason: String,
     },
+    /// The built-in HTTP server cannot listen where `http.listen` says.
+    #[error("cannot serve HTTP on `{address}` (http.listen): {source}; pick a free port, or 0 for any")]
+    HttpListen {
+        /// The `http.listen` value.
+        address: String,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// A call that the application's current state does not allow.
     #[error("{0}")]
     IllegalState(String),

@@ -14,6 +14,10 @@
 //!   are added, split into sub-topologies, printed by [`Topology::describe`].
 //! - [`TopologyTestDriver`]: run a topology synchronously in tests.
 //! - [`StreamsConfig`]: settings under Kafka Streams' names, validated.
+//! - [`KafkaStreams`] (in [`runtime`]): runs a topology on a cluster with
+//!   stream threads, changelog-backed stores and exactly-once transactions;
+//!   `http.listen` adds an HTTP server for health probes, Prometheus
+//!   metrics, the topology and the store list.
 //!
 //! What it is not: the typed DSL (`StreamsBuilder`, `KStream`, `KTable`) lives
 //! in `streams-dsl`, and the stores themselves in `state-stores`.

@@ -34,6 +34,7 @@ mod control;
 mod embedded;
 mod errors;
 mod global;
+mod http;
 mod listener;
 mod message;
 mod output;
@@ -172,6 +173,8 @@ pub(crate) struct Env {
     /// the group's committed offsets hold work whose transaction did not
     /// commit after all, and are wiped.
     store_positions: Mutex<HashMap<crate::task::TaskId, HashMap<String, i64>>>,
+    /// Figures for the metrics endpoint beyond `counters`.
+    metrics: http::RuntimeMetrics,
 }
 
 impl Env {
@@ -208,6 +211,8 @@ pub struct KafkaStreams {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The state directory's lock, held from `start` to `close`.
     lock: Mutex<Option<std::fs::File>>,
+    /// The HTTP server of `http.listen`, from `start` to `close`.
+    http: Mutex<Option<http::HttpServer>>,
 }
 
 impl fmt::Debug for KafkaStreams {
@@ -235,6 +240,7 @@ impl KafkaStreams {
             env: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             lock: Mutex::new(None),
+            http: Mutex::new(None),
         })
     }
 
@@ -276,6 +282,11 @@ impl KafkaStreams {
     /// Counters summed over the instance's threads.
     pub fn metrics(&self) -> Metrics {
         guard(&self.env).as_ref().map(|e| e.counters.snapshot(guard(&e.lag).values().sum())).unwrap_or_default()
+    }
+
+    /// Where the built-in HTTP server listens (`http.listen`), once started.
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        guard(&self.http).as_ref().map(http::HttpServer::address)
     }
 
     /// The tasks this instance runs now, over all its threads, sorted.
@@ -354,9 +365,17 @@ impl KafkaStreams {
         let locked = lock_state_dir(&self.config.state_dir.join(&self.config.application_id));
         match locked.and_then(|lock| {
             *guard(&self.lock) = Some(lock);
-            self.prepare()
+            // Bound first: a taken port fails here, before any thread starts.
+            let bound = match &self.config.http_listen {
+                Some(listen) => Some(http::bind(listen, &self.config.application_id)?),
+                None => None,
+            };
+            Ok((self.prepare()?, bound))
         }) {
-            Ok(env) => {
+            Ok((env, bound)) => {
+                if let Some(bound) = bound {
+                    *guard(&self.http) = Some(bound.serve(Arc::clone(&env)));
+                }
                 self.lifecycle.transition(State::Rebalancing);
                 let mut threads = guard(&self.threads);
                 threads.push(control::spawn_watcher(Arc::clone(&env))?);
@@ -428,6 +447,7 @@ impl KafkaStreams {
             tasks: Mutex::new(BTreeMap::new()),
             lag: Mutex::new(BTreeMap::new()),
             store_positions: Mutex::new(HashMap::new()),
+            metrics: http::RuntimeMetrics::default(),
         });
         *guard(&self.env) = Some(Arc::clone(&env));
         if let Some(task) = global_task {
@@ -485,6 +505,8 @@ impl KafkaStreams {
         } else {
             self.lifecycle.transition(State::NotRunning);
         }
+        // Last: probes see the final state until the server goes.
+        guard(&self.http).take();
         all
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct StreamTask {
     pub(crate) unfetched: HashMap<String, i64>,
     /// When to stop waiting for `unfetched` partitions regardless.
     pub(crate) wait_deadline: std::time::Instant,
+    /// The engine's drops by reason as last added to the instance's metrics.
+    pub(crate) reported_drops: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl StreamTask {
@@ -39,6 +41,7 @@ impl StreamTask {
             rewind: HashMap::new(),
             unfetched: HashMap::new(),
             wait_deadline: std::time::Instant::now(),
+            reported_drops: std::collections::BTreeMap::new(),
         }
     }
 

@@ -107,6 +107,29 @@ impl GroupOffsets {
     }
 }
 
+/// A consumed partition's lag from librdkafka's statistics: the records
+/// between the position and the end (as Kafka's `records-lag`); librdkafka's
+/// own figure counts from the committed offset, which under exactly-once the
+/// consumer does not see move (the producer commits). `None` for a partition
+/// this consumer does not read.
+fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
+    // read_committed reads to the last stable offset, not the high watermark.
+    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+    // Before the first record (an empty partition, say) the position is
+    // where fetching goes on from.
+    let position = if p.app_offset >= 0 {
+        p.app_offset
+    } else if p.fetch_state == "active" {
+        p.next_offset
+    } else {
+        -1
+    };
+    if position >= 0 && end >= 0 {
+        return Some((end - position).max(0));
+    }
+    (p.consumer_lag >= 0).then_some(p.consumer_lag)
+}
+
 /// How this instance retries calls to the cluster.
 fn policy(env: &Env) -> RetryPolicy<'_> {
     RetryPolicy { timeout: env.config.task_timeout, counters: &env.counters }
@@ -128,14 +151,25 @@ impl ClientContext for ThreadContext {
     /// Consumer lag from librdkafka's statistics (no broker round trip on
     /// the processing path).
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let lag: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.values())
-            .filter(|p| p.partition >= 0 && p.consumer_lag > 0)
-            .map(|p| p.consumer_lag)
-            .sum();
-        self.env.set_thread_lag(self.index, u64::try_from(lag).unwrap_or(0));
+        let mut total = 0u64;
+        {
+            let mut by_partition = super::guard(&self.env.metrics.partition_lag);
+            for (topic, t) in &statistics.topics {
+                for p in t.partitions.values().filter(|p| p.partition >= 0) {
+                    let key = (topic.clone(), p.partition);
+                    match partition_lag(p) {
+                        Some(lag) => {
+                            total += u64::try_from(lag).unwrap_or(0);
+                            by_partition.insert(key, lag);
+                        }
+                        None => {
+                            by_partition.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        self.env.set_thread_lag(self.index, total);
         if statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP") {
             self.env.counters.cluster_reachable();
         }
@@ -207,6 +241,7 @@ impl ThreadState {
         if !self.dirty && !self.output.has_open_transaction() {
             return Ok(());
         }
+        let started = Instant::now();
         let wall = now_ms();
         for task in self.tasks.values_mut() {
             task.engine.flush(&mut self.output, wall)?;
@@ -257,6 +292,7 @@ impl ThreadState {
         }
         self.failing_since = None;
         Counters::add(&self.env.counters.commits, 1);
+        self.env.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         Counters::add(&self.env.counters.produced, std::mem::take(&mut self.output.sent));
         self.dirty = false;
         Ok(())
@@ -584,6 +620,11 @@ impl ThreadState {
             let dropped: u64 = task.engine.dropped_records().values().sum::<u64>() - dropped_before;
             if dropped > 0 {
                 Counters::add(&self.env.counters.dropped, dropped);
+                for (reason, &total) in task.engine.dropped_records() {
+                    let reported = task.reported_drops.entry(reason).or_default();
+                    self.env.metrics.dropped(reason, total - *reported);
+                    *reported = total;
+                }
                 tracing::warn!(task = %id, dropped, reasons = ?task.engine.dropped_records(), "records dropped");
             }
         }

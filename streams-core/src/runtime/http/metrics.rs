@@ -1,0 +1,150 @@
+//! `GET /metrics`: the instance's counters in the Prometheus (OpenMetrics)
+//! text format, encoded by `prometheus-client`. The counters live where the
+//! threads keep them; a scrape copies them into a fresh registry.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::super::{guard, Env, State};
+
+/// What `/metrics` serves as.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Figures the threads record for the metrics endpoint beyond the plain
+/// counters: commit durations, drops by reason, lag per partition.
+#[derive(Debug)]
+pub(crate) struct RuntimeMetrics {
+    /// Seconds per commit (flush, offsets, transaction commit, stores).
+    pub(crate) commit_seconds: Histogram,
+    /// Records dropped on purpose, by reason.
+    pub(crate) dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// (topic, partition) → consumer lag, from librdkafka's statistics.
+    pub(crate) partition_lag: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+impl Default for RuntimeMetrics {
+    fn default() -> Self {
+        Self {
+            // 1 ms to ~16 s.
+            commit_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15)),
+            dropped: Mutex::new(BTreeMap::new()),
+            partition_lag: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl RuntimeMetrics {
+    /// Adds drops of `reason`.
+    pub(crate) fn dropped(&self, reason: &'static str, n: u64) {
+        *guard(&self.dropped).entry(reason).or_default() += n;
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
+const STATES: [State; 7] = [
+    State::Created,
+    State::Rebalancing,
+    State::Running,
+    State::PendingShutdown,
+    State::NotRunning,
+    State::PendingError,
+    State::Error,
+];
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+/// The exposition text of `env`'s figures, labelled with its `application_id`.
+pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
+    let labels = [(std::borrow::Cow::Borrowed("application_id"), env.config.application_id.clone().into())];
+    let mut registry = Registry::with_prefix_and_labels("rivulet", labels.into_iter());
+    let m = env.counters.snapshot(guard(&env.lag).values().sum());
+
+    let state = env.lifecycle.state();
+    let states = Family::<StateLabel, Gauge>::default();
+    for s in STATES {
+        states.get_or_create(&StateLabel { state: s.to_string() }).set(i64::from(s == state));
+    }
+    registry.register("state", "The client's state: 1 for the current one", states);
+
+    counter(&mut registry, "records_consumed", "Records read from the input topics", m.records_consumed);
+    counter(&mut registry, "records_processed", "Records processed by the topology", m.records_processed);
+    counter(
+        &mut registry,
+        "records_produced",
+        "Records written to sinks, changelogs and repartition topics",
+        m.records_produced,
+    );
+    counter(
+        &mut registry,
+        "records_skipped",
+        "Records skipped by an error handler (log_and_continue)",
+        m.records_skipped,
+    );
+    counter(
+        &mut registry,
+        "records_dead_lettered",
+        "Records written to the dead-letter topic",
+        m.records_dead_lettered,
+    );
+    counter(&mut registry, "commits", "Commits (transactions under exactly-once)", m.commits);
+    counter(&mut registry, "aborted_transactions", "Batches rolled back to the last commit", m.aborted_transactions);
+    counter(&mut registry, "restored_records", "Changelog records restored into stores", m.records_restored);
+    counter(&mut registry, "retries", "Calls to the cluster retried", m.retries);
+    counter(&mut registry, "rejoins", "Times a thread rejoined the group with new clients", m.rejoins);
+    gauge(
+        &mut registry,
+        "restore_remaining_records",
+        "Changelog records still to restore",
+        m.records_to_restore.saturating_sub(m.records_restored),
+    );
+
+    let dropped = Family::<ReasonLabel, Counter>::default();
+    for (reason, n) in guard(&env.metrics.dropped).iter() {
+        dropped.get_or_create(&ReasonLabel { reason: (*reason).to_owned() }).inc_by(*n);
+    }
+    registry.register("records_dropped", "Records dropped on purpose (late, null key, ...), by reason", dropped);
+
+    let lag = Family::<PartitionLabels, Gauge>::default();
+    for ((topic, partition), n) in guard(&env.metrics.partition_lag).iter() {
+        lag.get_or_create(&PartitionLabels { topic: topic.clone(), partition: *partition }).set(*n);
+    }
+    registry.register("consumer_lag", "Records behind the end of each assigned input partition", lag);
+
+    registry.register("commit_duration_seconds", "How long commits take", env.metrics.commit_seconds.clone());
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
+}
