@@ -292,6 +292,25 @@ pub enum StreamsError {
         /// What was found.
         reason: String,
     },
+    /// A store cannot be queried now (the client is not RUNNING: it starts,
+    /// rebalances or stops); retry later (Kafka Streams'
+    /// `InvalidStateStoreException`).
+    #[error("state store `{store}` is not queryable now: {reason}")]
+    InvalidStateStore {
+        /// The store.
+        store: String,
+        /// Why, and when to retry.
+        reason: String,
+    },
+    /// An interactive query failed to read or decode a store.
+    #[error("query of state store `{store}` failed: {source}")]
+    StoreQuery {
+        /// The store.
+        store: String,
+        /// What failed.
+        #[source]
+        source: ProcessorError,
+    },
     /// The built-in HTTP server cannot listen where `http.listen` says.
     #[error("cannot serve HTTP on `{address}` (http.listen): {source}; pick a free port, or 0 for any")]
     HttpListen {

@@ -92,7 +92,8 @@ pub use record::{Header, Headers, Record, RecordMetadata};
 pub use runtime::{KafkaStreams, State as StreamsState};
 pub use serde::{Serde, SerdeError};
 pub use store::{
-    KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreKind, StoreSupplier, Stores,
+    KeyValueStoreHandle, KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes,
+    ReadOnlyKeyValueStore, SessionStoreHandle, StoreBuilder, StoreKind, StoreQueryParameters, StoreSupplier, Stores,
     TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, Windowed,
 };
 pub use task::TaskId;
@@ -113,5 +114,5 @@ pub mod prelude {
     };
     pub use crate::test_driver::{TestDriverConfig, TestRecord, TopologyTestDriver};
     pub use crate::topology::{SinkSpec, Topology};
-    pub use crate::{KafkaStreams, StreamsConfig};
+    pub use crate::{KafkaStreams, QueryableStoreTypes, StoreQueryParameters, StreamsConfig};
 }

@@ -677,6 +677,11 @@ impl TaskEngine {
         }
     }
 
+    /// The stores this task owns (not the global ones), by name.
+    pub(crate) fn owned_stores(&self) -> impl Iterator<Item = (&str, &StoreEntry)> + '_ {
+        self.stores.iter().filter(|(name, _)| !self.shared.contains(name)).map(|(n, s)| (n.as_str(), s))
+    }
+
     /// The logged stores and their changelog topics.
     pub(crate) fn changelogs(&self) -> impl Iterator<Item = (&StoreEntry, &str)> + '_ {
         self.changelogs.iter().filter_map(|c| self.stores.get(&c.store).map(|s| (s, c.topic.as_str())))

@@ -175,6 +175,10 @@ pub(crate) struct Env {
     store_positions: Mutex<HashMap<crate::task::TaskId, HashMap<String, i64>>>,
     /// Figures for the metrics endpoint beyond `counters`.
     metrics: http::RuntimeMetrics,
+    /// The stores of every task running here, restored, for interactive
+    /// queries: a task is listed once its stores are up to date and unlisted
+    /// before they close.
+    local_stores: Mutex<BTreeMap<crate::task::TaskId, Vec<(String, crate::store::StoreEntry)>>>,
 }
 
 impl Env {
@@ -282,6 +286,50 @@ impl KafkaStreams {
     /// Counters summed over the instance's threads.
     pub fn metrics(&self) -> Metrics {
         guard(&self.env).as_ref().map(|e| e.counters.snapshot(guard(&e.lag).values().sum())).unwrap_or_default()
+    }
+
+    /// A read-only view of state store `name` over this instance's tasks
+    /// (interactive queries), as Kafka Streams' `KafkaStreams#store`:
+    ///
+    /// ```no_run
+    /// # use streams_core::prelude::*;
+    /// # use streams_core::{QueryableStoreTypes, StoreQueryParameters};
+    /// # fn f(streams: &KafkaStreams) -> Result<(), StreamsError> {
+    /// let counts = streams.store(StoreQueryParameters::from_name_and_type(
+    ///     "word-counts-store",
+    ///     QueryableStoreTypes::key_value::<String, i64>(),
+    /// ))?;
+    /// println!("{:?}", counts.get(&"kafka".to_owned())?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Only while the client is RUNNING (else [`StreamsError::InvalidStateStore`]:
+    /// retry); keys of partitions other instances own are not here.
+    pub fn store<T: crate::store::QueryableStoreType>(
+        &self,
+        params: crate::store::StoreQueryParameters<T>,
+    ) -> Result<T::Store, StreamsError> {
+        let (name, store_type) = params.into_parts();
+        if !self.topology.stores.iter().any(|s| s.name() == name) {
+            return Err(StreamsError::UnknownStore(name));
+        }
+        let state = self.state();
+        if state != State::Running {
+            return Err(StreamsError::InvalidStateStore {
+                store: name,
+                reason: format!("the client is {state}; retry once it is RUNNING"),
+            });
+        }
+        let entries = match guard(&self.env).as_ref() {
+            Some(env) => guard(&env.local_stores)
+                .values()
+                .flatten()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, e)| e.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        store_type.create(crate::store::LocalStores::new(name, entries))
     }
 
     /// Where the built-in HTTP server listens (`http.listen`), once started.
@@ -448,6 +496,7 @@ impl KafkaStreams {
             lag: Mutex::new(BTreeMap::new()),
             store_positions: Mutex::new(HashMap::new()),
             metrics: http::RuntimeMetrics::default(),
+            local_stores: Mutex::new(BTreeMap::new()),
         });
         *guard(&self.env) = Some(Arc::clone(&env));
         if let Some(task) = global_task {

@@ -301,6 +301,12 @@ impl ThreadState {
     /// Closes every task: cleanly after a commit, or dropping what is not
     /// committed (stores roll back to their last commit).
     fn close_tasks(&mut self, clean: bool) {
+        {
+            let mut listed = super::guard(&self.env.local_stores);
+            for id in self.tasks.keys() {
+                listed.remove(id);
+            }
+        }
         for (id, mut task) in std::mem::take(&mut self.tasks) {
             if !clean {
                 task.engine.abort_stores();
@@ -350,7 +356,16 @@ impl ThreadState {
             self.tasks.insert(id, task);
         }
         self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
+        self.list_stores();
         Ok(())
+    }
+
+    /// Lists the stores of this thread's tasks for interactive queries.
+    fn list_stores(&self) {
+        let mut listed = super::guard(&self.env.local_stores);
+        for (id, task) in &self.tasks {
+            listed.insert(*id, task.engine.owned_stores().map(|(n, s)| (n.to_owned(), s.clone())).collect());
+        }
     }
 
     /// Creates a task's engine and restores its stores from their
@@ -464,6 +479,7 @@ impl ThreadState {
             self.tasks.insert(id, task);
         }
         self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
+        self.list_stores();
         self.dirty = false;
         self.last_commit = Instant::now();
         Ok(())

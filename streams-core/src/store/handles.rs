@@ -28,8 +28,8 @@ pub struct Windowed<K> {
     pub window: Window,
 }
 
-struct Codec<K, V> {
-    name: String,
+pub(super) struct Codec<K, V> {
+    pub(super) name: String,
     topic: String,
     serdes: Arc<TypedSerdes<K, V>>,
 }
@@ -41,11 +41,11 @@ impl<K, V> Clone for Codec<K, V> {
 }
 
 impl<K: 'static, V: 'static> Codec<K, V> {
-    fn new(parts: HandleParts<K, V>) -> Self {
+    pub(super) fn new(parts: HandleParts<K, V>) -> Self {
         Self { name: parts.name, topic: parts.serde_topic, serdes: parts.serdes }
     }
 
-    fn key(&self, key: &K) -> Result<Vec<u8>, ProcessorError> {
+    pub(super) fn key(&self, key: &K) -> Result<Vec<u8>, ProcessorError> {
         self.serdes.key.serialize(&self.topic, &mut Headers::new(), key)?.ok_or_else(|| ProcessorError::StoreAccess {
             processor: String::new(),
             store: self.name.clone(),
@@ -53,7 +53,7 @@ impl<K: 'static, V: 'static> Codec<K, V> {
         })
     }
 
-    fn decode_key(&self, bytes: &[u8]) -> Result<K, ProcessorError> {
+    pub(super) fn decode_key(&self, bytes: &[u8]) -> Result<K, ProcessorError> {
         Ok(self.serdes.key.deserialize(&self.topic, &Headers::new(), Some(bytes))?)
     }
 
@@ -62,7 +62,7 @@ impl<K: 'static, V: 'static> Codec<K, V> {
         Ok(self.serdes.value.serialize(&self.topic, &mut Headers::new(), value)?)
     }
 
-    fn decode_value(&self, bytes: &[u8]) -> Result<V, ProcessorError> {
+    pub(super) fn decode_value(&self, bytes: &[u8]) -> Result<V, ProcessorError> {
         Ok(self.serdes.value.deserialize(&self.topic, &Headers::new(), Some(bytes))?)
     }
 }

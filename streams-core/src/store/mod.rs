@@ -3,6 +3,7 @@
 //! `state-stores` crate.
 
 mod handles;
+mod query;
 
 use std::any::Any;
 use std::fmt;
@@ -17,6 +18,10 @@ use state_stores::{
 
 pub use handles::{
     KeyValueStoreHandle, SessionStoreHandle, TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, Windowed,
+};
+pub use query::{
+    KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes, ReadOnlyKeyValueStore,
+    StoreQueryParameters,
 };
 
 use crate::erased::DataTypes;

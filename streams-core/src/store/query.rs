@@ -1,0 +1,215 @@
+//! Interactive queries: read-only, typed views of a state store over every
+//! task of this instance that holds a partition of it
+//! ([`KafkaStreams::store`](crate::KafkaStreams::store)), as Kafka Streams'
+//! `StoreQueryParameters` and `QueryableStoreTypes`.
+//!
+//! Reads take the store's lock for one call at a time, beside the stream
+//! thread that writes it; they see what the thread has written so far
+//! (committed or newer), never a torn entry.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use state_stores::{KeyValueStore, ValueAndTimestamp};
+
+use super::handles::Codec;
+use super::{lock, StoreEntry, StoreInstance};
+use crate::error::{ProcessorError, StreamsError};
+
+/// Which store to query and as what (Kafka Streams' `StoreQueryParameters`).
+#[derive(Debug, Clone)]
+pub struct StoreQueryParameters<T> {
+    name: String,
+    store_type: T,
+}
+
+impl<T: QueryableStoreType> StoreQueryParameters<T> {
+    /// The store named `name`, read as `store_type`
+    /// (from [`QueryableStoreTypes`]).
+    pub fn from_name_and_type(name: impl Into<String>, store_type: T) -> Self {
+        Self { name: name.into(), store_type }
+    }
+
+    /// The store's name.
+    pub fn store_name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn into_parts(self) -> (String, T) {
+        (self.name, self.store_type)
+    }
+}
+
+/// The local partitions of one store, for a [`QueryableStoreType`] to wrap.
+pub struct LocalStores {
+    name: String,
+    entries: Vec<StoreEntry>,
+}
+
+impl fmt::Debug for LocalStores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalStores").field("name", &self.name).field("partitions", &self.entries.len()).finish()
+    }
+}
+
+impl LocalStores {
+    pub(crate) fn new(name: String, entries: Vec<StoreEntry>) -> Self {
+        Self { name, entries }
+    }
+}
+
+/// A kind of read-only store view; see [`QueryableStoreTypes`].
+pub trait QueryableStoreType {
+    /// The view.
+    type Store;
+    /// Builds the view over `stores`; fails when the store is of another
+    /// kind or other types.
+    fn create(&self, stores: LocalStores) -> Result<Self::Store, StreamsError>;
+}
+
+/// The kinds of store views (Kafka Streams' `QueryableStoreTypes`).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryableStoreTypes;
+
+impl QueryableStoreTypes {
+    /// A key-value store of `K` → `V`; a timestamped key-value store (a
+    /// KTable's, a DSL aggregation's) reads as one too, without timestamps.
+    pub fn key_value<K: 'static, V: 'static>() -> KeyValueStoreType<K, V> {
+        KeyValueStoreType(PhantomData)
+    }
+}
+
+/// See [`QueryableStoreTypes::key_value`].
+pub struct KeyValueStoreType<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K, V> fmt::Debug for KeyValueStoreType<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyValueStoreType")
+    }
+}
+
+impl<K, V> Clone for KeyValueStoreType<K, V> {
+    fn clone(&self) -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<K: 'static, V: 'static> QueryableStoreType for KeyValueStoreType<K, V> {
+    type Store = ReadOnlyKeyValueStore<K, V>;
+
+    fn create(&self, stores: LocalStores) -> Result<Self::Store, StreamsError> {
+        let mut partitions = Vec::with_capacity(stores.entries.len());
+        let mut codec = None;
+        for entry in &stores.entries {
+            let want = if entry.timestamped { "timestamped key-value store" } else { "key-value store" };
+            let parts = entry.parts::<K, V>(want)?;
+            let StoreInstance::KeyValue(store) = &entry.instance else {
+                return Err(StreamsError::UnknownStore(stores.name.clone()));
+            };
+            partitions.push((Arc::clone(store), entry.timestamped));
+            codec.get_or_insert_with(|| Codec::new(parts));
+        }
+        Ok(ReadOnlyKeyValueStore { name: stores.name, codec, partitions })
+    }
+}
+
+/// One local partition of a key-value store, and whether its values carry
+/// timestamps.
+type Partition = (Arc<Mutex<Box<dyn KeyValueStore>>>, bool);
+
+/// A read-only view of a key-value store over this instance's partitions of
+/// it. Keys held by other instances are not here (their `get` is `None`).
+pub struct ReadOnlyKeyValueStore<K, V> {
+    name: String,
+    /// `None` when this instance holds no partition of the store.
+    codec: Option<Codec<K, V>>,
+    /// Each local partition, and whether its values carry timestamps.
+    partitions: Vec<Partition>,
+}
+
+impl<K, V> fmt::Debug for ReadOnlyKeyValueStore<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadOnlyKeyValueStore")
+            .field("name", &self.name)
+            .field("partitions", &self.partitions.len())
+            .finish()
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
+    fn failed(&self, source: ProcessorError) -> StreamsError {
+        StreamsError::StoreQuery { store: self.name.clone(), source }
+    }
+
+    fn value(codec: &Codec<K, V>, bytes: &[u8], timestamped: bool) -> Result<V, ProcessorError> {
+        if timestamped {
+            let vt = ValueAndTimestamp::decode(bytes, &codec.name)?;
+            codec.decode_value(&vt.value)
+        } else {
+            codec.decode_value(bytes)
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many partitions of the store this instance holds.
+    pub fn local_partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// The value of `key`, if a local partition holds one.
+    pub fn get(&self, key: &K) -> Result<Option<V>, StreamsError> {
+        let Some(codec) = &self.codec else { return Ok(None) };
+        let k = codec.key(key).map_err(|e| self.failed(e))?;
+        for (store, timestamped) in &self.partitions {
+            let found = lock(store).get(&k).map_err(|e| self.failed(e.into()))?;
+            if let Some(bytes) = found {
+                return Self::value(codec, &bytes, *timestamped).map(Some).map_err(|e| self.failed(e));
+            }
+        }
+        Ok(None)
+    }
+
+    fn collect(
+        &self,
+        read: impl Fn(&dyn KeyValueStore) -> Result<Vec<(Vec<u8>, Vec<u8>)>, state_stores::StoreError>,
+    ) -> Result<Vec<(K, V)>, StreamsError> {
+        let Some(codec) = &self.codec else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for (store, timestamped) in &self.partitions {
+            let pairs = read(lock(store).as_ref()).map_err(|e| self.failed(e.into()))?;
+            for (k, v) in pairs {
+                let key = codec.decode_key(&k).map_err(|e| self.failed(e))?;
+                out.push((key, Self::value(codec, &v, *timestamped).map_err(|e| self.failed(e))?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entries with `from <= key <= to` (serialized-key order within each
+    /// partition, partition after partition).
+    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StreamsError> {
+        let Some(codec) = &self.codec else { return Ok(Vec::new()) };
+        let from = codec.key(from).map_err(|e| self.failed(e))?;
+        let to = codec.key(to).map_err(|e| self.failed(e))?;
+        self.collect(|s| s.range(Some(&from), Some(&to))?.collect())
+    }
+
+    /// Every local entry (serialized-key order within each partition).
+    pub fn all(&self) -> Result<Vec<(K, V)>, StreamsError> {
+        self.collect(|s| s.all()?.collect())
+    }
+
+    /// The approximate number of local entries.
+    pub fn approximate_num_entries(&self) -> Result<u64, StreamsError> {
+        let mut n = 0u64;
+        for (store, _) in &self.partitions {
+            n = n.saturating_add(lock(store).approximate_num_entries().map_err(|e| self.failed(e.into()))?);
+        }
+        Ok(n)
+    }
+}
