@@ -93,8 +93,9 @@ pub use runtime::{KafkaStreams, State as StreamsState};
 pub use serde::{Serde, SerdeError};
 pub use store::{
     KeyValueStoreHandle, KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes,
-    ReadOnlyKeyValueStore, SessionStoreHandle, StoreBuilder, StoreKind, StoreQueryParameters, StoreSupplier, Stores,
-    TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, Windowed,
+    ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore, SessionStoreHandle, SessionStoreType,
+    StoreBuilder, StoreKind, StoreQueryParameters, StoreSupplier, Stores, TimestampedKeyValueStoreHandle, Window,
+    WindowStoreHandle, WindowStoreType, Windowed,
 };
 pub use task::TaskId;
 pub use test_driver::{TestDriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};

@@ -21,7 +21,7 @@ pub use handles::{
 };
 pub use query::{
     KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes, ReadOnlyKeyValueStore,
-    StoreQueryParameters,
+    ReadOnlySessionStore, ReadOnlyWindowStore, SessionStoreType, StoreQueryParameters, WindowStoreType,
 };
 
 use crate::erased::DataTypes;

@@ -213,3 +213,144 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         Ok(n)
     }
 }
+
+/// See [`QueryableStoreTypes::window_store`].
+pub struct WindowStoreType<K, V>(PhantomData<fn() -> (K, V)>);
+
+/// See [`QueryableStoreTypes::session_store`].
+pub struct SessionStoreType<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K, V> fmt::Debug for WindowStoreType<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WindowStoreType")
+    }
+}
+
+impl<K, V> fmt::Debug for SessionStoreType<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionStoreType")
+    }
+}
+
+impl QueryableStoreTypes {
+    /// A window store of `K` → `V` (timestamped or not: a windowed
+    /// aggregation's reads as one).
+    pub fn window_store<K: 'static, V: 'static>() -> WindowStoreType<K, V> {
+        WindowStoreType(PhantomData)
+    }
+
+    /// A session store of `K` → `V`.
+    pub fn session_store<K: 'static, V: 'static>() -> SessionStoreType<K, V> {
+        SessionStoreType(PhantomData)
+    }
+}
+
+impl<K: 'static, V: 'static> QueryableStoreType for WindowStoreType<K, V> {
+    type Store = ReadOnlyWindowStore<K, V>;
+
+    fn create(&self, stores: LocalStores) -> Result<Self::Store, StreamsError> {
+        let partitions = stores.entries.iter().map(|e| e.window::<K, V>(e.timestamped)).collect::<Result<_, _>>()?;
+        Ok(ReadOnlyWindowStore { name: stores.name, partitions })
+    }
+}
+
+impl<K: 'static, V: 'static> QueryableStoreType for SessionStoreType<K, V> {
+    type Store = ReadOnlySessionStore<K, V>;
+
+    fn create(&self, stores: LocalStores) -> Result<Self::Store, StreamsError> {
+        let partitions = stores.entries.iter().map(StoreEntry::session::<K, V>).collect::<Result<_, _>>()?;
+        Ok(ReadOnlySessionStore { name: stores.name, partitions })
+    }
+}
+
+/// A read-only view of a window store over this instance's partitions of it.
+pub struct ReadOnlyWindowStore<K, V> {
+    name: String,
+    partitions: Vec<super::WindowStoreHandle<K, V>>,
+}
+
+impl<K, V> fmt::Debug for ReadOnlyWindowStore<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadOnlyWindowStore")
+            .field("name", &self.name)
+            .field("partitions", &self.partitions.len())
+            .finish()
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
+    fn failed(&self, source: ProcessorError) -> StreamsError {
+        StreamsError::StoreQuery { store: self.name.clone(), source }
+    }
+
+    /// How many partitions of the store this instance holds.
+    pub fn local_partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// The windows of `key` starting in `[from, to]` (ms), in time order.
+    pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(super::Window, V)>, StreamsError> {
+        let mut out = Vec::new();
+        for p in &self.partitions {
+            let size = p.window_size_ms();
+            for (start, value, _) in p.fetch_range(key, from, to).map_err(|e| self.failed(e))? {
+                out.push((super::Window { start, end: start.saturating_add(size) }, value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every local window starting in `[from, to]` (ms).
+    pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(super::Windowed<K>, V)>, StreamsError> {
+        let mut out = Vec::new();
+        for p in &self.partitions {
+            out.extend(p.fetch_all(from, to).map_err(|e| self.failed(e))?);
+        }
+        Ok(out)
+    }
+}
+
+/// A read-only view of a session store over this instance's partitions of it.
+pub struct ReadOnlySessionStore<K, V> {
+    name: String,
+    partitions: Vec<super::SessionStoreHandle<K, V>>,
+}
+
+impl<K, V> fmt::Debug for ReadOnlySessionStore<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadOnlySessionStore")
+            .field("name", &self.name)
+            .field("partitions", &self.partitions.len())
+            .finish()
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
+    /// How many partitions of the store this instance holds.
+    pub fn local_partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Every session of `key`.
+    pub fn fetch(&self, key: &K) -> Result<Vec<(super::Windowed<K>, V)>, StreamsError> {
+        self.find_sessions(key, i64::MIN, i64::MAX)
+    }
+
+    /// The sessions of `key` that end at or after `earliest_end` and start at
+    /// or before `latest_start` (ms).
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<(super::Windowed<K>, V)>, StreamsError> {
+        let mut out = Vec::new();
+        for p in &self.partitions {
+            let found = p
+                .find_sessions(key, earliest_end, latest_start)
+                .map_err(|source| StreamsError::StoreQuery { store: self.name.clone(), source })?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+}
