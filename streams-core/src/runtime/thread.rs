@@ -486,7 +486,10 @@ impl ThreadState {
     }
 
     /// The group's committed offsets of every input partition of this
-    /// thread's tasks, retried while the coordinator is away.
+    /// thread's tasks. One bounded attempt: librdkafka may hold the fetch
+    /// until the consumer is polled again (a rejoin after a broker restart),
+    /// which cannot happen while this thread waits. Failing, the thread
+    /// rejoins with new clients, whose assignment brings the offsets.
     fn read_group_offsets(&self, consumer: &BaseConsumer<ThreadContext>) -> Result<GroupOffsets, StreamsError> {
         let mut partitions = TopicPartitionList::new();
         for id in self.tasks.keys() {
@@ -497,10 +500,12 @@ impl ThreadState {
         if partitions.count() == 0 {
             return Ok(GroupOffsets::default());
         }
-        let committed = policy(&self.env).run(|| {
-            consumer
-                .committed_offsets(partitions.clone(), Duration::from_secs(10))
-                .map_err(|e| kafka_error("reading the group's committed offsets", &e))
+        let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).map_err(|e| {
+            KafkaCallError::with_class(
+                "reading the group's committed offsets to roll back to (rejoining with new clients)",
+                e,
+                ErrorClass::Fatal,
+            )
         })?;
         Ok(GroupOffsets::from(&committed))
     }
