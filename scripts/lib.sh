@@ -70,3 +70,19 @@ stop_chaos_instance() {
         "$here/kafka.sh" --instance chaos stop
     fi
 }
+
+# find_python: the absolute path of a Python 3.11, else 3.12 (what Karapace
+# and the Confluent client venvs run on). `command -v` is not enough: pyenv
+# puts shims for every installed version on PATH, and a shim fails when its
+# version is not selected.
+find_python() {
+    local candidate exe
+    for candidate in python3.11 python3 python3.12; do
+        exe="$("$candidate" -c 'import sys
+if sys.version_info[:2] not in ((3, 11), (3, 12)):
+    sys.exit(1)
+print(sys.executable)' 2>/dev/null)" || continue
+        [[ -n "$exe" && -x "$exe" ]] && { echo "$exe"; return 0; }
+    done
+    return 1
+}

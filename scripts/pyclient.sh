@@ -27,21 +27,6 @@ usage() {
     exit 2
 }
 
-# find_python: the absolute path of python3.11, else of a python3/python3.12
-# that is 3.11 or 3.12. (`command -v` is not enough: pyenv's shims exist for
-# every installed version and fail when it is not selected.)
-find_python() {
-    local candidate exe
-    for candidate in python3.11 python3 python3.12; do
-        exe="$("$candidate" -c 'import sys
-if sys.version_info[:2] not in ((3, 11), (3, 12)):
-    sys.exit(1)
-print(sys.executable)' 2>/dev/null)" || continue
-        [[ -n "$exe" && -x "$exe" ]] && { echo "$exe"; return 0; }
-    done
-    return 1
-}
-
 # stamp PYTHON: identifies what the venv was built from (requirements + interpreter).
 stamp() {
     "$1" - "$REQ" <<'EOF'

@@ -95,21 +95,6 @@ EOF
 
 healthy() { [[ "$(http_code "$(registry_url)/subjects")" == 200 ]]; }
 
-# find_python: the absolute path of a Python that Karapace runs on (3.11, else 3.12).
-# `command -v` is not enough: pyenv puts shims for every installed version on
-# PATH, and a shim fails when its version is not selected.
-find_python() {
-    local candidate exe
-    for candidate in python3.11 python3 python3.12; do
-        exe="$("$candidate" -c 'import sys
-if sys.version_info[:2] not in ((3, 11), (3, 12)):
-    sys.exit(1)
-print(sys.executable)' 2>/dev/null)" || continue
-        [[ -n "$exe" && -x "$exe" ]] && { echo "$exe"; return 0; }
-    done
-    return 1
-}
-
 # skip REASON: no registry can be provided here; say so once, loudly.
 skip() {
     echo "[registry.sh] SKIPPING SCHEMA REGISTRY TESTS: $1; to run them, set SCHEMA_REGISTRY_URL=http://host:port (a running Confluent-compatible registry) or RIVULET_KARAPACE_SRC=<the Karapace 3.15.2 folder with start.sh> with python3.11 (or 3.12) installed" >&2

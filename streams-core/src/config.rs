@@ -86,6 +86,16 @@ pub enum ConfigError {
     },
 }
 
+/// `value` if it is `host:port` (a non-empty host, a port number).
+fn host_port(key: &str, value: &str, expected: &'static str) -> Result<String, ConfigError> {
+    let ok = value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(key, value, expected))
+    }
+}
+
 const KNOWN: &[&str] = &[
     "application.id",
     "bootstrap.servers",
@@ -276,20 +286,8 @@ impl StreamsConfig {
                     self.cache_max_bytes =
                         value.parse().map_err(|_| invalid(key, value, "bytes, a whole number >= 0"))?
                 }
-                "application.server" => {
-                    let ok = value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-                    if !ok {
-                        return Err(invalid(key, value, "host:port"));
-                    }
-                    self.application_server = Some(value.to_owned())
-                }
-                "http.listen" => {
-                    let ok = value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-                    if !ok {
-                        return Err(invalid(key, value, "host:port, e.g. 0.0.0.0:8080"));
-                    }
-                    self.http_listen = Some(value.to_owned());
-                }
+                "application.server" => self.application_server = Some(host_port(key, value, "host:port")?),
+                "http.listen" => self.http_listen = Some(host_port(key, value, "host:port, e.g. 0.0.0.0:8080")?),
                 "auto.offset.reset" => {
                     self.auto_offset_reset = match value {
                         "earliest" => OffsetReset::Earliest,

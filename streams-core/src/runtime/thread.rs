@@ -396,25 +396,31 @@ impl ThreadState {
             // The transaction the stores' last commit went with did not
             // commit after all: their checkpoint cannot be trusted.
             tracing::warn!(task = %id, %reason, "stores ahead of the group's committed offsets; wiping local state");
-            super::guard(&self.env.store_positions).remove(&id);
-            if store_context.task_dir.exists() {
-                std::fs::remove_dir_all(&store_context.task_dir)
-                    .map_err(|source| StreamsError::StateDir { path: store_context.task_dir.clone(), source })?;
-            }
+            self.wipe_task_state(id, &store_context.task_dir)?;
         }
         let engine = match self.create_task(id, &sub.nodes, &store_context, wall) {
             Err(StreamsError::TaskCorrupted { task, reason }) => {
                 // As Kafka Streams: wipe the task's state and rebuild it
                 // from the changelog.
                 tracing::warn!(%task, %reason, "wiping local state and restoring it from the changelog");
-                super::guard(&self.env.store_positions).remove(&id);
-                std::fs::remove_dir_all(&store_context.task_dir)
-                    .map_err(|source| StreamsError::StateDir { path: store_context.task_dir.clone(), source })?;
+                self.wipe_task_state(id, &store_context.task_dir)?;
                 self.create_task(id, &sub.nodes, &store_context, wall)?
             }
             other => other?,
         };
         Ok(StreamTask::new(engine))
+    }
+
+    /// Deletes a task's local state (its stores are closed), and what is
+    /// known of the input its stores went with.
+    fn wipe_task_state(&self, id: TaskId, dir: &std::path::Path) -> Result<(), StreamsError> {
+        super::guard(&self.env.store_positions).remove(&id);
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StreamsError::StateDir { path: dir.to_path_buf(), source: e })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Recovers from an error of the work since the last commit, if it can
