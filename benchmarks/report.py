@@ -73,6 +73,12 @@ with open(os.path.join(out, "latest.md"), "w") as f:
         f.write(f"| {r['workload']} | {r['guarantee']} | {r['contender']} | {r['wall_s']:.1f} | "
                 f"{r['records_per_s']:.0f} | {r['cpu_s']:.1f} | {r['cpu_us_per_record']:.2f} | "
                 f"{r['peak_rss_mb']:.0f} | {verified} |\n")
+    by = {(r["workload"], r["contender"]): r for r in rows if r.get("verified")}
+    plain, queried = by.get(("W2 word count", "rivulet")), by.get(("W2 word count", "rivulet+queries"))
+    if plain and queried:
+        f.write(f"\nW2 with 1,000 interactive-query gets/s beside it: "
+                f"{queried['records_per_s'] / plain['records_per_s']:.2f}× the records/s and "
+                f"{queried['cpu_us_per_record'] / plain['cpu_us_per_record']:.2f}× the CPU per record of plain W2.\n")
     f.write("\nR1: wall = from process start to the probe's result (restore included); "
             "records/s = changelog records restored per second.\n")
     if summary:

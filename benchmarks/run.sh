@@ -11,6 +11,8 @@
 # Workloads: W1 stateless (at_least_once and exactly_once_v2); W2 word count,
 # W3 windowed aggregation, W4 stream-table join, R1 restore (exactly_once_v2);
 # then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2).
+# W2Q: rivulet on W2's input again with 1,000 interactive-query gets/s beside
+# the processing (contender `rivulet+queries`), to compare with plain W2.
 # BENCH_CONTENDERS="raw rivulet" and BENCH_WORKLOADS="w3 r1 latency" narrow the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,7 +50,7 @@ mkdir -p "$OUT"
 STATE="$(mktemp -d)"
 trap 'rm -rf "$STATE"' EXIT
 CONTENDERS="${BENCH_CONTENDERS:-raw rivulet kafka-streams quix}"
-WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w3 w4 r1 latency}"
+WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w2q w3 w4 r1 latency}"
 wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 # R1 restores a changelog of one entry per input record: 1,000,000 (--quick: the quick size).
 R1_RECORDS=$(( RECORDS < 1000000 ? RECORDS : 1000000 ))
@@ -84,6 +86,14 @@ for W in w1 w2 w3 w4; do
                 --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
         done
     done
+    if [[ "$W" == w2 ]] && wanted w2q && [[ " $CONTENDERS " == *" rivulet "* ]]; then
+        APP="bench-rivulet-w2q-$RUN_ID"
+        echo "[run.sh] rivulet w2 exactly_once_v2 with 1000 gets/s" >&2
+        contender rivulet w2 exactly_once_v2 "$INPUT" "$APP-out" "$APP"
+        CMD+=(--query-rate 1000)
+        "$BENCH" run --workload w2 --records "$RECORDS" --output "$APP-out" --contender rivulet+queries \
+            --guarantee exactly_once_v2 --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+    fi
 done
 
 # R1: each contender builds its store from R1_RECORDS distinct words (not

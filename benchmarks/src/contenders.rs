@@ -33,6 +33,9 @@ pub(crate) struct Job {
     /// Raw only: a topic of (key, count) records to load before starting,
     /// its "restore" (R1 reads the output of the run before it).
     pub(crate) restore_from: Option<String>,
+    /// Rivulet on W2 only: interactive-query gets per second to run beside
+    /// the processing (0: none).
+    pub(crate) query_rate: u32,
 }
 
 /// A flag set when SIGTERM or Ctrl-C arrives.
@@ -263,6 +266,11 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
     let streams = KafkaStreams::new(workloads::topology(job.workload, &job.input, &job.output)?, config)?;
     let stop = terminated();
     streams.start()?;
+    let streams = Arc::new(streams);
+    let queries = (job.query_rate > 0).then(|| {
+        let (streams, stop, rate) = (Arc::clone(&streams), Arc::clone(&stop), job.query_rate);
+        std::thread::spawn(move || query_load(&streams, &stop, rate))
+    });
     while !stop.load(Ordering::Acquire) {
         // Wakes on state changes; the stop flag is looked at between waits.
         if streams.wait_for_state(streams_dsl::runtime::State::Error, Duration::from_millis(100)) {
@@ -270,5 +278,36 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
         }
     }
     streams.close();
+    if let Some(q) = queries {
+        let (gets, found) = q.join().map_err(|_| "the query thread panicked")?;
+        eprintln!("[rivulet-bench] query load: {gets} gets, {found} found");
+    }
     Ok(())
+}
+
+/// Gets of random W2 words from the word-count store at `rate` per second,
+/// paced by the clock, until `stop`; returns (gets, gets that found a count).
+/// Gets while the store is not queryable (start-up, rebalance) count too.
+fn query_load(streams: &KafkaStreams, stop: &AtomicBool, rate: u32) -> (u64, u64) {
+    use streams_dsl::{QueryableStoreTypes, StoreQueryParameters};
+    let params = || {
+        StoreQueryParameters::from_name_and_type("word-counts-store", QueryableStoreTypes::key_value::<String, i64>())
+    };
+    let started = std::time::Instant::now();
+    let (mut gets, mut found, mut x) = (0u64, 0u64, 0x2545_f491_4f6c_dd1du64);
+    while !stop.load(Ordering::Acquire) {
+        let due = started + Duration::from_secs_f64(gets as f64 / f64::from(rate));
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let word = format!("w{}", x % 500);
+        if let Ok(Some(_)) = streams.store(params()).and_then(|s| s.get(&word)) {
+            found += 1;
+        }
+        gets += 1;
+    }
+    (gets, found)
 }

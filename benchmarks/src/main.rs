@@ -3,7 +3,8 @@
 //! - `preload`: creates an input topic and writes a workload's records to it
 //!   (W4: and its customers table); `probe`: writes R1's probe line.
 //! - `contender --kind raw|rivulet`: runs one contender on a preloaded topic
-//!   until SIGTERM.
+//!   until SIGTERM (rivulet with `--query-rate N`: and N interactive-query
+//!   gets per second on its word-count store, W2 only).
 //! - `run -- COMMAND…`: starts a contender (any program: ours, the Kafka
 //!   Streams peer), waits until the output is complete, samples the process's
 //!   CPU time and peak RSS from `/proc`, stops it, verifies the output and
@@ -90,6 +91,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 app: get(&f, "app")?.to_owned(),
                 state_dir: f.get("state-dir").cloned().unwrap_or_default(),
                 restore_from: f.get("restore-from").cloned(),
+                query_rate: f.get("query-rate").map_or(Ok(0), |r| r.parse())?,
             };
             match f.get("kind").map(String::as_str).unwrap_or("rivulet") {
                 "raw" => contenders::raw(&job),

@@ -162,7 +162,8 @@ struct CommonArgs {
     /// Any StreamsConfig key, e.g. consumer.session.timeout.ms=10000 (repeatable)
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
-    /// Serve /health/live, /health/ready, /metrics (Prometheus), /topology and /stores here (http.listen)
+    /// Serve /health/live, /health/ready, /metrics (Prometheus), /topology, /stores and queries of any key
+    /// (/stores/{store}/keys/{key}, forwarded to the instance that holds it) here (http.listen)
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<String>,
     /// Value format of the external topics; avro: Confluent-framed Avro, schemas under <topic>-value in the
@@ -599,8 +600,13 @@ fn run_args(
             } else {
                 String::new()
             };
+            let standbys = if m.standby_tasks > 0 {
+                format!(" standbys={} standby-lag={}", m.standby_tasks, m.standby_lag)
+            } else {
+                String::new()
+            };
             tracing::info!(
-                "status: state={} in={} processed={} out={} lag={} dropped={} skipped={} dead-lettered={} commits={}{restoring}{recoveries}{waiting}",
+                "status: state={} in={} processed={} out={} lag={} dropped={} skipped={} dead-lettered={} commits={}{restoring}{standbys}{recoveries}{waiting}",
                 streams.state(),
                 m.records_consumed,
                 m.records_processed,

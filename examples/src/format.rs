@@ -110,6 +110,47 @@ impl<T: AvroRecord + 'static> Serde for ViaAvro<T> {
     }
 }
 
+/// A store's serde shown differently in HTTP query answers: the bytes are
+/// `inner`'s (stores and changelogs keep their format), the JSON is
+/// `show`'s (money as a decimal string, say).
+pub struct ShownAs<S: Serde> {
+    inner: S,
+    show: fn(&S::Target) -> serde_json::Value,
+}
+
+impl<S: Serde> ShownAs<S> {
+    /// `inner`, shown by `show`.
+    pub fn new(inner: S, show: fn(&S::Target) -> serde_json::Value) -> Self {
+        Self { inner, show }
+    }
+}
+
+impl<S: Serde + fmt::Debug> fmt::Debug for ShownAs<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShownAs").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S: Serde> Serde for ShownAs<S> {
+    type Target = S::Target;
+
+    fn serialize(&self, topic: &str, headers: &mut Headers, data: &S::Target) -> Result<Option<Vec<u8>>, SerdeError> {
+        self.inner.serialize(topic, headers, data)
+    }
+
+    fn deserialize(&self, topic: &str, headers: &Headers, data: Option<&[u8]>) -> Result<S::Target, SerdeError> {
+        self.inner.deserialize(topic, headers, data)
+    }
+
+    fn to_json(&self, data: &S::Target) -> Option<serde_json::Value> {
+        Some((self.show)(data))
+    }
+
+    fn read_text(&self, text: &str) -> Option<Result<S::Target, SerdeError>> {
+        self.inner.read_text(text)
+    }
+}
+
 /// A bare Avro `"string"` value (word-count's input in Avro).
 pub const STRING_SCHEMA: &str = r#""string""#;
 /// A bare Avro `"long"` value (word-count's output in Avro).

@@ -5,7 +5,6 @@
 //! and a 400 for a bad request.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -14,37 +13,10 @@ use rivulet_examples::word_count;
 use streams_core::runtime::{KafkaStreams, State};
 
 mod common;
+use common::http::get;
 use common::{config, lines, records};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// `GET path` on `addr`: the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    // Small bodies only: de-chunk a chunked one.
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
 
 /// Sample values of `/metrics` by metric name and labels (`k=v,...`, sorted).
 fn scrape(addr: SocketAddr) -> Result<BTreeMap<(String, String), f64>, Box<dyn std::error::Error>> {

@@ -118,6 +118,9 @@ macro_rules! impl_state_store {
             fn persistent(&self) -> bool {
                 self.$($field).+.persistent()
             }
+            fn rocksdb_figures(&self) -> Option<$crate::tx::RocksDbFigures> {
+                self.$($field).+.rocksdb_figures()
+            }
         }
     };
 }

@@ -61,7 +61,7 @@ pub use error::StoreError;
 pub use key_value::{KeyValueStore, KvStore};
 pub use session::{SegmentedSessionStore, SessionEntry, SessionStore};
 pub use timestamped::{TimestampedKeyValueStore, TimestampedWindowStore, ValueAndTimestamp};
-pub use tx::{Change, ChangeObserver, ChangelogRecord, EntryIter, StateStore};
+pub use tx::{Change, ChangeObserver, ChangelogRecord, EntryIter, RocksDbFigures, StateStore};
 pub use window::{Retention, SegmentedWindowStore, WindowEntry, WindowStore};
 
 /// The RocksDB bindings, for [`RocksDbConfig::with_config_setter`] hooks.

@@ -82,6 +82,26 @@ pub trait StateStore: Send + std::fmt::Debug {
 
     /// Whether the store keeps its data on disk.
     fn persistent(&self) -> bool;
+
+    /// RocksDB's own figures for the store (memory, key estimate); `None`
+    /// in memory or once closed.
+    fn rocksdb_figures(&self) -> Option<RocksDbFigures> {
+        None
+    }
+}
+
+/// What RocksDB reports about one store: what it holds in memory and an
+/// estimate of its keys (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RocksDbFigures {
+    /// Bytes in memtables (active, unflushed immutable and pinned).
+    pub memtable_bytes: u64,
+    /// Bytes of the block cache in use (shared caches count once per store).
+    pub block_cache_usage_bytes: u64,
+    /// Bytes of index and filter blocks read into memory outside the cache.
+    pub table_readers_bytes: u64,
+    /// RocksDB's estimate of the number of keys.
+    pub estimated_keys: u64,
 }
 
 /// An ordered byte map with an open transaction over a backend.
@@ -241,6 +261,14 @@ impl TxCore {
 
     pub(crate) fn persistent(&self) -> bool {
         self.backend.persistent()
+    }
+
+    pub(crate) fn rocksdb_figures(&self) -> Option<RocksDbFigures> {
+        if self.open {
+            self.backend.rocksdb_figures()
+        } else {
+            None
+        }
     }
 }
 

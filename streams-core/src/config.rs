@@ -100,6 +100,7 @@ const KNOWN: &[&str] = &[
     "application.id",
     "bootstrap.servers",
     "num.stream.threads",
+    "num.standby.replicas",
     "processing.guarantee",
     "commit.interval.ms",
     "state.dir",
@@ -127,6 +128,10 @@ pub struct StreamsConfig {
     pub bootstrap_servers: String,
     /// `num.stream.threads` (default 1).
     pub num_stream_threads: usize,
+    /// `num.standby.replicas` (default 0): warm copies of each stateful
+    /// task kept on other instances (needs `application.server` or
+    /// `http.listen` on every instance).
+    pub num_standby_replicas: usize,
     /// `processing.guarantee` (default at_least_once).
     pub processing_guarantee: ProcessingGuarantee,
     /// `commit.interval.ms` if set; see [`commit_interval`](Self::commit_interval).
@@ -200,6 +205,7 @@ impl StreamsConfig {
             application_id: application_id.into(),
             bootstrap_servers: bootstrap_servers.into(),
             num_stream_threads: 1,
+            num_standby_replicas: 0,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             commit_interval_ms: None,
             state_dir: std::env::temp_dir().join("rivulet-streams"),
@@ -257,6 +263,9 @@ impl StreamsConfig {
                         .ok()
                         .filter(|n| *n >= 1)
                         .ok_or_else(|| invalid(key, value, "a whole number >= 1"))?
+                }
+                "num.standby.replicas" => {
+                    self.num_standby_replicas = value.parse().map_err(|_| invalid(key, value, "a whole number >= 0"))?
                 }
                 "processing.guarantee" => {
                     self.processing_guarantee = match value {

@@ -89,7 +89,7 @@ pub use config::{ConfigError, ErrorHandling, ProcessingGuarantee, StreamsConfig}
 pub use error::{BoxError, ProcessorError, StreamsError, TopologyError};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
 pub use record::{Header, Headers, Record, RecordMetadata};
-pub use runtime::{KafkaStreams, State as StreamsState};
+pub use runtime::{HostInfo, KafkaStreams, KeyQueryMetadata, State as StreamsState, StreamsMetadata};
 pub use serde::{Serde, SerdeError};
 pub use store::{
     KeyValueStoreHandle, KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes,

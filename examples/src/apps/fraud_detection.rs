@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use streams_dsl::prelude::*;
 use streams_dsl::{DslError, SerdeError, SerdeRef};
 
-use super::money::{micros_to_f64, to_micros, Micros};
-use crate::format::Format;
+use super::money::{format_micros, micros_to_f64, to_micros, Micros};
+use crate::format::{Format, ShownAs};
 
 /// Default input topic.
 pub const INPUT: &str = "payments";
@@ -243,7 +243,10 @@ fn build(
                 count: s.count + 1,
                 total_micros: s.total_micros + to_micros(p.amount),
             },
-            Materialized::as_store("payment-stats").with_value_serde(JsonSerde::<WindowStats>::new()),
+            Materialized::as_store("payment-stats").with_value_serde(ShownAs::new(
+                JsonSerde::<WindowStats>::new(),
+                |s: &WindowStats| serde_json::json!({ "count": s.count, "total": format_micros(s.total_micros) }),
+            )),
         )
         .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
         .to_stream()

@@ -39,7 +39,7 @@ use streams_dsl::prelude::*;
 use streams_dsl::{DslError, SerdeError, SerdeRef};
 
 use super::money::{format_micros, to_micros, Micros};
-use crate::format::Format;
+use crate::format::{Format, ShownAs};
 
 /// Default customers topic.
 pub const CUSTOMERS: &str = "customers";
@@ -326,7 +326,10 @@ fn build(customers: &str, orders: &str, enriched: &str, revenue: &str, serdes: S
             || 0 as Micros,
             |_, amount: &Micros, total: Micros| total + amount,
             |_, amount: &Micros, total: Micros| total - amount,
-            Materialized::as_store("revenue-by-tier-store").with_value_serde(JsonSerde::<Micros>::new()),
+            Materialized::as_store("revenue-by-tier-store")
+                .with_value_serde(ShownAs::new(JsonSerde::<Micros>::new(), |total: &Micros| {
+                    serde_json::Value::String(format_micros(*total))
+                })),
         )
         .to_stream()
         .map_values(|total: Option<Micros>| total.map(format_micros))

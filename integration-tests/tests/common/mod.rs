@@ -1,5 +1,8 @@
-//! What the runtime tests share: word-count input and its expected counts, configs.
+//! What the runtime tests share: word-count input and its expected counts,
+//! configs, and a plain HTTP GET ([`http`]).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod http;
 
 use std::collections::BTreeMap;
 

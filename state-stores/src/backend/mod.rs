@@ -63,4 +63,8 @@ pub(crate) trait Backend: Send + fmt::Debug {
     fn persistent(&self) -> bool;
     /// Makes committed data durable on disk (a memtable flush for RocksDB).
     fn flush(&mut self) -> Result<(), StoreError>;
+    /// RocksDB's figures; `None` for other backends.
+    fn rocksdb_figures(&self) -> Option<crate::tx::RocksDbFigures> {
+        None
+    }
 }

@@ -286,6 +286,21 @@ impl Backend for RocksBackend {
         true
     }
 
+    fn rocksdb_figures(&self) -> Option<crate::tx::RocksDbFigures> {
+        // Per column family: the data is in DATA_CF, the checkpoint in
+        // META_CF. Properties a DB does not report count as 0.
+        let int = |cf: &str, name: &str| {
+            self.cf(cf).ok().and_then(|cf| self.db.property_int_value_cf(cf, name).ok().flatten()).unwrap_or(0)
+        };
+        let both = |name: &str| int(DATA_CF, name).saturating_add(int(META_CF, name));
+        Some(crate::tx::RocksDbFigures {
+            memtable_bytes: both("rocksdb.cur-size-all-mem-tables"),
+            block_cache_usage_bytes: int(DATA_CF, "rocksdb.block-cache-usage"),
+            table_readers_bytes: both("rocksdb.estimate-table-readers-mem"),
+            estimated_keys: self.estimate_num_entries().unwrap_or(0),
+        })
+    }
+
     fn flush(&mut self) -> Result<(), StoreError> {
         self.db.flush_cf(self.cf(DATA_CF)?).map_err(|e| self.io("flush failed", e))?;
         self.db.flush_cf(self.cf(META_CF)?).map_err(|e| self.io("flush failed", e))

@@ -99,6 +99,8 @@ pub(crate) struct Counters {
     pub(crate) rejoins: AtomicU64,
     pub(crate) replaced_threads: AtomicU64,
     pub(crate) unassigned: AtomicU64,
+    /// Changelog records applied to standby copies.
+    pub(crate) standby_applied: AtomicU64,
     /// Since when (ms since the epoch) the cluster has not answered; 0 when it does.
     pub(crate) unreachable_since_ms: AtomicU64,
 }
@@ -147,6 +149,9 @@ impl Counters {
             rejoins: get(&self.rejoins),
             replaced_threads: get(&self.replaced_threads),
             records_unassigned: get(&self.unassigned),
+            standby_records_applied: get(&self.standby_applied),
+            standby_tasks: 0,
+            standby_lag: 0,
             waiting_for_cluster_since: match get(&self.unreachable_since_ms) {
                 0 => None,
                 ms => Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
@@ -198,4 +203,10 @@ pub struct Metrics {
     pub records_unassigned: u64,
     /// Since when the cluster has not answered, while it does not.
     pub waiting_for_cluster_since: Option<std::time::SystemTime>,
+    /// Changelog records applied to standby copies (`num.standby.replicas`).
+    pub standby_records_applied: u64,
+    /// Standby copies (warm tasks of other instances) held here.
+    pub standby_tasks: u64,
+    /// Changelog records the standby copies have not read yet, in total.
+    pub standby_lag: u64,
 }

@@ -36,10 +36,13 @@ mod errors;
 mod global;
 mod http;
 mod listener;
+mod membership;
 mod message;
+mod metadata;
 mod output;
 mod restore;
 mod retry;
+mod standby;
 mod task;
 mod thread;
 mod topics;
@@ -55,6 +58,7 @@ use std::time::{Duration, Instant};
 pub use embedded::EmbeddedCluster;
 pub use errors::{ErrorClass, KafkaCallError};
 pub use listener::{ErrorResponse, Metrics, State, StateListener, StateRestoreListener, UncaughtErrorHandler};
+pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 
 use crate::config::StreamsConfig;
 use crate::error::StreamsError;
@@ -158,6 +162,12 @@ pub(crate) struct Env {
     topic_sub: HashMap<String, u32>,
     /// Sub-topology → the topics it reads, as on the cluster.
     sub_topics: HashMap<u32, Vec<String>>,
+    /// Sub-topology → its partition count (its number of tasks).
+    sub_partitions: std::collections::BTreeMap<u32, i32>,
+    /// This instance's endpoint and every instance's tasks.
+    membership: membership::Membership,
+    /// The standby copies held here.
+    standbys: standby::Standbys,
     source_topics: Vec<String>,
     global_stores: HashMap<String, StoreEntry>,
     counters: Counters,
@@ -188,10 +198,20 @@ impl Env {
 
     fn set_thread_tasks(&self, index: usize, tasks: Vec<crate::task::TaskId>) {
         guard(&self.tasks).insert(index, tasks);
+        self.membership.tasks_changed();
     }
 
     fn set_thread_status(&self, index: usize, status: ThreadStatus) {
         self.lifecycle.set_thread(index, status);
+    }
+
+    /// The counters, with lag and standby figures.
+    fn metrics_snapshot(&self) -> Metrics {
+        let mut m = self.counters.snapshot(guard(&self.lag).values().sum());
+        let standbys = self.standbys.lags();
+        m.standby_tasks = standbys.len() as u64;
+        m.standby_lag = standbys.values().map(|l| u64::try_from(*l).unwrap_or(0)).sum();
+        m
     }
 
     /// `statestore.cache.max.bytes` is for the instance; each thread gets its share.
@@ -285,7 +305,16 @@ impl KafkaStreams {
 
     /// Counters summed over the instance's threads.
     pub fn metrics(&self) -> Metrics {
-        guard(&self.env).as_ref().map(|e| e.counters.snapshot(guard(&e.lag).values().sum())).unwrap_or_default()
+        guard(&self.env).as_ref().map(|e| e.metrics_snapshot()).unwrap_or_default()
+    }
+
+    /// The standby copies held here, with each one's lag (changelog records
+    /// not read yet).
+    pub fn standby_tasks(&self) -> BTreeMap<crate::task::TaskId, u64> {
+        guard(&self.env)
+            .as_ref()
+            .map(|e| e.standbys.lags().into_iter().map(|(t, lag)| (t, u64::try_from(lag).unwrap_or(0))).collect())
+            .unwrap_or_default()
     }
 
     /// A read-only view of state store `name` over this instance's tasks
@@ -330,6 +359,48 @@ impl KafkaStreams {
             None => Vec::new(),
         };
         store_type.create(crate::store::LocalStores::new(name, entries))
+    }
+
+    /// Every instance of the application known to run tasks, with this
+    /// one (Kafka Streams' `metadataForAllClients`). Needs
+    /// `application.server` (or `http.listen`, its default) on every
+    /// instance; empty before `start`.
+    pub fn metadata_for_all_clients(&self) -> Vec<StreamsMetadata> {
+        guard(&self.env).as_ref().map(|env| metadata::all_clients(env)).unwrap_or_default()
+    }
+
+    /// The instances running tasks that hold store `store`.
+    pub fn streams_metadata_for_store(&self, store: &str) -> Result<Vec<StreamsMetadata>, StreamsError> {
+        if !self.topology.stores.iter().any(|s| s.name() == store) {
+            return Err(StreamsError::UnknownStore(store.to_owned()));
+        }
+        Ok(self.metadata_for_all_clients().into_iter().filter(|m| m.state_store_names.contains(store)).collect())
+    }
+
+    /// The instance that holds `key` of store `store`, the key serialized
+    /// with `key_serde` and partitioned as the store's input topics are
+    /// (Kafka's murmur2 partitioner). `Ok(None)` while no instance is known
+    /// to hold it (a rebalance in progress, or no `application.server`):
+    /// retry.
+    ///
+    /// ```no_run
+    /// # use streams_core::prelude::*;
+    /// # fn f(streams: &KafkaStreams) -> Result<(), StreamsError> {
+    /// if let Some(m) = streams.query_metadata_for_key("word-counts-store", &"kafka".to_owned(), &StringSerde)? {
+    ///     println!("ask http://{}/stores/word-counts-store/keys/kafka", m.active_host);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn query_metadata_for_key<K: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        key_serde: &dyn crate::serde::Serde<Target = K>,
+    ) -> Result<Option<KeyQueryMetadata>, StreamsError> {
+        match guard(&self.env).as_ref() {
+            Some(env) => metadata::for_key(env, store, key, key_serde),
+            None => Ok(None),
+        }
     }
 
     /// Where the built-in HTTP server listens (`http.listen`), once started.
@@ -418,7 +489,8 @@ impl KafkaStreams {
                 Some(listen) => Some(http::bind(listen, &self.config.application_id)?),
                 None => None,
             };
-            Ok((self.prepare()?, bound))
+            let endpoint = self.endpoint(bound.as_ref());
+            Ok((self.prepare(endpoint)?, bound))
         }) {
             Ok((env, bound)) => {
                 if let Some(bound) = bound {
@@ -427,6 +499,8 @@ impl KafkaStreams {
                 self.lifecycle.transition(State::Rebalancing);
                 let mut threads = guard(&self.threads);
                 threads.push(control::spawn_watcher(Arc::clone(&env))?);
+                threads.extend(membership::spawn(Arc::clone(&env))?);
+                threads.extend(standby::spawn(Arc::clone(&env))?);
                 for index in 0..self.config.num_stream_threads {
                     threads.push(spawn_stream_thread(Arc::clone(&env), index)?);
                 }
@@ -442,13 +516,36 @@ impl KafkaStreams {
         }
     }
 
-    fn prepare(&self) -> Result<Arc<Env>, StreamsError> {
+    /// This instance's endpoint: `application.server`, else the HTTP
+    /// server's address (a wildcard host replaced by the machine's name).
+    fn endpoint(&self, http: Option<&http::Bound>) -> Option<String> {
+        if let Some(server) = &self.config.application_server {
+            return Some(server.clone());
+        }
+        let address = http?.address();
+        let host = if address.ip().is_unspecified() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned())
+        } else {
+            address.ip().to_string()
+        };
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        Some(format!("{host}:{}", address.port()))
+    }
+
+    fn prepare(&self, endpoint: Option<String>) -> Result<Arc<Env>, StreamsError> {
         let app = &self.config.application_id;
         let admin = topics::TopicAdmin::new(&self.config, self.embedded.clone())?;
         let existing = admin.partition_counts()?;
-        let (_, specs) = plan_internal_topics(&self.topology, app, &existing)?;
+        let (sub_partitions, specs) = plan_internal_topics(&self.topology, app, &existing)?;
         admin.ensure(&specs, true)?;
         admin.ensure(&[control::topic_spec(app)], false)?;
+        if endpoint.is_some() {
+            admin.ensure(&[membership::topic_spec(app)], false)?;
+        }
         let dead_letter: Vec<&str> = [&self.config.deserialization_handling, &self.config.processing_handling]
             .into_iter()
             .filter_map(|h| match h {
@@ -486,6 +583,9 @@ impl KafkaStreams {
             subtopologies,
             topic_sub,
             sub_topics,
+            sub_partitions,
+            membership: membership::Membership::new(endpoint),
+            standbys: standby::Standbys::default(),
             source_topics,
             global_stores,
             counters: Counters::default(),

@@ -314,6 +314,9 @@ impl ThreadState {
             if let Err(e) = task.engine.close() {
                 tracing::warn!(task = %id, error = %e, "closing task failed");
             }
+            drop(task);
+            // The stores are released: a standby copy may open them now.
+            self.env.standbys.deactivate(id);
         }
         self.paused.clear();
         self.env.set_thread_tasks(self.index, Vec::new());
@@ -379,6 +382,9 @@ impl ThreadState {
         group_offsets: Option<&GroupOffsets>,
     ) -> Result<StreamTask, StreamsError> {
         let env = Arc::clone(&self.env);
+        // A standby copy held here hands its stores over (closing them) and
+        // the restore below continues from its checkpoint.
+        env.standbys.activate(id);
         let sub = env
             .subtopologies
             .iter()

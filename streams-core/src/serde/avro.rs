@@ -256,6 +256,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Serde for AvroSerde<T> {
         let value = self.codec.decode(topic, type_name, bytes)?;
         apache_avro::from_value::<T>(&value).map_err(|e| Codec::schema_error(topic, type_name, e))
     }
+
+    fn to_json(&self, data: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(data).ok()
+    }
+
+    fn read_text(&self, text: &str) -> Option<Result<T, SerdeError>> {
+        Some(super::json::json_from_text(text))
+    }
 }
 
 impl GenericAvroSerde {

@@ -29,6 +29,15 @@ impl Serde for BytesSerde {
     fn deserialize(&self, topic: &str, _headers: &Headers, data: Option<&[u8]>) -> Result<Vec<u8>, SerdeError> {
         non_null(topic, data, "Vec<u8>").map(<[u8]>::to_vec)
     }
+    fn to_json(&self, data: &Vec<u8>) -> Option<serde_json::Value> {
+        Some(match std::str::from_utf8(data) {
+            Ok(text) => serde_json::Value::String(text.to_owned()),
+            Err(_) => serde_json::Value::from(data.as_slice()),
+        })
+    }
+    fn read_text(&self, text: &str) -> Option<Result<Vec<u8>, SerdeError>> {
+        Some(Ok(text.as_bytes().to_vec()))
+    }
 }
 
 /// UTF-8 text (Kafka's `StringSerde`). Invalid UTF-8 is an error, not replaced.
@@ -46,6 +55,12 @@ impl Serde for StringSerde {
             .map(str::to_owned)
             .map_err(|source| SerdeError::InvalidUtf8 { topic: topic.to_owned(), source })
     }
+    fn to_json(&self, data: &String) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(data.clone()))
+    }
+    fn read_text(&self, text: &str) -> Option<Result<String, SerdeError>> {
+        Some(Ok(text.to_owned()))
+    }
 }
 
 macro_rules! be_serde {
@@ -61,6 +76,16 @@ macro_rules! be_serde {
             }
             fn deserialize(&self, topic: &str, _headers: &Headers, data: Option<&[u8]>) -> Result<$t, SerdeError> {
                 fixed::<$n>(topic, data, stringify!($t)).map(<$t>::from_be_bytes)
+            }
+            fn to_json(&self, data: &$t) -> Option<serde_json::Value> {
+                Some(serde_json::Value::from(*data))
+            }
+            fn read_text(&self, text: &str) -> Option<Result<$t, SerdeError>> {
+                Some(text.trim().parse::<$t>().map_err(|e| SerdeError::Text {
+                    text: text.to_owned(),
+                    type_name: stringify!($t),
+                    reason: e.to_string(),
+                }))
             }
         }
     };
@@ -134,6 +159,15 @@ impl<S: Serde> Serde for Nullable<S> {
             Some(_) => self.0.deserialize(topic, headers, data).map(Some),
             None => Ok(None),
         }
+    }
+    fn to_json(&self, data: &Option<S::Target>) -> Option<serde_json::Value> {
+        match data {
+            Some(value) => self.0.to_json(value),
+            None => Some(serde_json::Value::Null),
+        }
+    }
+    fn read_text(&self, text: &str) -> Option<Result<Option<S::Target>, SerdeError>> {
+        self.0.read_text(text).map(|r| r.map(Some))
     }
 }
 

@@ -76,6 +76,16 @@ pub enum SerdeError {
         /// The codec's description.
         source: BoxError,
     },
+    /// Text that does not read as the type (a key in an HTTP query path).
+    #[error("`{text}` is not a valid {type_name}: {reason}")]
+    Text {
+        /// The text given.
+        text: String,
+        /// The Rust type expected.
+        type_name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Any other failure, from a user-written serde.
     #[error("topic `{topic}`: {message}")]
     Custom {
@@ -98,7 +108,7 @@ impl SerdeError {
         Self::Registry { topic: topic.to_owned(), source }
     }
 
-    /// The topic the error happened on.
+    /// The topic the error happened on (empty for [`SerdeError::Text`]).
     pub fn topic(&self) -> &str {
         match self {
             Self::UnexpectedNull { topic, .. }
@@ -107,6 +117,8 @@ impl SerdeError {
             | Self::Json { topic, .. }
             | Self::Schema { topic, .. }
             | Self::Custom { topic, .. } => topic,
+            // Text is not read from a topic.
+            Self::Text { .. } => "",
             #[cfg(feature = "schema-registry")]
             Self::Registry { topic, .. } | Self::WireFormat { topic, .. } => topic,
         }

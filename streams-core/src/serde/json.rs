@@ -62,4 +62,24 @@ impl<T: Serialize + DeserializeOwned + 'static> Serde for JsonSerde<T> {
             source,
         })
     }
+
+    fn to_json(&self, data: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(data).ok()
+    }
+
+    fn read_text(&self, text: &str) -> Option<Result<T, SerdeError>> {
+        Some(json_from_text(text))
+    }
+}
+
+/// `text` as JSON, or else as a JSON string (so that a string key can be
+/// written bare in a URL).
+pub(crate) fn json_from_text<T: DeserializeOwned>(text: &str) -> Result<T, SerdeError> {
+    serde_json::from_str(text).or_else(|first| {
+        serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| SerdeError::Text {
+            text: text.to_owned(),
+            type_name: std::any::type_name::<T>(),
+            reason: first.to_string(),
+        })
+    })
 }

@@ -333,6 +333,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Serde for JsonSchemaSerde<T> {
         let value = self.codec.decode(topic, type_name, bytes)?;
         serde_json::from_value(value).map_err(|source| SerdeError::Json { topic: topic.to_owned(), type_name, source })
     }
+
+    fn to_json(&self, data: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(data).ok()
+    }
+
+    fn read_text(&self, text: &str) -> Option<Result<T, SerdeError>> {
+        Some(super::json::json_from_text(text))
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,23 @@ pub trait Serde: Send + Sync + 'static {
 
     /// Decodes bytes read from `topic`.
     fn deserialize(&self, topic: &str, headers: &Headers, data: Option<&[u8]>) -> Result<Self::Target, SerdeError>;
+
+    /// The value as JSON, for answers of the HTTP query endpoints
+    /// (`/stores/{store}/keys/{key}`). `None` (the default) when this serde
+    /// has no JSON form; the answer then shows the serialized bytes, as a
+    /// string when they are UTF-8.
+    fn to_json(&self, data: &Self::Target) -> Option<serde_json::Value> {
+        let _ = data;
+        None
+    }
+
+    /// Reads a value from text written by a person (a key in an HTTP query
+    /// path). `None` (the default) when this serde has no text form; the
+    /// text's UTF-8 bytes are then deserialized as if read from a topic.
+    fn read_text(&self, text: &str) -> Option<Result<Self::Target, SerdeError>> {
+        let _ = text;
+        None
+    }
 }
 
 impl<S: Serde + ?Sized> Serde for std::sync::Arc<S> {
@@ -69,6 +86,12 @@ impl<S: Serde + ?Sized> Serde for std::sync::Arc<S> {
     }
     fn deserialize(&self, topic: &str, headers: &Headers, data: Option<&[u8]>) -> Result<Self::Target, SerdeError> {
         (**self).deserialize(topic, headers, data)
+    }
+    fn to_json(&self, data: &Self::Target) -> Option<serde_json::Value> {
+        (**self).to_json(data)
+    }
+    fn read_text(&self, text: &str) -> Option<Result<Self::Target, SerdeError>> {
+        (**self).read_text(text)
     }
 }
 

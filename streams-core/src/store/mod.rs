@@ -3,6 +3,7 @@
 //! `state-stores` crate.
 
 mod handles;
+mod json;
 mod query;
 
 use std::any::Any;
@@ -19,6 +20,7 @@ use state_stores::{
 pub use handles::{
     KeyValueStoreHandle, SessionStoreHandle, TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, Windowed,
 };
+pub(crate) use json::{JsonEntry, JsonQueryError, JsonView};
 pub use query::{
     KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes, ReadOnlyKeyValueStore,
     ReadOnlySessionStore, ReadOnlyWindowStore, SessionStoreType, StoreQueryParameters, WindowStoreType,
@@ -216,10 +218,12 @@ impl Stores {
         KS::Target: 'static,
         VS::Target: 'static,
     {
-        let serdes: TypedSerdes<KS::Target, VS::Target> = TypedSerdes { key: Arc::new(ks), value: Arc::new(vs) };
+        let serdes = Arc::new(TypedSerdes::<KS::Target, VS::Target> { key: Arc::new(ks), value: Arc::new(vs) });
+        let json = json::TypedJson::new(Arc::clone(&serdes), format!("{}-changelog", supplier.name));
         StoreBuilder {
             supplier,
-            serdes: Arc::new(serdes),
+            json: Arc::new(json),
+            serdes,
             types: DataTypes::of::<KS::Target, VS::Target>(),
             timestamped,
             logging: true,
@@ -304,6 +308,8 @@ pub(crate) struct TypedSerdes<K, V> {
 pub struct StoreBuilder {
     supplier: StoreSupplier,
     serdes: Arc<dyn Any + Send + Sync>,
+    /// The same serdes, untyped, for the HTTP query endpoints.
+    json: Arc<dyn JsonView>,
     types: DataTypes,
     timestamped: bool,
     logging: bool,
@@ -357,6 +363,11 @@ impl StoreBuilder {
     /// Whether the record cache is on.
     pub fn caching_enabled(&self) -> bool {
         self.caching
+    }
+
+    /// The store's keys and values as text and JSON (HTTP queries).
+    pub(crate) fn json(&self) -> &Arc<dyn JsonView> {
+        &self.json
     }
 
     pub(crate) fn build(&self, ctx: &StoreContext, serde_topic: String) -> Result<StoreEntry, StreamsError> {
@@ -467,6 +478,11 @@ impl StoreEntry {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// RocksDB's figures for this instance of the store (`None` in memory).
+    pub(crate) fn rocksdb_figures(&self) -> Option<state_stores::RocksDbFigures> {
+        self.instance.with(|s| s.rocksdb_figures())
     }
 
     /// The changelog offset the committed state reaches, if stored.

@@ -199,6 +199,27 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         self.collect(|s| s.range(Some(&from), Some(&to))?.collect())
     }
 
+    /// Local entries between serialized bounds (open when `None`), with
+    /// their serialized keys.
+    pub(crate) fn range_bytes(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<Vec<(Vec<u8>, K, V)>, StreamsError> {
+        let Some(codec) = &self.codec else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for (store, timestamped) in &self.partitions {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> =
+                lock(store).range(from, to).and_then(Iterator::collect).map_err(|e| self.failed(e.into()))?;
+            for (k, v) in pairs {
+                let key = codec.decode_key(&k).map_err(|e| self.failed(e))?;
+                let value = Self::value(codec, &v, *timestamped).map_err(|e| self.failed(e))?;
+                out.push((k, key, value));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every local entry (serialized-key order within each partition).
     pub fn all(&self) -> Result<Vec<(K, V)>, StreamsError> {
         self.collect(|s| s.all()?.collect())

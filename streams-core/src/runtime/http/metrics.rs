@@ -61,6 +61,63 @@ struct ReasonLabel {
 struct PartitionLabels {
     topic: String,
     partition: i32,
+    thread: String,
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabel {
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: String,
+    task: String,
+    thread: String,
+}
+
+/// Task → the name of the stream thread running it.
+fn task_threads(env: &Env) -> BTreeMap<crate::task::TaskId, String> {
+    let app = &env.config.application_id;
+    guard(&env.tasks)
+        .iter()
+        .flat_map(|(index, tasks)| tasks.iter().map(move |t| (*t, format!("{app}-StreamThread-{}", index + 1))))
+        .collect()
+}
+
+/// RocksDB's figures per store and task.
+fn register_rocksdb(registry: &mut Registry, env: &Env, threads: &BTreeMap<crate::task::TaskId, String>) {
+    let memtable = Family::<StoreLabels, Gauge>::default();
+    let cache = Family::<StoreLabels, Gauge>::default();
+    let readers = Family::<StoreLabels, Gauge>::default();
+    let keys = Family::<StoreLabels, Gauge>::default();
+    let listed: Vec<(crate::task::TaskId, String, crate::store::StoreEntry)> = guard(&env.local_stores)
+        .iter()
+        .flat_map(|(task, stores)| stores.iter().map(move |(name, entry)| (*task, name.clone(), entry.clone())))
+        .collect();
+    let gauge_of = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for (task, store, entry) in listed {
+        let Some(f) = entry.rocksdb_figures() else { continue };
+        let labels =
+            StoreLabels { store, task: task.to_string(), thread: threads.get(&task).cloned().unwrap_or_default() };
+        memtable.get_or_create(&labels).set(gauge_of(f.memtable_bytes));
+        cache.get_or_create(&labels).set(gauge_of(f.block_cache_usage_bytes));
+        readers.get_or_create(&labels).set(gauge_of(f.table_readers_bytes));
+        keys.get_or_create(&labels).set(gauge_of(f.estimated_keys));
+    }
+    registry.register("rocksdb_memtable_bytes", "Bytes in a RocksDB store's memtables", memtable);
+    registry.register(
+        "rocksdb_block_cache_usage_bytes",
+        "Bytes of a RocksDB store's block cache in use (a shared cache shows in every store)",
+        cache,
+    );
+    registry.register(
+        "rocksdb_table_readers_bytes",
+        "Bytes of index and filter blocks a RocksDB store holds outside the block cache",
+        readers,
+    );
+    registry.register("rocksdb_estimated_keys", "RocksDB's estimate of a store's keys", keys);
 }
 
 const STATES: [State; 7] = [
@@ -89,7 +146,7 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
 pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
     let labels = [(std::borrow::Cow::Borrowed("application_id"), env.config.application_id.clone().into())];
     let mut registry = Registry::with_prefix_and_labels("rivulet", labels.into_iter());
-    let m = env.counters.snapshot(guard(&env.lag).values().sum());
+    let m = env.metrics_snapshot();
 
     let state = env.lifecycle.state();
     let states = Family::<StateLabel, Gauge>::default();
@@ -136,13 +193,36 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
     }
     registry.register("records_dropped", "Records dropped on purpose (late, null key, ...), by reason", dropped);
 
+    let threads = task_threads(env);
     let lag = Family::<PartitionLabels, Gauge>::default();
     for ((topic, partition), n) in guard(&env.metrics.partition_lag).iter() {
-        lag.get_or_create(&PartitionLabels { topic: topic.clone(), partition: *partition }).set(*n);
+        let task =
+            env.topic_sub.get(topic).map(|&subtopology| crate::task::TaskId { subtopology, partition: *partition });
+        let labels = PartitionLabels {
+            topic: topic.clone(),
+            partition: *partition,
+            thread: task.and_then(|t| threads.get(&t).cloned()).unwrap_or_default(),
+            task: task.map(|t| t.to_string()).unwrap_or_default(),
+        };
+        lag.get_or_create(&labels).set(*n);
     }
     registry.register("consumer_lag", "Records behind the end of each assigned input partition", lag);
 
     registry.register("commit_duration_seconds", "How long commits take", env.metrics.commit_seconds.clone());
+    register_rocksdb(&mut registry, env, &threads);
+
+    counter(
+        &mut registry,
+        "standby_records_applied",
+        "Changelog records applied to standby copies",
+        m.standby_records_applied,
+    );
+    gauge(&mut registry, "standby_tasks", "Standby copies of other instances' tasks held here", m.standby_tasks);
+    let standby_lag = Family::<TaskLabel, Gauge>::default();
+    for (task, lag) in env.standbys.lags() {
+        standby_lag.get_or_create(&TaskLabel { task: task.to_string() }).set(lag);
+    }
+    registry.register("standby_lag_records", "Changelog records a standby copy has not read yet", standby_lag);
 
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;

@@ -6,6 +6,7 @@
 //! waits for it.
 
 mod metrics;
+mod stores;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,6 @@ use serde::Deserialize;
 
 use super::{Env, State};
 use crate::error::StreamsError;
-use crate::store::StoreKind;
 
 pub(crate) use metrics::RuntimeMetrics;
 
@@ -72,6 +72,11 @@ pub(crate) fn bind(listen: &str, application_id: &str) -> Result<Bound, StreamsE
 }
 
 impl Bound {
+    /// The bound address (the port chosen when `http.listen` asked for 0).
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// Serves `env` until the returned server is dropped.
     pub(crate) fn serve(self, env: Arc<Env>) -> HttpServer {
         let Self { address, listener, runtime } = self;
@@ -109,13 +114,22 @@ impl Drop for HttpServer {
 }
 
 fn router(env: Arc<Env>) -> Router {
+    // No client-wide time-out: each forwarded request sets its own.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot configure the HTTP client; using the defaults");
+        reqwest::Client::new()
+    });
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(prometheus))
         .route("/topology", get(topology))
-        .route("/stores", get(stores))
-        .with_state(env)
+        .route("/stores", get(list_stores))
+        .route("/stores/{store}/keys", get(stores::get_range))
+        .route("/stores/{store}/keys/{key}", get(stores::get_key))
+        .route("/stores/{store}/keys/{key}/windows", get(stores::get_windows))
+        .route("/stores/{store}/keys/{key}/sessions", get(stores::get_sessions))
+        .with_state(stores::Shared { env, client })
 }
 
 async fn live() -> impl IntoResponse {
@@ -170,18 +184,14 @@ async fn topology(AxumState(env): AxumState<Arc<Env>>, Query(q): Query<TopologyQ
 }
 
 /// The topology's state stores and their kinds.
-async fn stores(AxumState(env): AxumState<Arc<Env>>) -> Response {
+async fn list_stores(AxumState(env): AxumState<Arc<Env>>) -> Response {
     let global: Vec<&str> = env.topology.global_stores().collect();
     let list: Vec<serde_json::Value> = env
         .topology
         .stores
         .iter()
         .map(|s| {
-            let kind = match s.supplier().kind() {
-                StoreKind::KeyValue => "key_value",
-                StoreKind::Window { .. } => "window",
-                StoreKind::Session { .. } => "session",
-            };
+            let kind = stores::kind_name(s.supplier().kind());
             serde_json::json!({
                 "name": s.name(),
                 "kind": kind,
