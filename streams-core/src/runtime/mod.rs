@@ -338,7 +338,7 @@ impl KafkaStreams {
         &self,
         params: crate::store::StoreQueryParameters<T>,
     ) -> Result<T::Store, StreamsError> {
-        let (name, store_type) = params.into_parts();
+        let (name, store_type, stale) = params.into_parts();
         if !self.topology.stores.iter().any(|s| s.name() == name) {
             return Err(StreamsError::UnknownStore(name));
         }
@@ -350,12 +350,18 @@ impl KafkaStreams {
             });
         }
         let entries = match guard(&self.env).as_ref() {
-            Some(env) => guard(&env.local_stores)
-                .values()
-                .flatten()
-                .filter(|(n, _)| *n == name)
-                .map(|(_, e)| e.clone())
-                .collect(),
+            Some(env) => {
+                let mut entries: Vec<crate::store::StoreEntry> = guard(&env.local_stores)
+                    .values()
+                    .flatten()
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                if stale {
+                    entries.extend(env.standbys.entries(&name, None));
+                }
+                entries
+            }
             None => Vec::new(),
         };
         store_type.create(crate::store::LocalStores::new(name, entries))

@@ -112,6 +112,35 @@ impl Standbys {
         guard(&self.inner).active.remove(&id);
     }
 
+    /// The copies of store `store` held here (of one task, or of all).
+    pub(crate) fn entries(&self, store: &str, task: Option<TaskId>) -> Vec<StoreEntry> {
+        guard(&self.inner)
+            .tasks
+            .iter()
+            .filter(|(id, _)| task.is_none_or(|t| t == **id))
+            .flat_map(|(_, t)| t.stores.iter().filter(|(s, _)| s.name() == store).map(|(s, _)| s.clone()))
+            .collect()
+    }
+
+    /// Runs `read` over the copy of `store` of task `task` while it cannot
+    /// be handed over, with the copy's lag; `None` without such a copy.
+    pub(crate) fn read_copy<R>(
+        &self,
+        store: &str,
+        task: TaskId,
+        read: impl FnOnce(Vec<StoreEntry>) -> R,
+    ) -> Option<(R, i64)> {
+        let inner = guard(&self.inner);
+        let copy = inner.tasks.get(&task)?;
+        let entries: Vec<StoreEntry> =
+            copy.stores.iter().filter(|(s, _)| s.name() == store).map(|(s, _)| s.clone()).collect();
+        if entries.is_empty() {
+            return None;
+        }
+        let lag = inner.lag.get(&task).copied().unwrap_or(0);
+        Some((read(entries), lag))
+    }
+
     /// The standby tasks held here and each one's lag (changelog records
     /// not read yet).
     pub(crate) fn lags(&self) -> BTreeMap<TaskId, i64> {

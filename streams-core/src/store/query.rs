@@ -22,13 +22,29 @@ use crate::error::{ProcessorError, StreamsError};
 pub struct StoreQueryParameters<T> {
     name: String,
     store_type: T,
+    stale: bool,
 }
 
 impl<T: QueryableStoreType> StoreQueryParameters<T> {
     /// The store named `name`, read as `store_type`
     /// (from [`QueryableStoreTypes`]).
     pub fn from_name_and_type(name: impl Into<String>, store_type: T) -> Self {
-        Self { name: name.into(), store_type }
+        Self { name: name.into(), store_type, stale: false }
+    }
+
+    /// Also reads this instance's standby copies of the store
+    /// (`num.standby.replicas`): answers for keys of tasks that run
+    /// elsewhere, possibly behind them (see
+    /// [`KafkaStreams::standby_tasks`](crate::KafkaStreams::standby_tasks)
+    /// for each copy's lag). Kafka Streams' `enableStaleStores`.
+    pub fn enable_stale_stores(mut self) -> Self {
+        self.stale = true;
+        self
+    }
+
+    /// Whether standby copies are read too.
+    pub fn stale_stores_enabled(&self) -> bool {
+        self.stale
     }
 
     /// The store's name.
@@ -36,8 +52,8 @@ impl<T: QueryableStoreType> StoreQueryParameters<T> {
         &self.name
     }
 
-    pub(crate) fn into_parts(self) -> (String, T) {
-        (self.name, self.store_type)
+    pub(crate) fn into_parts(self) -> (String, T, bool) {
+        (self.name, self.store_type, self.stale)
     }
 }
 

@@ -144,8 +144,11 @@ fn local(env: &Env, store: &str, task: Option<TaskId>) -> LocalStores {
 enum Route {
     /// This instance (the task, `None` for a global store).
     Local(Option<TaskId>),
-    /// Another instance, by endpoint.
-    Remote(String),
+    /// Another instance, by endpoint, for the task.
+    Remote(String, TaskId),
+    /// No instance known to run the task (a rebalance): a standby copy
+    /// held here may answer, stale; else 503 with the reason.
+    Nowhere(TaskId, String),
 }
 
 fn route(env: &Env, store: &str, view: &dyn JsonView, key_text: &str, forwarded: bool) -> Result<Route, Failure> {
@@ -163,9 +166,25 @@ fn route(env: &Env, store: &str, view: &dyn JsonView, key_text: &str, forwarded:
         return Err(Failure::Unavailable(format!("task {task} of store `{store}` has moved away from this instance")));
     }
     match env.membership.owners().remove(&task) {
-        Some(owner) if Some(&owner) != env.membership.endpoint.as_ref() => Ok(Route::Remote(owner)),
-        _ => Err(Failure::Unavailable(format!("no instance is known to run task {task} of store `{store}` yet"))),
+        Some(owner) if Some(&owner) != env.membership.endpoint.as_ref() => Ok(Route::Remote(owner, task)),
+        _ => Ok(Route::Nowhere(task, format!("no instance is known to run task {task} of store `{store}` yet"))),
     }
+}
+
+/// The answer of this instance's standby copy of `task` (`"stale": true`,
+/// with the copy's lag in changelog records), when it holds one.
+fn stale_get(env: &Env, store: &str, task: TaskId, view: &dyn JsonView, key: &str) -> Option<Response> {
+    let (answer, lag) =
+        env.standbys.read_copy(store, task, |entries| view.get(LocalStores::new(store.to_owned(), entries), key))?;
+    Some(match answer {
+        Ok(Some(e)) => {
+            let body = json!({ "key": e.key, "value": e.value, "host": own_host(env), "stale": true, "lag": lag });
+            Json(body).into_response()
+        }
+        Ok(None) => Failure::NotFound(format!("no value for key `{key}` in the standby copy of store `{store}`"))
+            .into_response(),
+        Err(e) => Failure::from(e).into_response(),
+    })
 }
 
 fn is_forwarded(headers: &HeaderMap) -> bool {
@@ -175,16 +194,19 @@ fn is_forwarded(headers: &HeaderMap) -> bool {
 /// Sends the same request to `owner` and relays its answer.
 async fn forward(client: &reqwest::Client, owner: &str, path_and_query: &str) -> Response {
     match ask(client, owner, path_and_query).await {
-        Ok((status, body)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut response = (status, Json(body)).into_response();
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
-            }
-            response
-        }
+        Ok((status, body)) => relay(status, body),
         Err(e) => Failure::Unavailable(e).into_response(),
     }
+}
+
+/// An owner's answer, passed on.
+fn relay(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    response
 }
 
 /// One forwarded request: the status and JSON body of the answer.
@@ -245,9 +267,17 @@ pub(super) async fn get_key(
             Ok(None) => Failure::NotFound(format!("no value for key `{key}` in store `{store}`")).into_response(),
             Err(e) => Failure::from(e).into_response(),
         },
-        Ok((Route::Remote(owner), _)) => {
-            forward(&shared.client, &owner, &format!("/stores/{}/keys/{}", encode_path(&store), encode_path(&key)))
-                .await
+        Ok((Route::Remote(owner, task), view)) => {
+            let path = format!("/stores/{}/keys/{}", encode_path(&store), encode_path(&key));
+            match ask(&shared.client, &owner, &path).await {
+                Ok((status, body)) => relay(status, body),
+                // The owner is down: a standby copy here answers, stale.
+                Err(e) => stale_get(env, &store, task, &*view, &key)
+                    .unwrap_or_else(|| Failure::Unavailable(e).into_response()),
+            }
+        }
+        Ok((Route::Nowhere(task, reason), view)) => {
+            stale_get(env, &store, task, &*view, &key).unwrap_or_else(|| Failure::Unavailable(reason).into_response())
         }
         Err(failure) => failure.into_response(),
     }
@@ -293,7 +323,8 @@ pub(super) async fn get_windows(
             Ok(windows) => Json(windows).into_response(),
             Err(e) => Failure::from(e).into_response(),
         },
-        Ok((Route::Remote(owner), _, from, to)) => {
+        Ok((Route::Nowhere(_, reason), ..)) => Failure::Unavailable(reason).into_response(),
+        Ok((Route::Remote(owner, _), _, from, to)) => {
             let query = encode_query(&[("from", Some(from.to_string())), ("to", Some(to.to_string()))]);
             let path = format!("/stores/{}/keys/{}/windows{query}", encode_path(&store), encode_path(&key));
             forward(&shared.client, &owner, &path).await
@@ -319,7 +350,8 @@ pub(super) async fn get_sessions(
             Ok(sessions) => Json(sessions).into_response(),
             Err(e) => Failure::from(e).into_response(),
         },
-        Ok((Route::Remote(owner), _)) => {
+        Ok((Route::Nowhere(_, reason), _)) => Failure::Unavailable(reason).into_response(),
+        Ok((Route::Remote(owner, _), _)) => {
             let path = format!("/stores/{}/keys/{}/sessions", encode_path(&store), encode_path(&key));
             forward(&shared.client, &owner, &path).await
         }
