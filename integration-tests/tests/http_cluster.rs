@@ -23,8 +23,8 @@ use streams_core::topology::NodeDescription;
 use streams_core::{TaskId, Topology};
 
 mod common;
-use common::http::{encode, request, Reply};
 use common::{config, lines, records};
+use integration_tests::http::{encode, request, Reply};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const COUNTS: &str = "word-counts-store";
@@ -51,6 +51,18 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> Re
 
 /// `GET path` on `addr`, asked again while the answer is 503: the first
 /// other status, and its body as JSON.
+/// Waits until `GET path` answers 200 with `want` (503s with `Retry-After` are retried).
+fn eventually_answers(addr: SocketAddr, path: &str, want: &Value, what: &str) -> Result<(), Box<dyn Error>> {
+    eventually(what, || {
+        let reply = request(addr, path).map_err(|e| format!("GET {path}: {e}"))?;
+        check_retry_after(&reply, addr, path);
+        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        (reply.status == 200 && &body == want)
+            .then_some(())
+            .ok_or_else(|| format!("GET {path}: {} {} (want {want})", reply.status, reply.body))
+    })
+}
+
 fn answer(addr: SocketAddr, path: &str) -> Result<(u16, Value), Box<dyn Error>> {
     let reply = eventually(&format!("an answer other than 503 to GET {path} from {addr}"), || {
         let reply = request(addr, path).map_err(|e| format!("GET {path} on {addr}: {e}"))?;
@@ -416,14 +428,7 @@ fn window_and_session_queries_on_page_views() -> TestResult {
             .collect();
         assert!(!want.is_empty());
         let path = format!("/stores/{PAGE_COUNTS}/keys/{}/windows?from=0&to={}", encode(page), i64::MAX);
-        eventually(&format!("the windows of {page}"), || {
-            let reply = request(addr, &path).map_err(|e| format!("GET {path}: {e}"))?;
-            check_retry_after(&reply, addr, &path);
-            let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-            (reply.status == 200 && body == Value::Array(want.clone()))
-                .then_some(())
-                .ok_or_else(|| format!("GET {path}: {} {} (want {want:?})", reply.status, reply.body))
-        })?;
+        eventually_answers(addr, &path, &Value::Array(want.clone()), &format!("the windows of {page}"))?;
         // Windows starting in [from, to] only.
         let path = format!("/stores/{PAGE_COUNTS}/keys/{}/windows?from={newest_start}&to={newest_start}", encode(page));
         let (status, body) = answer(addr, &path)?;
@@ -438,14 +443,7 @@ fn window_and_session_queries_on_page_views() -> TestResult {
             .map(|(start, end, n)| json!({ "session_start": start, "session_end": end, "value": n }))
             .collect();
         let path = format!("/stores/{SESSIONS}/keys/{}/sessions", encode(user));
-        eventually(&format!("the sessions of {user}"), || {
-            let reply = request(addr, &path).map_err(|e| format!("GET {path}: {e}"))?;
-            check_retry_after(&reply, addr, &path);
-            let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-            (reply.status == 200 && body == Value::Array(want.clone()))
-                .then_some(())
-                .ok_or_else(|| format!("GET {path}: {} {} (want {want:?})", reply.status, reply.body))
-        })?;
+        eventually_answers(addr, &path, &Value::Array(want), &format!("the sessions of {user}"))?;
     }
 
     // The wrong kind of query for a store, and bad bounds.

@@ -13,8 +13,8 @@ use rivulet_examples::word_count;
 use streams_core::runtime::{KafkaStreams, State};
 
 mod common;
-use common::http::get;
 use common::{config, lines, records};
+use integration_tests::http::get;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 

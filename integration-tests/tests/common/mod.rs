@@ -1,8 +1,6 @@
 //! What the runtime tests share: word-count input and its expected counts,
-//! configs, and a plain HTTP GET ([`http`]).
+//! configs.
 #![allow(dead_code, unreachable_pub)]
-
-pub mod http;
 
 use std::collections::BTreeMap;
 

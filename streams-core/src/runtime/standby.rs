@@ -247,7 +247,7 @@ impl StandbyThread {
         let gone: Vec<TaskId> = inner.tasks.keys().filter(|t| !wanted.contains(t)).copied().collect();
         for id in gone {
             if let Some(task) = inner.tasks.remove(&id) {
-                tracing::info!(task = %id, "closing the standby copy: placed elsewhere now");
+                tracing::info!(task = %id, "closing the standby copy: no longer placed here (moved, or about to run here as active)");
                 task.close(id);
             }
             inner.lag.remove(&id);

@@ -187,6 +187,20 @@ fn stale_get(env: &Env, store: &str, task: TaskId, view: &dyn JsonView, key: &st
     })
 }
 
+/// The checks every single-key query makes (a store of kind `want`, a
+/// running client), and where its answer comes from.
+fn prepare(
+    env: &Env,
+    store: &str,
+    want: &'static str,
+    key: &str,
+    headers: &HeaderMap,
+) -> Result<(Route, Arc<dyn JsonView>), Failure> {
+    let view = view(env, store, want)?;
+    running(env, store)?;
+    Ok((route(env, store, &*view, key, is_forwarded(headers))?, view))
+}
+
 fn is_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED)
 }
@@ -254,11 +268,7 @@ pub(super) async fn get_key(
     headers: HeaderMap,
 ) -> Response {
     let env = &shared.env;
-    let answer = (|| {
-        let view = view(env, &store, "key_value")?;
-        running(env, &store)?;
-        Ok::<_, Failure>((route(env, &store, &*view, &key, is_forwarded(&headers))?, view))
-    })();
+    let answer = prepare(env, &store, "key_value", &key, &headers);
     match answer {
         Ok((Route::Local(task), view)) => match view.get(local(env, &store, task), &key) {
             Ok(Some(entry)) => {
@@ -340,11 +350,7 @@ pub(super) async fn get_sessions(
     headers: HeaderMap,
 ) -> Response {
     let env = &shared.env;
-    let answer = (|| {
-        let view = view(env, &store, "session")?;
-        running(env, &store)?;
-        Ok::<_, Failure>((route(env, &store, &*view, &key, is_forwarded(&headers))?, view))
-    })();
+    let answer = prepare(env, &store, "session", &key, &headers);
     match answer {
         Ok((Route::Local(task), view)) => match view.sessions(local(env, &store, task), &key) {
             Ok(sessions) => Json(sessions).into_response(),

@@ -8,8 +8,11 @@ use std::time::Duration;
 /// An answer: status, headers (names lowercased) and body (de-chunked).
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The status code.
     pub status: u16,
+    /// The headers, names lowercased.
     pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
     pub body: String,
 }
 
@@ -46,6 +49,7 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     request(addr, path).map(|r| (r.status, r.body))
 }
 
+/// A chunked transfer-encoded body, joined.
 pub fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
