@@ -512,6 +512,10 @@ fn run_args(
     if let Some(listen) = &args.http {
         config.set("http.listen", listen)?;
     }
+    // A join's table updates and stream records can reach the join task
+    // through two repartition topics at the same moment; waiting a little
+    // for the other side keeps event-time order (Kafka Streams' setting).
+    config.set("max.task.idle.ms", "500")?;
     for (k, v) in &args.config {
         config.set(k, v)?;
     }

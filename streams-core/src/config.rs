@@ -117,6 +117,7 @@ const KNOWN: &[&str] = &[
     "processing.exception.handler",
     "errors.dead.letter.queue.topic.name",
     "task.timeout.ms",
+    "max.task.idle.ms",
 ];
 
 /// An application's settings.
@@ -167,6 +168,12 @@ pub struct StreamsConfig {
     /// retrying calls to a cluster that does not answer before the error
     /// goes to the uncaught-error handler.
     pub task_timeout: Duration,
+    /// `max.task.idle.ms` (default 0): how long a task with records
+    /// buffered for some of its input partitions but not all waits for the
+    /// others before processing anyway (Kafka Streams' rule): so that a
+    /// table's update written at the same time as a stream record, through
+    /// another partition, is joined first when it is older.
+    pub max_task_idle: Duration,
     /// `consumer.*` settings, prefix removed.
     pub consumer: BTreeMap<String, String>,
     /// `producer.*` settings, prefix removed.
@@ -220,6 +227,7 @@ impl StreamsConfig {
             processing_handling: ErrorHandling::Fail,
             dead_letter_topic: None,
             task_timeout: Duration::from_secs(300),
+            max_task_idle: Duration::ZERO,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
             admin: BTreeMap::new(),
@@ -347,6 +355,11 @@ impl StreamsConfig {
                     let ms: u64 =
                         value.parse().map_err(|_| invalid(key, value, "milliseconds, a whole number >= 0"))?;
                     self.task_timeout = Duration::from_millis(ms);
+                }
+                "max.task.idle.ms" => {
+                    let ms: u64 =
+                        value.parse().map_err(|_| invalid(key, value, "milliseconds, a whole number >= 0"))?;
+                    self.max_task_idle = Duration::from_millis(ms);
                 }
                 "errors.dead.letter.queue.topic.name" => {
                     if value.is_empty() {
@@ -559,6 +572,12 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         c.set("task.timeout.ms", "5000")?;
         assert_eq!(c.task_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_task_idle, Duration::ZERO, "Kafka Streams' default");
+        c.set("max.task.idle.ms", "500")?;
+        assert_eq!(c.max_task_idle, Duration::from_millis(500));
+        assert!(c.set("max.task.idle.ms", "-1").is_err());
+        c.set("num.standby.replicas", "2")?;
+        assert_eq!(c.num_standby_replicas, 2);
         Ok(())
     }
 }

@@ -30,6 +30,11 @@ pub(crate) struct StreamTask {
     pub(crate) wait_deadline: std::time::Instant,
     /// The engine's drops by reason as last added to the instance's metrics.
     pub(crate) reported_drops: std::collections::BTreeMap<&'static str, u64>,
+    /// Every input topic of the task, and `max.task.idle.ms`: with two or
+    /// more, records buffered for some but not all wait that long for the
+    /// others (from `waiting_since`) before they are processed anyway.
+    idle: Option<(Vec<String>, std::time::Duration)>,
+    waiting_since: Option<std::time::Instant>,
 }
 
 impl StreamTask {
@@ -42,13 +47,22 @@ impl StreamTask {
             unfetched: HashMap::new(),
             wait_deadline: std::time::Instant::now(),
             reported_drops: std::collections::BTreeMap::new(),
+            idle: None,
+            waiting_since: None,
         }
+    }
+
+    /// Sets the input topics and `max.task.idle.ms` (nothing to wait for
+    /// with one input, or a zero idle time).
+    pub(crate) fn with_idle(mut self, inputs: &[String], max_idle: std::time::Duration) -> Self {
+        self.idle = (inputs.len() > 1 && !max_idle.is_zero()).then(|| (inputs.to_vec(), max_idle));
+        self
     }
 
     /// Whether every input partition has a record buffered or had nothing to fetch.
     pub(crate) fn ready(&mut self) -> bool {
         if self.unfetched.is_empty() {
-            return true;
+            return self.idled();
         }
         if std::time::Instant::now() >= self.wait_deadline {
             tracing::warn!(partitions = ?self.unfetched.keys().collect::<Vec<_>>(), "gave up waiting for the first fetch");
@@ -57,7 +71,21 @@ impl StreamTask {
         }
         let queues = &self.queues;
         self.unfetched.retain(|t, _| queues.get(t).is_none_or(VecDeque::is_empty));
-        self.unfetched.is_empty()
+        self.unfetched.is_empty() && self.idled()
+    }
+
+    /// `max.task.idle.ms`: false while some inputs have records and others
+    /// not, for at most the idle time; as Kafka Streams, the wait starts
+    /// when that happens and ends when every input has records (or none).
+    fn idled(&mut self) -> bool {
+        let Some((inputs, max_idle)) = &self.idle else { return true };
+        let buffered = inputs.iter().filter(|t| self.queues.get(*t).is_some_and(|q| !q.is_empty())).count();
+        if buffered == 0 || buffered == inputs.len() {
+            self.waiting_since = None;
+            return true;
+        }
+        let since = *self.waiting_since.get_or_insert_with(std::time::Instant::now);
+        since.elapsed() >= *max_idle
     }
 
     pub(crate) fn push(&mut self, record: RawRecord) {

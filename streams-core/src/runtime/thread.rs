@@ -414,7 +414,8 @@ impl ThreadState {
             }
             other => other?,
         };
-        Ok(StreamTask::new(engine))
+        let inputs = env.sub_topics.get(&id.subtopology).map(Vec::as_slice).unwrap_or_default();
+        Ok(StreamTask::new(engine).with_idle(inputs, env.config.max_task_idle))
     }
 
     /// Deletes a task's local state (its stores are closed), and what is
