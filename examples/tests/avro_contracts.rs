@@ -563,13 +563,6 @@ fn order_enrichment_avro_contract() -> Res {
         vec![customer("c1", "Ada", "gold", t0), customer("c2", "Bob", "silver", t0), customer("c3", "Cy", "gold", t0)];
     rows.push(raw_row(Some("c7"), &poison[2], t0));
     env.produce(&customers, &customer_v1, &rows)?;
-    let mut rows =
-        vec![order("o1", "c1", 100.25, 1_000), order("o2", "c2", 50.5, 1_000), order("o3", "c9", 7.0, 1_000)];
-    rows.push(raw_row(Some("o8"), &poison[0], t0 + 1_000));
-    rows.push(raw_row(Some("o9"), &poison[1], t0 + 1_000));
-    env.produce(&orders, &order_v1, &rows)?;
-    env.produce(&orders, &order_v2, &[order_v2_row("o4", "c3", 0.1, 1_000, "SPRING")])?;
-
     let state = tempfile::tempdir()?;
     let mut a = base_args(&app, state.path());
     a.extend(args(&[
@@ -580,6 +573,21 @@ fn order_enrichment_avro_contract() -> Res {
     ]));
     a.extend(env.avro_args(&dlq));
     let mut child = App::start(env!("CARGO_BIN_EXE_order-enrichment"), &a, &state.path().join("log"))?;
+    // The contract joins an order with its customer as known when the order
+    // is processed: the customers are in the table (its changelog) first.
+    let changelog = format!("{app}-customers-store-changelog");
+    // The application creates the changelog when it starts: read once it is there.
+    integration_tests::wait_until(TIMEOUT, "the customers in the table's changelog", || {
+        read_until(&changelog, Duration::from_secs(10), |r| r.len() >= 3).ok()
+    })
+    .map_err(|e| format!("{e}\n{}", child.log_tail()))?;
+    let mut rows =
+        vec![order("o1", "c1", 100.25, 1_000), order("o2", "c2", 50.5, 1_000), order("o3", "c9", 7.0, 1_000)];
+    rows.push(raw_row(Some("o8"), &poison[0], t0 + 1_000));
+    rows.push(raw_row(Some("o9"), &poison[1], t0 + 1_000));
+    env.produce(&orders, &order_v1, &rows)?;
+    env.produce(&orders, &order_v2, &[order_v2_row("o4", "c3", 0.1, 1_000, "SPRING")])?;
+
     let first = read_until(&enriched, TIMEOUT, |r| r.len() >= 4).map_err(|e| format!("{e}\n{}", child.log_tail()))?;
     assert_eq!(first.iter().map(key_of).collect::<BTreeSet<_>>().len(), 4, "one record per order");
     let by_order = |rows: &[Value]| -> BTreeMap<String, Value> {

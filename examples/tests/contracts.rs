@@ -202,15 +202,6 @@ fn order_enrichment_contract() -> Result<(), Box<dyn std::error::Error>> {
             ("c3", Some(customer("c3", "Cy", "gold")), t0),
         ],
     )?;
-    send(
-        &orders,
-        &[
-            ("o1", Some(order("o1", "c1", 100.25, 1_000)), t0 + 1_000),
-            ("o2", Some(order("o2", "c2", 50.5, 1_000)), t0 + 1_000),
-            ("o3", Some(order("o3", "c9", 7.0, 1_000)), t0 + 1_000), // unknown customer
-            ("o4", Some(order("o4", "c3", 0.1, 1_000)), t0 + 1_000),
-        ],
-    )?;
     let state = tempfile::tempdir()?;
     let mut a = base_args(&app, state.path());
     a.extend(args(&[
@@ -220,6 +211,23 @@ fn order_enrichment_contract() -> Result<(), Box<dyn std::error::Error>> {
         ("--revenue-topic", &revenue),
     ]));
     let child = App::start(env!("CARGO_BIN_EXE_order-enrichment"), &a, &state.path().join("log"))?;
+    // The contract joins an order with its customer as known when the order
+    // is processed: the customers are in the table (its changelog) first.
+    let changelog = format!("{app}-customers-store-changelog");
+    // The application creates the changelog when it starts: read once it is there.
+    integration_tests::wait_until(TIMEOUT, "the customers in the table's changelog", || {
+        read_until(&changelog, Duration::from_secs(10), |r| r.len() >= 3).ok()
+    })
+    .map_err(|e| format!("{e}\n{}", child.log_tail()))?;
+    send(
+        &orders,
+        &[
+            ("o1", Some(order("o1", "c1", 100.25, 1_000)), t0 + 1_000),
+            ("o2", Some(order("o2", "c2", 50.5, 1_000)), t0 + 1_000),
+            ("o3", Some(order("o3", "c9", 7.0, 1_000)), t0 + 1_000), // unknown customer
+            ("o4", Some(order("o4", "c3", 0.1, 1_000)), t0 + 1_000),
+        ],
+    )?;
     let by_order = |r: &[TestRecord]| -> BTreeMap<String, (Value, Value)> {
         json_values(r).into_iter().map(|(k, v)| (k, (v["customer_name"].clone(), v["tier"].clone()))).collect()
     };
