@@ -349,22 +349,31 @@ impl KafkaStreams {
                 reason: format!("the client is {state}; retry once it is RUNNING"),
             });
         }
-        let entries = match guard(&self.env).as_ref() {
+        let stores = match guard(&self.env).as_ref() {
             Some(env) => {
+                let mut partitions = Vec::new();
                 let mut entries: Vec<crate::store::StoreEntry> = guard(&env.local_stores)
-                    .values()
-                    .flatten()
-                    .filter(|(n, _)| *n == name)
-                    .map(|(_, e)| e.clone())
+                    .iter()
+                    .flat_map(|(task, stores)| stores.iter().map(move |s| (task.partition, s)))
+                    .filter(|(_, (n, _))| *n == name)
+                    .map(|(p, (_, e))| {
+                        partitions.push(p);
+                        e.clone()
+                    })
                     .collect();
+                let count = metadata::store_subtopology(env, &name).ok().flatten().map(|(_, count)| count);
                 if stale {
                     entries.extend(env.standbys.entries(&name, None));
                 }
-                entries
+                let local = crate::store::LocalStores::new(name, entries);
+                match count {
+                    Some(count) if !stale => local.with_partitions(partitions, count),
+                    _ => local,
+                }
             }
-            None => Vec::new(),
+            None => crate::store::LocalStores::new(name, Vec::new()),
         };
-        store_type.create(crate::store::LocalStores::new(name, entries))
+        store_type.create(stores)
     }
 
     /// Every instance of the application known to run tasks, with this

@@ -61,6 +61,9 @@ impl<T: QueryableStoreType> StoreQueryParameters<T> {
 pub struct LocalStores {
     name: String,
     entries: Vec<StoreEntry>,
+    /// Each entry's partition and the store's partition count, when known:
+    /// a key is looked up first where the partitioner puts it.
+    partitioning: Option<(Vec<i32>, i32)>,
 }
 
 impl fmt::Debug for LocalStores {
@@ -71,7 +74,15 @@ impl fmt::Debug for LocalStores {
 
 impl LocalStores {
     pub(crate) fn new(name: String, entries: Vec<StoreEntry>) -> Self {
-        Self { name, entries }
+        Self { name, entries, partitioning: None }
+    }
+
+    /// The partition of each entry (in order) and the partition count.
+    pub(crate) fn with_partitions(mut self, partitions: Vec<i32>, count: i32) -> Self {
+        if partitions.len() == self.entries.len() && count > 0 {
+            self.partitioning = Some((partitions, count));
+        }
+        self
     }
 }
 
@@ -126,7 +137,7 @@ impl<K: 'static, V: 'static> QueryableStoreType for KeyValueStoreType<K, V> {
             partitions.push((Arc::clone(store), entry.timestamped));
             codec.get_or_insert_with(|| Codec::new(parts));
         }
-        Ok(ReadOnlyKeyValueStore { name: stores.name, codec, partitions })
+        Ok(ReadOnlyKeyValueStore { name: stores.name, codec, partitions, partitioning: stores.partitioning })
     }
 }
 
@@ -142,6 +153,8 @@ pub struct ReadOnlyKeyValueStore<K, V> {
     codec: Option<Codec<K, V>>,
     /// Each local partition, and whether its values carry timestamps.
     partitions: Vec<Partition>,
+    /// Each local partition's number and the partition count, when known.
+    partitioning: Option<(Vec<i32>, i32)>,
 }
 
 impl<K, V> fmt::Debug for ReadOnlyKeyValueStore<K, V> {
@@ -181,7 +194,14 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>, StreamsError> {
         let Some(codec) = &self.codec else { return Ok(None) };
         let k = codec.key(key).map_err(|e| self.failed(e))?;
-        for (store, timestamped) in &self.partitions {
+        // Where the default partitioner puts the key first (one lookup for
+        // DSL stores), then the others (a store partitioned another way).
+        let home = self.partitioning.as_ref().and_then(|(numbers, count)| {
+            let p = crate::partitioner::partition_for_key(&k, *count)?;
+            numbers.iter().position(|n| *n == p)
+        });
+        let order = home.into_iter().chain((0..self.partitions.len()).filter(|i| Some(*i) != home));
+        for (store, timestamped) in order.filter_map(|i| self.partitions.get(i)) {
             let found = lock(store).get(&k).map_err(|e| self.failed(e.into()))?;
             if let Some(bytes) = found {
                 return Self::value(codec, &bytes, *timestamped).map(Some).map_err(|e| self.failed(e));
