@@ -116,14 +116,10 @@ pub(crate) fn all_clients(env: &Env) -> Vec<StreamsMetadata> {
 
 /// The owner of `task`: this instance when it runs it, else the newest claim.
 pub(crate) fn owner_of(env: &Env, task: TaskId) -> Option<String> {
-    if guard_contains(env, task) {
-        return env.membership.endpoint.clone().or_else(|| Some(String::new()));
+    if super::guard(&env.tasks).values().any(|tasks| tasks.contains(&task)) {
+        return env.membership.endpoint.clone();
     }
     env.membership.owners().remove(&task)
-}
-
-fn guard_contains(env: &Env, task: TaskId) -> bool {
-    super::guard(&env.tasks).values().any(|tasks| tasks.contains(&task))
 }
 
 /// See [`KafkaStreams::query_metadata_for_key`](super::KafkaStreams::query_metadata_for_key).

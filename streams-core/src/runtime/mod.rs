@@ -210,7 +210,7 @@ impl Env {
         let mut m = self.counters.snapshot(guard(&self.lag).values().sum());
         let standbys = self.standbys.lags();
         m.standby_tasks = standbys.len() as u64;
-        m.standby_lag = standbys.values().map(|l| u64::try_from(*l).unwrap_or(0)).sum();
+        m.standby_lag = standbys.values().sum();
         m
     }
 
@@ -311,10 +311,7 @@ impl KafkaStreams {
     /// The standby copies held here, with each one's lag (changelog records
     /// not read yet).
     pub fn standby_tasks(&self) -> BTreeMap<crate::task::TaskId, u64> {
-        guard(&self.env)
-            .as_ref()
-            .map(|e| e.standbys.lags().into_iter().map(|(t, lag)| (t, u64::try_from(lag).unwrap_or(0))).collect())
-            .unwrap_or_default()
+        guard(&self.env).as_ref().map(|e| e.standbys.lags()).unwrap_or_default()
     }
 
     /// A read-only view of state store `name` over this instance's tasks

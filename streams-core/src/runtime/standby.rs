@@ -83,7 +83,7 @@ struct Inner {
     tasks: BTreeMap<TaskId, StandbyTask>,
     active: BTreeSet<TaskId>,
     /// Per standby task: changelog records not read yet, at the last look.
-    lag: BTreeMap<TaskId, i64>,
+    lag: BTreeMap<TaskId, u64>,
 }
 
 impl std::fmt::Debug for Standbys {
@@ -129,7 +129,7 @@ impl Standbys {
         store: &str,
         task: TaskId,
         read: impl FnOnce(Vec<StoreEntry>) -> R,
-    ) -> Option<(R, i64)> {
+    ) -> Option<(R, u64)> {
         let inner = guard(&self.inner);
         let copy = inner.tasks.get(&task)?;
         let entries: Vec<StoreEntry> =
@@ -143,7 +143,7 @@ impl Standbys {
 
     /// The standby tasks held here and each one's lag (changelog records
     /// not read yet).
-    pub(crate) fn lags(&self) -> BTreeMap<TaskId, i64> {
+    pub(crate) fn lags(&self) -> BTreeMap<TaskId, u64> {
         let inner = guard(&self.inner);
         inner.tasks.keys().map(|t| (*t, inner.lag.get(t).copied().unwrap_or(0))).collect()
     }
@@ -166,17 +166,40 @@ pub(crate) fn spawn(env: Arc<Env>) -> Result<Option<JoinHandle<()>>, StreamsErro
     let handle = std::thread::Builder::new()
         .name(format!("{app}-StandbyThread"))
         .spawn(move || {
-            let mut thread = StandbyThread { env, endpoint, consumer, assigned: BTreeSet::new() };
+            let stateful = stateful_subtopologies(&env);
+            let mut thread = StandbyThread { env, endpoint, consumer, stateful, assigned: BTreeSet::new() };
             thread.run();
         })
         .map_err(|e| StreamsError::IllegalState(format!("cannot start the standby thread: {e}")))?;
     Ok(Some(handle))
 }
 
+/// The sub-topologies with persistent, logged stores: those that get standbys.
+fn stateful_subtopologies(env: &Env) -> BTreeSet<u32> {
+    let topology = &env.topology;
+    let global: Vec<&str> = topology.global_stores().collect();
+    env.subtopologies
+        .iter()
+        .filter(|s| {
+            s.stores.iter().any(|name| {
+                topology.stores.iter().any(|b| {
+                    b.name() == name
+                        && b.logging_enabled()
+                        && b.supplier().persistent()
+                        && !global.contains(&name.as_str())
+                })
+            })
+        })
+        .map(|s| s.id)
+        .collect()
+}
+
 struct StandbyThread {
     env: Arc<Env>,
     endpoint: String,
     consumer: BaseConsumer,
+    /// `stateful_subtopologies`, fixed by the topology.
+    stateful: BTreeSet<u32>,
     /// The standby tasks the consumer is assigned the changelogs of.
     assigned: BTreeSet<TaskId>,
 }
@@ -212,32 +235,11 @@ impl StandbyThread {
         }
     }
 
-    /// The sub-topologies with persistent, logged stores.
-    fn stateful(&self) -> BTreeSet<u32> {
-        let topology = &self.env.topology;
-        let global: Vec<&str> = topology.global_stores().collect();
-        self.env
-            .subtopologies
-            .iter()
-            .filter(|s| {
-                s.stores.iter().any(|name| {
-                    topology.stores.iter().any(|b| {
-                        b.name() == name
-                            && b.logging_enabled()
-                            && b.supplier().persistent()
-                            && !global.contains(&name.as_str())
-                    })
-                })
-            })
-            .map(|s| s.id)
-            .collect()
-    }
-
     /// Opens the standby tasks placed here and closes those no longer
     /// placed here; reassigns the consumer when the set changed.
     fn reconcile(&mut self) {
         let owners = self.env.membership.owners();
-        let wanted: BTreeSet<TaskId> = placement(&owners, &self.stateful(), self.env.config.num_standby_replicas)
+        let wanted: BTreeSet<TaskId> = placement(&owners, &self.stateful, self.env.config.num_standby_replicas)
             .into_iter()
             .filter(|(_, holders)| holders.contains(&self.endpoint))
             .map(|(task, _)| task)
@@ -381,12 +383,12 @@ impl StandbyThread {
                 .collect()
         };
         for (id, stores) in tasks {
-            let mut lag = 0i64;
+            let mut lag = 0u64;
             for (topic, checkpoint) in stores {
                 match self.consumer.fetch_watermarks(&topic, id.partition, Duration::from_secs(1)) {
                     Ok((low, high)) => {
                         let at = checkpoint.and_then(|c| i64::try_from(c).ok()).unwrap_or(low).max(low);
-                        lag = lag.saturating_add((high - at).max(0));
+                        lag = lag.saturating_add(u64::try_from(high - at).unwrap_or(0));
                     }
                     Err(e) => tracing::debug!(task = %id, error = %e, "cannot read a changelog's end"),
                 }

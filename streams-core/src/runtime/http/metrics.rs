@@ -220,7 +220,7 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
     gauge(&mut registry, "standby_tasks", "Standby copies of other instances' tasks held here", m.standby_tasks);
     let standby_lag = Family::<TaskLabel, Gauge>::default();
     for (task, lag) in env.standbys.lags() {
-        standby_lag.get_or_create(&TaskLabel { task: task.to_string() }).set(lag);
+        standby_lag.get_or_create(&TaskLabel { task: task.to_string() }).set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
     registry.register("standby_lag_records", "Changelog records a standby copy has not read yet", standby_lag);
 
