@@ -36,6 +36,15 @@ pub(crate) struct Job {
     /// Rivulet on W2 only: interactive-query gets per second to run beside
     /// the processing (0: none).
     pub(crate) query_rate: u32,
+    /// `num.standby.replicas` (F1), when set.
+    pub(crate) standby_replicas: Option<u32>,
+    /// `consumer.session.timeout.ms` (F1), when set.
+    pub(crate) session_timeout_ms: Option<u64>,
+    /// `http.listen` (F1: Rivulet places standby copies by the instances'
+    /// endpoints, so standbys need one), when set.
+    pub(crate) http_listen: Option<String>,
+    /// F1: print a status line (see [`status_line`]) to stdout this often.
+    pub(crate) status_every: Option<Duration>,
 }
 
 /// A flag set when SIGTERM or Ctrl-C arrives.
@@ -263,6 +272,15 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
     let mut config = StreamsConfig::new(&job.app, &job.servers);
     config.set("processing.guarantee", if job.eos { "exactly_once_v2" } else { "at_least_once" })?;
     config.set("state.dir", &job.state_dir)?;
+    if let Some(n) = job.standby_replicas {
+        config.set("num.standby.replicas", &n.to_string())?;
+    }
+    if let Some(address) = &job.http_listen {
+        config.set("http.listen", address)?;
+    }
+    if let Some(ms) = job.session_timeout_ms {
+        config.set("consumer.session.timeout.ms", &ms.to_string())?;
+    }
     let streams = KafkaStreams::new(workloads::topology(job.workload, &job.input, &job.output)?, config)?;
     let stop = terminated();
     streams.start()?;
@@ -271,10 +289,15 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
         let (streams, stop, rate) = (Arc::clone(&streams), Arc::clone(&stop), job.query_rate);
         std::thread::spawn(move || query_load(&streams, &stop, rate))
     });
+    let mut last_status = Instant::now();
     while !stop.load(Ordering::Acquire) {
         // Wakes on state changes; the stop flag is looked at between waits.
         if streams.wait_for_state(streams_dsl::runtime::State::Error, Duration::from_millis(100)) {
             return Err(streams.error().map(|e| e.to_string()).unwrap_or_default().into());
+        }
+        if job.status_every.is_some_and(|every| last_status.elapsed() >= every) {
+            println!("{}", status_line(&streams));
+            last_status = Instant::now();
         }
     }
     streams.close();
@@ -283,6 +306,19 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
         eprintln!("[rivulet-bench] query load: {gets} gets, {found} found");
     }
     Ok(())
+}
+
+/// F1's status line, the same as the Kafka Streams peer prints:
+/// `STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N`,
+/// with the active tasks, the standby copies with their lags (changelog
+/// records not read yet), and the changelog records restored into active
+/// stores since the start.
+fn status_line(streams: &KafkaStreams) -> String {
+    let state = streams.state();
+    let active: Vec<String> = streams.local_tasks().iter().map(ToString::to_string).collect();
+    let standby: Vec<String> = streams.standby_tasks().iter().map(|(t, lag)| format!("{t}:{lag}")).collect();
+    let restored = streams.metrics().records_restored;
+    format!("STATUS state={state} active={} standby={} restored={restored}", active.join(","), standby.join(","))
 }
 
 /// Gets of random W2 words from the word-count store at `rate` per second,

@@ -11,9 +11,12 @@
 //!   prints one JSON result line.
 //! - `latency -- COMMAND…`: the rate-limited pass (p50/p99 from event time
 //!   to a read_committed consumer).
+//! - `failover -- COMMAND…`: F1, two instances of COMMAND (`{instance}` in
+//!   it becomes `a` and `b`), one killed with SIGKILL; see `failover.rs`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod contenders;
+mod failover;
 mod latency;
 mod measure;
 mod workloads;
@@ -64,7 +67,8 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 fn dispatch(args: &[String]) -> Result<(), Error> {
-    let (command, rest) = args.split_first().ok_or("usage: rivulet-bench preload|probe|contender|run|latency …")?;
+    let (command, rest) =
+        args.split_first().ok_or("usage: rivulet-bench preload|probe|contender|run|latency|failover …")?;
     let (f, tail) = flags(rest);
     let servers = f.get("bootstrap-servers").cloned().unwrap_or_else(|| "127.0.0.1:39092".to_owned());
     if let Some(ts) = f.get("base-ts") {
@@ -92,6 +96,10 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 state_dir: f.get("state-dir").cloned().unwrap_or_default(),
                 restore_from: f.get("restore-from").cloned(),
                 query_rate: f.get("query-rate").map_or(Ok(0), |r| r.parse())?,
+                standby_replicas: f.get("standby-replicas").map(|n| n.parse()).transpose()?,
+                session_timeout_ms: f.get("session-timeout-ms").map(|n| n.parse()).transpose()?,
+                http_listen: f.get("http-listen").cloned(),
+                status_every: f.get("status-ms").map(|n| n.parse().map(Duration::from_millis)).transpose()?,
             };
             match f.get("kind").map(String::as_str).unwrap_or("rivulet") {
                 "raw" => contenders::raw(&job),
@@ -108,7 +116,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
             };
             let stop = if f.get("stop").map(String::as_str) == Some("term") { Stop::Term } else { Stop::Kill };
             let result = measure::run(&servers, &expected, records, get(&f, "output")?, &tail, timeout, stop)?;
-            print_line(&f, workload, result)
+            print_line(&f, workload.name(), result)
         }
         "latency" => {
             let workload = workload()?;
@@ -117,17 +125,37 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 duration: Duration::from_secs(get(&f, "seconds")?.parse()?),
             };
             let result = latency::run(&servers, workload, get(&f, "input")?, get(&f, "output")?, &tail, pace)?;
-            print_line(&f, workload, result)
+            print_line(&f, workload.name(), result)
+        }
+        "failover" => {
+            let settings = failover::Settings {
+                words: get(&f, "records")?.parse()?,
+                standbys: get(&f, "standby-replicas")?.parse()?,
+                session_timeout_ms: get(&f, "session-timeout-ms")?.parse()?,
+                load_timeout: Duration::from_secs(f.get("timeout").map_or(Ok(1800), |t| t.parse())?),
+            };
+            // A failed failover is a result line too; the other rows still run.
+            let result = failover::run(&servers, get(&f, "input")?, get(&f, "output")?, &settings, &tail)
+                .unwrap_or_else(|e| {
+                    eprintln!("rivulet-bench: failover: {e}");
+                    serde_json::json!({
+                        "standby_replicas": settings.standbys,
+                        "session_timeout_ms": settings.session_timeout_ms,
+                        "verified": false,
+                        "error": e.to_string(),
+                    })
+                });
+            print_line(&f, failover::WORKLOAD, result)
         }
         other => Err(format!("unknown command `{other}`").into()),
     }
 }
 
 /// Prints one JSON result line: who, what, and the figures.
-fn print_line(f: &BTreeMap<String, String>, workload: Workload, result: serde_json::Value) -> Result<(), Error> {
+fn print_line(f: &BTreeMap<String, String>, workload: &str, result: serde_json::Value) -> Result<(), Error> {
     let mut line = serde_json::json!({
         "contender": get(f, "contender")?,
-        "workload": workload.name(),
+        "workload": workload,
         "guarantee": get(f, "guarantee")?,
     });
     if let Some(records) = f.get("records") {

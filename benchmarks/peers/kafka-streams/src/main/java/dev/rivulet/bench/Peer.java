@@ -2,19 +2,28 @@ package dev.rivulet.bench;
 
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Properties;
+import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.KeyValue;
+import org.apache.kafka.streams.LagInfo;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.TaskMetadata;
+import org.apache.kafka.streams.ThreadMetadata;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KTable;
@@ -22,13 +31,18 @@ import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.processor.StateRestoreListener;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.WindowStore;
 
 /**
  * The benchmark workloads on Apache Kafka Streams, default settings plus the
- * guarantee. Args: bootstrap workload guarantee input output application-id state-dir.
- * Runs until killed.
+ * guarantee. Args: bootstrap workload guarantee input output application-id state-dir
+ * [standby-replicas session-timeout-ms]. Runs until killed.
+ *
+ * <p>Workload f1 (the failover row) is w2's word count with num.standby.replicas and the
+ * consumer's session time-out from the last two arguments, dynamic membership (two instances
+ * share the application id), and a status line on stdout every 200 ms (see {@link #status}).
  */
 public final class Peer {
     /** W3's window aggregate: count and sum as two big-endian longs. */
@@ -60,19 +74,60 @@ public final class Peer {
         return json.substring(start, json.indexOf('"', start));
     }
 
+    /** Changelog records restored into active stores since the start (F1). */
+    static final AtomicLong RESTORED = new AtomicLong();
+
+    /**
+     * F1's status line, the same as rivulet-bench's contender prints:
+     * {@code STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N}, with the
+     * active tasks, the standby tasks with the offset lag of their word-count store partition
+     * ({@link KafkaStreams#allLocalStorePartitionLags()}; -1 when not known yet), and the
+     * changelog records restored into active stores (a {@link StateRestoreListener}).
+     */
+    static String status(KafkaStreams streams) {
+        List<String> active = new ArrayList<>();
+        Map<String, Long> standby = new TreeMap<>();
+        Map<Integer, LagInfo> lags = Map.of();
+        try {
+            lags = streams.allLocalStorePartitionLags().getOrDefault("word-counts-store", Map.of());
+        } catch (RuntimeException e) {
+            // Not known while the instance starts or rebalances: the lags stay -1.
+        }
+        for (ThreadMetadata thread : streams.metadataForLocalThreads()) {
+            for (TaskMetadata task : thread.activeTasks()) {
+                active.add(task.taskId().toString());
+            }
+            for (TaskMetadata task : thread.standbyTasks()) {
+                LagInfo lag = lags.get(task.taskId().partition());
+                standby.put(task.taskId().toString(), lag == null ? -1 : lag.offsetLag());
+            }
+        }
+        active.sort(null);
+        List<String> standbys = new ArrayList<>();
+        standby.forEach((task, lag) -> standbys.add(task + ":" + lag));
+        return "STATUS state=" + streams.state() + " active=" + String.join(",", active) + " standby="
+            + String.join(",", standbys) + " restored=" + RESTORED.get();
+    }
+
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0], workload = args[1], guarantee = args[2];
         String input = args[3], output = args[4], app = args[5], stateDir = args[6];
+        boolean failover = workload.equals("f1");
         Properties props = new Properties();
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         props.put("auto.offset.reset", "earliest");
-        // Static membership: Kafka Streams' consumers do not leave the group
-        // on close, and CloseOptions.leaveGroup only acts on static members;
-        // without it R1's second instance waits out the first one's session.
-        props.put(StreamsConfig.consumerPrefix(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG), app);
+        if (failover) {
+            props.put(StreamsConfig.NUM_STANDBY_REPLICAS_CONFIG, Integer.parseInt(args[7]));
+            props.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), Integer.parseInt(args[8]));
+        } else {
+            // Static membership: Kafka Streams' consumers do not leave the group
+            // on close, and CloseOptions.leaveGroup only acts on static members;
+            // without it R1's second instance waits out the first one's session.
+            props.put(StreamsConfig.consumerPrefix(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG), app);
+        }
         StreamsBuilder builder = new StreamsBuilder();
         switch (workload) {
             case "w1" -> builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
@@ -80,7 +135,7 @@ public final class Peer {
                 .mapValues(v -> "{\"id\":" + number(v, "id") + ",\"user\":\"" + text(v, "user") + "\",\"cents\":"
                     + number(v, "amount") * 100 + "}")
                 .to(output, Produced.with(Serdes.ByteArray(), Serdes.String()));
-            case "w2", "r1" -> builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
+            case "w2", "r1", "f1" -> builder.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.String()))
                 .flatMapValues(line -> Arrays.stream(line.toLowerCase(Locale.ROOT).split("[^\\p{L}\\p{Nd}]+"))
                     .filter(w -> !w.isEmpty()).toList())
                 .groupBy((k, w) -> w, Grouped.with(Serdes.String(), Serdes.String()))
@@ -111,6 +166,36 @@ public final class Peer {
             default -> throw new IllegalArgumentException("unknown workload " + workload);
         }
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
+        if (failover) {
+            streams.setGlobalStateRestoreListener(new StateRestoreListener() {
+                @Override
+                public void onRestoreStart(TopicPartition partition, String store, long start, long end) {}
+
+                @Override
+                public void onBatchRestored(TopicPartition partition, String store, long batchEnd, long n) {
+                    RESTORED.addAndGet(n);
+                }
+
+                @Override
+                public void onRestoreEnd(TopicPartition partition, String store, long total) {}
+            });
+            Thread reporter = new Thread(() -> {
+                while (true) {
+                    try {
+                        System.out.println(status(streams));
+                        System.out.flush();
+                        // The reporting pace, not a synchronisation.
+                        Thread.sleep(200);
+                    } catch (InterruptedException e) {
+                        return;
+                    } catch (RuntimeException e) {
+                        System.err.println("status: " + e);
+                    }
+                }
+            }, "f1-status");
+            reporter.setDaemon(true);
+            reporter.start();
+        }
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             // Leave the group, as the other contenders do.
