@@ -13,6 +13,8 @@
 # then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2).
 # W2Q: rivulet on W2's input again with 1,000 interactive-query gets/s beside
 # the processing (contender `rivulet+queries`), to compare with plain W2.
+# F1 failover: two instances of W2's word count, one killed (rivulet and
+# kafka-streams, each with one standby replica and, as `…-nostandby`, none).
 # BENCH_CONTENDERS="raw rivulet" and BENCH_WORKLOADS="w3 r1 latency" narrow the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,10 +52,13 @@ mkdir -p "$OUT"
 STATE="$(mktemp -d)"
 trap 'rm -rf "$STATE"' EXIT
 CONTENDERS="${BENCH_CONTENDERS:-raw rivulet kafka-streams quix}"
-WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w2q w3 w4 r1 latency}"
+WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w2q w3 w4 r1 f1 latency}"
 wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 # R1 restores a changelog of one entry per input record: 1,000,000 (--quick: the quick size).
 R1_RECORDS=$(( RECORDS < 1000000 ? RECORDS : 1000000 ))
+# F1's store: as many distinct words; its consumers' session time-out.
+F1_WORDS=$R1_RECORDS
+F1_SESSION_MS=6000
 LAT_SECONDS=30
 [[ "$RECORDS" -le 200000 ]] && LAT_SECONDS=15
 
@@ -115,6 +120,38 @@ for C in $CONTENDERS; do
     contender "$C" r1 "$G" "$INPUT" "$APP-out" "$APP" "$APP-load"
     "$BENCH" run --workload r1 --records "$R1_RECORDS" --expect probe --output "$APP-out" --contender "$C" \
         --guarantee "$G" --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+done
+
+# F1: two instances of one application (exactly_once_v2, each its own state
+# directory) count F1_WORDS distinct words; one is killed with SIGKILL and one
+# word per partition follows; measured is the time from the kill to correct
+# counts (benchmarks/src/failover.rs). rivulet and kafka-streams run it with
+# num.standby.replicas=1, then as rivulet-nostandby / kafka-streams-nostandby with 0.
+for C in $CONTENDERS; do
+    wanted f1 || break
+    [[ "$C" == rivulet || "$C" == kafka-streams ]] || continue
+    for S in 1 0; do
+        NAME="$C"
+        [[ "$S" == 0 ]] && NAME="$C-nostandby"
+        INPUT="bench-f1-$NAME-$RUN_ID"
+        APP="bench-$NAME-f1-$RUN_ID"
+        echo "[run.sh] $NAME f1: $F1_WORDS distinct words, num.standby.replicas=$S" >&2
+        # `{instance}` becomes a and b: one state directory each.
+        if [[ "$C" == kafka-streams ]]; then
+            CMD=(java -cp "$PEER_CP" dev.rivulet.bench.Peer "$SERVERS" f1 "$G" "$INPUT" "$APP-out" "$APP"
+                 "$STATE/$APP-{instance}" "$S" "$F1_SESSION_MS")
+        else
+            # Rivulet places standby copies by the instances' endpoints: each
+            # gets its HTTP server on a port of its own.
+            CMD=("$BENCH" contender --kind rivulet --workload w2 --guarantee "$G" --input "$INPUT" --output "$APP-out"
+                 --app "$APP" --state-dir "$STATE/$APP-{instance}" --standby-replicas "$S"
+                 --session-timeout-ms "$F1_SESSION_MS" --http-listen 127.0.0.1:0 --status-ms 200)
+        fi
+        "$BENCH" failover --records "$F1_WORDS" --input "$INPUT" --output "$APP-out" --contender "$NAME" \
+            --guarantee "$G" --standby-replicas "$S" --session-timeout-ms "$F1_SESSION_MS" --base-ts "$BASE_TS" \
+            -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+        rm -rf "${STATE:?}/$APP-a" "${STATE:?}/$APP-b"
+    done
 done
 
 # Latency: fresh topics, the contender running, then a steady rate well
