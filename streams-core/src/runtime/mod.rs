@@ -329,8 +329,9 @@ impl KafkaStreams {
     /// # Ok(()) }
     /// ```
     ///
-    /// Only while the client is RUNNING (else [`StreamsError::InvalidStateStore`]:
-    /// retry); keys of partitions other instances own are not here.
+    /// Only while the client is RUNNING or REBALANCING (else
+    /// [`StreamsError::InvalidStateStore`]: retry); keys of partitions other
+    /// instances own, or still restoring here, are not here.
     pub fn store<T: crate::store::QueryableStoreType>(
         &self,
         params: crate::store::StoreQueryParameters<T>,
@@ -339,8 +340,10 @@ impl KafkaStreams {
         if !self.topology.stores.iter().any(|s| s.name() == name) {
             return Err(StreamsError::UnknownStore(name));
         }
+        // As Kafka Streams: queries go on during a rebalance; the tasks
+        // restoring (or moving) then are simply not among the local ones.
         let state = self.state();
-        if state != State::Running {
+        if !matches!(state, State::Running | State::Rebalancing) {
             return Err(StreamsError::InvalidStateStore {
                 store: name,
                 reason: format!("the client is {state}; retry once it is RUNNING"),

@@ -1,7 +1,18 @@
-//! Restoring a task's stores from their changelogs: from each store's
-//! checkpoint to the changelog's end (read_committed), in bulk batches.
+//! Restoring tasks' stores from their changelogs beside processing (Kafka
+//! Streams' changelog reader): a task's logged stores are read from each
+//! store's checkpoint to the changelog's end (read_committed) in bounded
+//! slices, between the stream thread's processing rounds, so a task that
+//! restores a large store does not stop the thread's running tasks.
+//!
+//! A task is registered when it is created; [`ChangelogReader::step`] reads
+//! and applies the next slice of every registered task's changelogs and says
+//! which tasks are done. Until then the task does not process and is not
+//! listed for interactive queries. Closing a task while it restores
+//! ([`ChangelogReader::remove`]) keeps what was applied: its checkpoint
+//! moves with every applied batch, so the next restore goes on from there.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -9,271 +20,471 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::kafka_error;
+use super::errors::{ErrorClass, KafkaCallError};
 use super::listener::{Counters, StateRestoreListener};
 use super::retry::RetryPolicy;
 use crate::error::StreamsError;
 use crate::store::StoreEntry;
 use crate::task::TaskId;
 
-const BATCH: usize = 50_000;
+/// Records applied to a store in one write (and checkpoint).
+const FLUSH_RECORDS: usize = 20_000;
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest pause between checks of a changelog whose open transaction a
+/// restore waits out.
+const MAX_STABLE_BACKOFF: Duration = Duration::from_millis(500);
 
-struct Pending<'a> {
-    store: &'a StoreEntry,
-    topic: &'a str,
-    end: i64,
-    batch: Vec<state_stores::ChangelogRecord>,
-    next: i64,
-    /// Where the restore began.
+/// How a registered task came out of a step.
+#[derive(Debug)]
+pub(crate) enum Restored {
+    /// Every logged store reached its changelog's end: the task may run.
+    Done(TaskId),
+    /// A store's checkpoint is past its changelog's end: the task's state
+    /// must be wiped and restored from scratch. The task is unregistered.
+    Corrupted(TaskId, String),
+}
+
+/// Where one store's restore stands.
+enum Phase {
+    /// Under exactly-once: the changelog has a transaction open that was
+    /// written before the restore looked (see [`ChangelogReader::register`]);
+    /// its stable end is checked again at `next_check`.
+    AwaitingStable {
+        written: i64,
+        since: Instant,
+        next_check: Instant,
+        backoff: Duration,
+    },
+    /// Reading `start..end`.
+    Reading,
+    Done,
+}
+
+struct StoreRestore {
+    store: StoreEntry,
+    topic: String,
+    phase: Phase,
+    /// Where the restore began and where it ends (the stable end).
     start: i64,
+    end: i64,
+    /// The next offset to read.
+    next: i64,
+    batch: Vec<state_stores::ChangelogRecord>,
     restored: u64,
 }
 
-/// The clients a restore reads with.
-#[derive(Clone, Copy)]
-pub(crate) struct RestoreClients<'a> {
-    /// read_committed: aborted writes are never restored.
-    pub(crate) consumer: &'a BaseConsumer,
-    /// read_uncommitted, under exactly-once only: how far a changelog is
-    /// written, committed or not (see [`stable_end`]).
-    pub(crate) probe: Option<&'a BaseConsumer>,
+struct TaskRestore {
+    stores: Vec<StoreRestore>,
+    last_progress: Instant,
 }
 
-/// Brings every logged store of a task up to its changelog's end.
-pub(crate) fn restore<'a>(
-    task: TaskId,
-    changelogs: impl Iterator<Item = (&'a StoreEntry, &'a str)>,
-    clients: RestoreClients<'_>,
-    listener: Option<&dyn StateRestoreListener>,
-    retry: RetryPolicy<'_>,
-) -> Result<(), StreamsError> {
-    let consumer = clients.consumer;
-    let counters = retry.counters;
-    let partition = task.partition;
-    let mut pending: Vec<Pending<'a>> = Vec::new();
-    for (store, topic) in changelogs {
-        let (low, high) = stable_end(clients, topic, partition, retry)?;
-        let checkpoint = store.checkpoint().and_then(|c| i64::try_from(c).ok());
-        if let Some(c) = checkpoint {
-            if c > high {
-                return Err(StreamsError::TaskCorrupted {
-                    task: task.to_string(),
-                    reason: format!(
-                        "store `{}` is checkpointed at offset {c}, past the end ({high}) of {topic}-{partition}",
-                        store.name()
-                    ),
-                });
+/// The clients and state of a thread's restores.
+pub(crate) struct ChangelogReader {
+    /// read_committed: aborted writes are never restored.
+    consumer: BaseConsumer,
+    /// read_uncommitted, under exactly-once only: how far a changelog is
+    /// written, committed or not.
+    probe: Option<BaseConsumer>,
+    tasks: BTreeMap<TaskId, TaskRestore>,
+    /// The consumer's assignment no longer matches the stores being read.
+    reassign: bool,
+}
+
+/// The listener and retry rules a restore reports to and runs under.
+#[derive(Clone, Copy)]
+pub(crate) struct RestoreContext<'a> {
+    pub(crate) listener: Option<&'a dyn StateRestoreListener>,
+    pub(crate) retry: RetryPolicy<'a>,
+}
+
+impl ChangelogReader {
+    pub(crate) fn new(consumer: BaseConsumer, probe: Option<BaseConsumer>) -> Self {
+        Self { consumer, probe, tasks: BTreeMap::new(), reassign: false }
+    }
+
+    /// Whether any task is restoring.
+    pub(crate) fn is_restoring(&self) -> bool {
+        !self.tasks.is_empty()
+    }
+
+    /// Registers a task's logged stores for restoring. `Ok(false)` when every
+    /// store is already at its changelog's end (the task may run at once).
+    ///
+    /// Under exactly-once a changelog's read_committed end stops at the first
+    /// transaction still open, and a transaction that committed stays "open"
+    /// until the coordinator has written its markers, which after a broker
+    /// restart can take seconds. Restoring to that end would lose the
+    /// committed transaction's updates while the group's offsets already
+    /// include its input; so the restore waits (without holding up the
+    /// thread) until the stable end reaches what was written when it looked.
+    /// Only this task's producers write its changelog: the wait is for our
+    /// own last transaction, or at worst a dead instance's until
+    /// `transaction.timeout.ms` aborts it.
+    pub(crate) fn register<'a>(
+        &mut self,
+        task: TaskId,
+        changelogs: impl Iterator<Item = (&'a StoreEntry, &'a str)>,
+        cx: RestoreContext<'_>,
+    ) -> Result<bool, StreamsError> {
+        let now = Instant::now();
+        let mut stores = Vec::new();
+        for (store, topic) in changelogs {
+            let (low, stable) = self.watermarks(false, topic, task.partition, cx.retry)?;
+            let written = match self.probe {
+                Some(_) => self.watermarks(true, topic, task.partition, cx.retry)?.1,
+                None => stable,
+            };
+            let mut s = StoreRestore {
+                store: store.clone(),
+                topic: topic.to_owned(),
+                phase: Phase::Reading,
+                start: low,
+                end: stable,
+                next: low,
+                batch: Vec::new(),
+                restored: 0,
+            };
+            if stable < written {
+                tracing::info!(
+                    changelog = topic,
+                    partition = task.partition,
+                    stable,
+                    written,
+                    "waiting for the changelog's open transaction to end before restoring"
+                );
+                // A checkpoint past everything written is wrong whatever the
+                // transaction does.
+                check_checkpoint(task, &s, written)?;
+                s.phase = Phase::AwaitingStable {
+                    written,
+                    since: now,
+                    next_check: now + Duration::from_millis(20),
+                    backoff: Duration::from_millis(20),
+                };
+            } else {
+                begin_reading(task, &mut s, low, stable, cx)?;
+            }
+            if !matches!(s.phase, Phase::Done) {
+                stores.push(s);
             }
         }
-        let start = checkpoint.unwrap_or(low).max(low);
-        if start >= high {
-            continue;
+        if stores.is_empty() {
+            return Ok(false);
         }
-        tracing::info!(%task, store = store.name(), changelog = topic, start, end = high, "restoring");
-        if let Some(l) = listener {
-            l.on_restore_start(task, store.name(), start, high);
-        }
-        Counters::add(&counters.restore_total, u64::try_from(high - start).unwrap_or(0));
-        pending.push(Pending { store, topic, end: high, batch: Vec::new(), next: start, start, restored: 0 });
+        self.reassign |= stores.iter().any(|s| matches!(s.phase, Phase::Reading));
+        self.tasks.insert(task, TaskRestore { stores, last_progress: now });
+        Ok(true)
     }
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in &pending {
-        tpl.add_partition_offset(p.topic, partition, Offset::Offset(p.next))
-            .map_err(|e| kafka_error("assigning changelog partitions", &e))?;
-    }
-    consumer.assign(&tpl).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
-    let by_topic: HashMap<String, usize> = pending.iter().enumerate().map(|(i, p)| (p.topic.to_owned(), i)).collect();
-    let result = run(task, consumer, &mut pending, &by_topic, listener, retry);
-    let _ = consumer.assign(&TopicPartitionList::new());
-    result
-}
 
-/// A changelog's low watermark and its end for restoring: the last stable
-/// offset once every transaction written before the call has ended.
-///
-/// Under exactly-once a changelog's read_committed end stops at the first
-/// transaction still open, and a transaction that committed stays "open"
-/// until the coordinator has written its markers, which after a broker
-/// restart can take seconds. Restoring to that end would lose the committed
-/// transaction's updates while the group's offsets already include its
-/// input; so the restore waits until the stable end reaches what was
-/// written when it looked (every such transaction committed or aborted).
-/// Only this task's producers write its changelog: the wait is for our own
-/// last transaction, or at worst a dead instance's until
-/// `transaction.timeout.ms` aborts it.
-fn stable_end(
-    clients: RestoreClients<'_>,
-    topic: &str,
-    partition: i32,
-    retry: RetryPolicy<'_>,
-) -> Result<(i64, i64), StreamsError> {
-    let watermarks = |consumer: &BaseConsumer| {
+    /// Stops restoring a task (it is closed): what was applied stays, with
+    /// its checkpoint; what was read but not applied is dropped (read again
+    /// next time).
+    pub(crate) fn remove(&mut self, task: TaskId, counters: &Counters) {
+        let Some(restore) = self.tasks.remove(&task) else { return };
+        for s in &restore.stores {
+            if matches!(s.phase, Phase::Reading) {
+                self.reassign = true;
+                uncount_unread(s, counters);
+                tracing::info!(%task, store = s.store.name(), restored = s.restored, "restore suspended");
+            }
+        }
+        if self.tasks.is_empty() {
+            self.reassign = false;
+            if let Err(e) = self.consumer.unassign() {
+                tracing::warn!(error = %e, "cannot unassign changelog partitions");
+            }
+        }
+    }
+
+    /// Reads and applies up to `budget` changelog records over every
+    /// restoring task, waiting up to `wait` for the first; returns the tasks
+    /// that finished (or turned out corrupted).
+    pub(crate) fn step(
+        &mut self,
+        budget: usize,
+        wait: Duration,
+        cx: RestoreContext<'_>,
+    ) -> Result<Vec<Restored>, StreamsError> {
+        let mut outcomes = Vec::new();
+        self.check_stable_ends(cx, &mut outcomes)?;
+        if self.reassign {
+            self.assign()?;
+        }
+        let mut read = 0usize;
+        let mut drained = false;
+        while read < budget {
+            let m = match self.consumer.poll(if read == 0 { wait } else { Duration::ZERO }) {
+                None => {
+                    drained = true;
+                    break;
+                }
+                Some(Ok(m)) => m,
+                // The cluster being away: the consumer reconnects and fetches
+                // on by itself; the stall check below bounds the wait.
+                Some(Err(e)) if super::errors::is_transient_poll_error(&e) => {
+                    cx.retry.counters.cluster_unreachable(&e);
+                    drained = true;
+                    break;
+                }
+                Some(Err(e)) => return Err(kafka_error("reading a changelog", &e)),
+            };
+            read += 1;
+            let (partition, topic) = (m.partition(), m.topic());
+            let hit = self.tasks.iter_mut().filter(|(id, _)| id.partition == partition).find_map(|(id, r)| {
+                let i = r.stores.iter().position(|s| matches!(s.phase, Phase::Reading) && s.topic == topic)?;
+                Some((*id, r, i))
+            });
+            // None: a leftover of an earlier assignment, never restored.
+            let Some((task, restore, i)) = hit else { continue };
+            restore.last_progress = Instant::now();
+            let s = &mut restore.stores[i];
+            if let Some(key) = m.key() {
+                s.batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+            }
+            s.next = m.offset() + 1;
+            if s.batch.len() >= FLUSH_RECORDS {
+                apply(task, s, s.next, cx)?;
+            }
+            if s.next >= s.end {
+                apply(task, s, s.end, cx)?;
+                finish(task, s, cx);
+                self.reassign = true;
+            }
+        }
+        if read > 0 {
+            cx.retry.counters.cluster_reachable();
+        }
+        if drained {
+            self.check_positions(cx)?;
+        }
+        self.collect_done(cx, &mut outcomes)?;
+        Ok(outcomes)
+    }
+
+    fn watermarks(
+        &self,
+        uncommitted: bool,
+        topic: &str,
+        partition: i32,
+        retry: RetryPolicy<'_>,
+    ) -> Result<(i64, i64), StreamsError> {
+        let consumer = match (&self.probe, uncommitted) {
+            (Some(p), true) => p,
+            _ => &self.consumer,
+        };
         retry.run(|| {
             consumer
                 .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
                 .map_err(|e| kafka_error(format!("reading the end of changelog {topic}-{partition}"), &e))
         })
-    };
-    let (low, stable) = watermarks(clients.consumer)?;
-    let Some(probe) = clients.probe else { return Ok((low, stable)) };
-    let (_, written) = watermarks(probe)?;
-    if stable >= written {
-        return Ok((low, stable));
     }
-    tracing::info!(
-        changelog = topic,
-        partition,
-        stable,
-        written,
-        "waiting for the changelog's open transaction to end before restoring"
-    );
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        // A backoff between queries of a remote condition; nothing local
-        // could wake us earlier.
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_millis(500));
-        let (low, stable) = watermarks(clients.consumer)?;
-        if stable >= written {
-            return Ok((low, stable));
-        }
-        if started.elapsed() >= retry.timeout {
-            let source = super::errors::KafkaCallError::with_class(
-                format!(
-                    "changelog {topic}-{partition} has a transaction open since before offset {written} \
-                     (stable end {stable})"
-                ),
-                rdkafka::error::KafkaError::MessageConsumption(rdkafka::error::RDKafkaErrorCode::OperationTimedOut),
-                super::errors::ErrorClass::Retriable,
-            );
-            return Err(StreamsError::TaskTimeout { timeout: retry.timeout, source: Box::new(source.into()) });
-        }
-    }
-}
 
-fn run(
-    task: TaskId,
-    consumer: &BaseConsumer,
-    pending: &mut [Pending<'_>],
-    by_topic: &HashMap<String, usize>,
-    listener: Option<&dyn StateRestoreListener>,
-    retry: RetryPolicy<'_>,
-) -> Result<(), StreamsError> {
-    let counters = retry.counters;
-    let mut last_progress = Instant::now();
-    let mut last_error: Option<rdkafka::error::KafkaError> = None;
-    let mut done = vec![false; pending.len()];
-    while done.iter().any(|d| !d) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                if last_error.take().is_some() {
-                    counters.cluster_reachable();
-                }
-                // A record of another partition can only be a leftover of an
-                // earlier assignment: never restore it into this task.
-                if m.partition() != task.partition {
-                    continue;
-                }
-                let Some(&i) = by_topic.get(m.topic()) else { continue };
-                if done[i] {
-                    continue;
-                }
-                let p = &mut pending[i];
-                if let Some(key) = m.key() {
-                    p.batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
-                }
-                p.next = m.offset() + 1;
-                if p.batch.len() >= BATCH {
-                    flush(task, p, p.next, listener, counters)?;
-                }
-                if p.next >= p.end {
-                    flush(task, p, p.end, listener, counters)?;
-                    finish(task, p, listener, counters, &mut done[i]);
-                }
-            }
-            // The cluster being away: the consumer reconnects and fetches on
-            // by itself; the stall check below bounds the wait.
-            Some(Err(e)) if super::errors::is_transient_poll_error(&e) => {
-                counters.cluster_unreachable(&e);
-                last_error = Some(e);
-            }
-            Some(Err(e)) => return Err(kafka_error("reading a changelog", &e)),
-            None => {
-                // Transaction markers end a changelog written under
-                // exactly-once: the position passes them though no record does.
-                let positions = consumer.position().map_err(|e| kafka_error("reading restore positions", &e))?;
-                for (i, p) in pending.iter_mut().enumerate() {
-                    if done[i] {
-                        continue;
-                    }
-                    let pos = positions
-                        .find_partition(p.topic, task.partition)
-                        .and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        })
-                        .unwrap_or(-1);
-                    if pos >= p.end {
-                        flush(task, p, p.end, listener, counters)?;
-                        finish(task, p, listener, counters, &mut done[i]);
-                        last_progress = Instant::now();
+    /// Looks again at changelogs waiting for an open transaction to end.
+    fn check_stable_ends(&mut self, cx: RestoreContext<'_>, outcomes: &mut Vec<Restored>) -> Result<(), StreamsError> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (id, restore) in &self.tasks {
+            for (i, s) in restore.stores.iter().enumerate() {
+                if let Phase::AwaitingStable { next_check, .. } = s.phase {
+                    if now >= next_check {
+                        due.push((*id, i));
                     }
                 }
-                if last_progress.elapsed() > retry.timeout {
-                    let source = last_error.take().unwrap_or(rdkafka::error::KafkaError::MessageConsumption(
-                        rdkafka::error::RDKafkaErrorCode::OperationTimedOut,
-                    ));
+            }
+        }
+        let mut corrupted = Vec::new();
+        for (id, i) in due {
+            let topic = self.tasks[&id].stores[i].topic.clone();
+            let (low, stable) = self.watermarks(false, &topic, id.partition, cx.retry)?;
+            let Some(restore) = self.tasks.get_mut(&id) else { continue };
+            let s = &mut restore.stores[i];
+            let Phase::AwaitingStable { written, since, next_check, backoff } = &mut s.phase else { continue };
+            if stable < *written {
+                if since.elapsed() >= cx.retry.timeout {
+                    let source = KafkaCallError::with_class(
+                        format!(
+                            "changelog {topic}-{} has a transaction open since before offset {written} \
+                             (stable end {stable})",
+                            id.partition
+                        ),
+                        rdkafka::error::KafkaError::MessageConsumption(
+                            rdkafka::error::RDKafkaErrorCode::OperationTimedOut,
+                        ),
+                        ErrorClass::Retriable,
+                    );
                     return Err(StreamsError::TaskTimeout {
-                        timeout: retry.timeout,
-                        source: Box::new(kafka_error(format!("restoring task {task}: no progress"), &source)),
+                        timeout: cx.retry.timeout,
+                        source: Box::new(source.into()),
                     });
                 }
+                *backoff = (*backoff * 2).min(MAX_STABLE_BACKOFF);
+                *next_check = now + *backoff;
+                continue;
+            }
+            restore.last_progress = Instant::now();
+            match begin_reading(id, s, low, stable, cx) {
+                Ok(()) => self.reassign |= matches!(s.phase, Phase::Reading),
+                Err(StreamsError::TaskCorrupted { reason, .. }) => corrupted.push((id, reason)),
+                Err(e) => return Err(e),
             }
         }
+        for (id, reason) in corrupted {
+            self.remove(id, cx.retry.counters);
+            outcomes.push(Restored::Corrupted(id, reason));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Assigns the changelog partitions being read, each at its next offset.
+    fn assign(&mut self) -> Result<(), StreamsError> {
+        let mut tpl = TopicPartitionList::new();
+        for (id, restore) in &self.tasks {
+            for s in restore.stores.iter().filter(|s| matches!(s.phase, Phase::Reading)) {
+                tpl.add_partition_offset(&s.topic, id.partition, Offset::Offset(s.next))
+                    .map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+            }
+        }
+        self.consumer.assign(&tpl).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+        self.reassign = false;
+        Ok(())
+    }
+
+    /// Transaction markers end a changelog written under exactly-once: the
+    /// position passes them though no record does.
+    fn check_positions(&mut self, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
+        if !self.tasks.values().any(|t| t.stores.iter().any(|s| matches!(s.phase, Phase::Reading))) {
+            return Ok(());
+        }
+        let positions = self.consumer.position().map_err(|e| kafka_error("reading restore positions", &e))?;
+        for (&task, restore) in &mut self.tasks {
+            for s in restore.stores.iter_mut().filter(|s| matches!(s.phase, Phase::Reading)) {
+                let pos = positions
+                    .find_partition(&s.topic, task.partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(-1);
+                if pos >= s.end {
+                    apply(task, s, s.end, cx)?;
+                    finish(task, s, cx);
+                    restore.last_progress = Instant::now();
+                    self.reassign = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Unregisters the tasks whose stores are all done; a task that made no
+    /// progress for `task.timeout.ms` fails the thread.
+    fn collect_done(&mut self, cx: RestoreContext<'_>, outcomes: &mut Vec<Restored>) -> Result<(), StreamsError> {
+        let done: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.stores.iter().all(|s| matches!(s.phase, Phase::Done)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.tasks.remove(&id);
+            outcomes.push(Restored::Done(id));
+        }
+        if self.tasks.is_empty() && !outcomes.is_empty() {
+            self.reassign = false;
+            if let Err(e) = self.consumer.unassign() {
+                tracing::warn!(error = %e, "cannot unassign changelog partitions");
+            }
+        }
+        let stalled = self.tasks.iter().find(|(_, t)| {
+            t.last_progress.elapsed() > cx.retry.timeout && t.stores.iter().any(|s| matches!(s.phase, Phase::Reading))
+        });
+        if let Some((id, _)) = stalled {
+            let source =
+                rdkafka::error::KafkaError::MessageConsumption(rdkafka::error::RDKafkaErrorCode::OperationTimedOut);
+            return Err(StreamsError::TaskTimeout {
+                timeout: cx.retry.timeout,
+                source: Box::new(kafka_error(format!("restoring task {id}: no progress"), &source)),
+            });
+        }
+        Ok(())
+    }
 }
 
-fn flush(
+/// A checkpoint past the changelog's end means the local state is not the
+/// changelog's: the task is corrupted.
+fn check_checkpoint(task: TaskId, s: &StoreRestore, end: i64) -> Result<(), StreamsError> {
+    match s.store.checkpoint().and_then(|c| i64::try_from(c).ok()) {
+        Some(c) if c > end => Err(StreamsError::TaskCorrupted {
+            task: task.to_string(),
+            reason: format!(
+                "store `{}` is checkpointed at offset {c}, past the end ({end}) of {}-{}",
+                s.store.name(),
+                s.topic,
+                task.partition
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The changelog's bounds are known: reads from the checkpoint (or the
+/// start) to `end`, or is done at once.
+fn begin_reading(
     task: TaskId,
-    p: &mut Pending<'_>,
-    offset: i64,
-    listener: Option<&dyn StateRestoreListener>,
-    counters: &Counters,
+    s: &mut StoreRestore,
+    low: i64,
+    end: i64,
+    cx: RestoreContext<'_>,
 ) -> Result<(), StreamsError> {
-    let n = p.batch.len() as u64;
-    let mut records = std::mem::take(&mut p.batch).into_iter();
-    p.store.restore_batch(&mut records, u64::try_from(offset).unwrap_or(0))?;
-    p.restored += n;
-    Counters::add(&counters.restored, n);
-    if let Some(l) = listener {
-        l.on_batch_restored(task, p.store.name(), offset, n);
+    check_checkpoint(task, s, end)?;
+    let checkpoint = s.store.checkpoint().and_then(|c| i64::try_from(c).ok());
+    let start = checkpoint.unwrap_or(low).max(low);
+    (s.start, s.end, s.next) = (start, end, start);
+    if start >= end {
+        s.phase = Phase::Done;
+        return Ok(());
+    }
+    s.phase = Phase::Reading;
+    tracing::info!(%task, store = s.store.name(), changelog = s.topic, start, end, "restoring");
+    if let Some(l) = cx.listener {
+        l.on_restore_start(task, s.store.name(), start, end);
+    }
+    Counters::add(&cx.retry.counters.restore_total, u64::try_from(end - start).unwrap_or(0));
+    Ok(())
+}
+
+/// Applies what is read of a store, up to `offset`, as one write with its checkpoint.
+fn apply(task: TaskId, s: &mut StoreRestore, offset: i64, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
+    if s.batch.is_empty() && s.store.checkpoint().and_then(|c| i64::try_from(c).ok()) == Some(offset) {
+        return Ok(());
+    }
+    let n = s.batch.len() as u64;
+    let mut records = std::mem::take(&mut s.batch).into_iter();
+    s.store.restore_batch(&mut records, u64::try_from(offset).unwrap_or(0))?;
+    s.restored += n;
+    Counters::add(&cx.retry.counters.restored, n);
+    if let Some(l) = cx.listener {
+        l.on_batch_restored(task, s.store.name(), offset, n);
     }
     Ok(())
 }
 
-fn finish(
-    task: TaskId,
-    p: &Pending<'_>,
-    listener: Option<&dyn StateRestoreListener>,
-    counters: &Counters,
-    done: &mut bool,
-) {
-    *done = true;
-    // Aborted transactions and their markers take offsets but restore no
-    // record: what was expected but not read is not left "to restore".
-    let unread = u64::try_from(p.end - p.start).unwrap_or(0).saturating_sub(p.restored);
-    counters.restore_total.fetch_sub(
-        unread.min(counters.restore_total.load(std::sync::atomic::Ordering::Relaxed)),
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    tracing::info!(%task, store = p.store.name(), restored = p.restored, "restored");
-    if let Some(l) = listener {
-        l.on_restore_end(task, p.store.name(), p.restored);
+fn finish(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
+    uncount_unread(s, cx.retry.counters);
+    s.phase = Phase::Done;
+    tracing::info!(%task, store = s.store.name(), restored = s.restored, "restored");
+    if let Some(l) = cx.listener {
+        l.on_restore_end(task, s.store.name(), s.restored);
     }
+}
+
+/// Aborted transactions and their markers take offsets but restore no
+/// record, and a suspended restore reads no more: what was expected but not
+/// restored is not left "to restore".
+fn uncount_unread(s: &StoreRestore, counters: &Counters) {
+    let unread = u64::try_from(s.end - s.start).unwrap_or(0).saturating_sub(s.restored);
+    // Never below zero, even if the counters were reset meanwhile.
+    let _ = counters
+        .restore_total
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| Some(total.saturating_sub(unread)));
 }

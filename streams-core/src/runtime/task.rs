@@ -35,6 +35,9 @@ pub(crate) struct StreamTask {
     /// others (from `waiting_since`) before they are processed anyway.
     idle: Option<(Vec<String>, std::time::Duration)>,
     waiting_since: Option<std::time::Instant>,
+    /// Its stores are still being restored: it neither processes nor
+    /// commits, and its input partitions stay paused.
+    pub(crate) restoring: bool,
 }
 
 impl StreamTask {
@@ -49,6 +52,7 @@ impl StreamTask {
             reported_drops: std::collections::BTreeMap::new(),
             idle: None,
             waiting_since: None,
+            restoring: false,
         }
     }
 

@@ -34,6 +34,12 @@ const POLL_BATCH: usize = 2000;
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Records a task processes per loop before others get a turn.
 const PROCESS_BATCH: usize = 1000;
+/// Changelog records restored per loop while tasks process: a slice small
+/// enough to keep the running tasks' latency, large enough to restore at
+/// hundreds of thousands of records a second.
+const RESTORE_SLICE: usize = 5_000;
+/// ... and while nothing else has work.
+const RESTORE_IDLE_SLICE: usize = 50_000;
 
 /// What the consumer's rebalance callbacks and the loop share.
 struct ThreadState {
@@ -41,10 +47,8 @@ struct ThreadState {
     index: usize,
     tasks: BTreeMap<TaskId, StreamTask>,
     output: Output,
-    restore_consumer: BaseConsumer,
-    /// read_uncommitted, under exactly-once: how far changelogs are written
-    /// (a restore waits for their open transactions to end).
-    probe: Option<BaseConsumer>,
+    /// The restores of this thread's new tasks, read beside processing.
+    changelogs: restore::ChangelogReader,
     /// The group's committed offsets of the assignment to come, read when
     /// it arrived (stable under exactly-once: no transaction pending).
     group_offsets: Option<GroupOffsets>,
@@ -133,6 +137,11 @@ fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
 /// How this instance retries calls to the cluster.
 fn policy(env: &Env) -> RetryPolicy<'_> {
     RetryPolicy { timeout: env.config.task_timeout, counters: &env.counters }
+}
+
+/// Where restores report, and how they retry.
+fn restore_context(env: &Env) -> restore::RestoreContext<'_> {
+    restore::RestoreContext { listener: env.restore_listener.as_deref(), retry: policy(env) }
 }
 
 struct ThreadContext {
@@ -243,7 +252,8 @@ impl ThreadState {
         }
         let started = Instant::now();
         let wall = now_ms();
-        for task in self.tasks.values_mut() {
+        // A restoring task has processed nothing: nothing to flush or commit.
+        for task in self.tasks.values_mut().filter(|t| !t.restoring) {
             task.engine.flush(&mut self.output, wall)?;
         }
         let mut offsets = TopicPartitionList::new();
@@ -271,7 +281,7 @@ impl ThreadState {
                 KafkaCallError::with_class("committing offsets", e, class)
             })?;
         }
-        for (id, task) in self.tasks.iter_mut() {
+        for (id, task) in self.tasks.iter_mut().filter(|(_, t)| !t.restoring) {
             let checkpoints: HashMap<String, u64> = task
                 .engine
                 .changelogs()
@@ -308,6 +318,7 @@ impl ThreadState {
             }
         }
         for (id, mut task) in std::mem::take(&mut self.tasks) {
+            self.changelogs.remove(id, &self.env.counters);
             if !clean {
                 task.engine.abort_stores();
             }
@@ -366,7 +377,7 @@ impl ThreadState {
     /// Lists the stores of this thread's tasks for interactive queries.
     fn list_stores(&self) {
         let mut listed = super::guard(&self.env.local_stores);
-        for (id, task) in &self.tasks {
+        for (id, task) in self.tasks.iter().filter(|(_, t)| !t.restoring) {
             listed.insert(*id, task.engine.owned_stores().map(|(n, s)| (n.to_owned(), s.clone())).collect());
         }
     }
@@ -404,7 +415,7 @@ impl ThreadState {
             tracing::warn!(task = %id, %reason, "stores ahead of the group's committed offsets; wiping local state");
             self.wipe_task_state(id, &store_context.task_dir)?;
         }
-        let engine = match self.create_task(id, &sub.nodes, &store_context, wall) {
+        let (engine, restoring) = match self.create_task(id, &sub.nodes, &store_context, wall) {
             Err(StreamsError::TaskCorrupted { task, reason }) => {
                 // As Kafka Streams: wipe the task's state and rebuild it
                 // from the changelog.
@@ -415,7 +426,9 @@ impl ThreadState {
             other => other?,
         };
         let inputs = env.sub_topics.get(&id.subtopology).map(Vec::as_slice).unwrap_or_default();
-        Ok(StreamTask::new(engine).with_idle(inputs, env.config.max_task_idle))
+        let mut task = StreamTask::new(engine).with_idle(inputs, env.config.max_task_idle);
+        task.restoring = restoring;
+        Ok(task)
     }
 
     /// Deletes a task's local state (its stores are closed), and what is
@@ -597,15 +610,16 @@ impl ThreadState {
         }
     }
 
-    /// Builds a task's engine and restores its stores; on failure the engine
-    /// is closed (releasing its store files).
+    /// Builds a task's engine and registers its stores for restoring (true:
+    /// it has something to restore); on failure the engine is closed
+    /// (releasing its store files).
     fn create_task(
         &mut self,
         id: TaskId,
         nodes: &[usize],
         store_context: &StoreContext,
         wall: i64,
-    ) -> Result<TaskEngine, StreamsError> {
+    ) -> Result<(TaskEngine, bool), StreamsError> {
         let env = Arc::clone(&self.env);
         let mut engine = TaskEngine::new(
             &env.topology,
@@ -617,20 +631,62 @@ impl ThreadState {
             wall,
             store_context,
         )?;
-        let restored = restore::restore(
-            id,
-            engine.changelogs(),
-            restore::RestoreClients { consumer: &self.restore_consumer, probe: self.probe.as_ref() },
-            env.restore_listener.as_deref(),
-            policy(&env),
-        );
-        match restored {
-            Ok(()) => Ok(engine),
+        let registered = self.changelogs.register(id, engine.changelogs(), restore_context(&env));
+        match registered {
+            Ok(restoring) => Ok((engine, restoring)),
             Err(e) => {
                 let _ = engine.close();
                 Err(e)
             }
         }
+    }
+
+    /// Restores the next slice of the restoring tasks' changelogs. Tasks that
+    /// are done start running and are listed for queries; one whose state
+    /// turned out corrupted is wiped and opened again (restoring from
+    /// scratch). The thread is RUNNING once nothing restores.
+    fn restore_step(&mut self, idle: bool) -> Result<(), StreamsError> {
+        if !self.changelogs.is_restoring() {
+            return Ok(());
+        }
+        let env = Arc::clone(&self.env);
+        let (budget, wait) =
+            if idle { (RESTORE_IDLE_SLICE, Duration::from_millis(20)) } else { (RESTORE_SLICE, Duration::ZERO) };
+        let outcomes = self.changelogs.step(budget, wait, restore_context(&env))?;
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let wall = now_ms();
+        for outcome in outcomes {
+            match outcome {
+                restore::Restored::Done(id) => {
+                    if let Some(task) = self.tasks.get_mut(&id) {
+                        task.restoring = false;
+                        // The wait for first fetches starts when the task can use them.
+                        task.wait_deadline = Instant::now() + FIRST_FETCH_WAIT;
+                    }
+                }
+                restore::Restored::Corrupted(id, reason) => {
+                    tracing::warn!(task = %id, %reason, "wiping local state and restoring it from the changelog");
+                    let Some(mut task) = self.tasks.remove(&id) else { continue };
+                    task.engine.abort_stores();
+                    if let Err(e) = task.engine.close() {
+                        tracing::warn!(task = %id, error = %e, "closing task failed");
+                    }
+                    let unfetched = std::mem::take(&mut task.unfetched);
+                    drop(task);
+                    self.wipe_task_state(id, &env.config.task_dir(id))?;
+                    let mut task = self.open_task(id, wall, None)?;
+                    task.unfetched = unfetched;
+                    self.tasks.insert(id, task);
+                }
+            }
+        }
+        self.list_stores();
+        if !self.changelogs.is_restoring() {
+            env.set_thread_status(self.index, ThreadStatus::Running);
+        }
+        Ok(())
     }
 
     /// Processes buffered records, a batch per task in turn.
@@ -639,7 +695,7 @@ impl ThreadState {
         let mut total = 0;
         for (id, task) in self.tasks.iter_mut() {
             let dropped_before: u64 = task.engine.dropped_records().values().sum();
-            if !task.ready() {
+            if task.restoring || !task.ready() {
                 continue;
             }
             for _ in 0..PROCESS_BATCH {
@@ -692,10 +748,12 @@ impl ThreadState {
             for topic in self.env.sub_topics.get(&id.subtopology).into_iter().flatten() {
                 let key = (topic.clone(), id.partition);
                 let len = task.queue_len(topic);
-                if len >= MAX_BUFFERED && !self.paused.contains(&key) {
+                // A restoring task's input waits in the broker, not here.
+                let full = len >= MAX_BUFFERED || task.restoring;
+                if full && !self.paused.contains(&key) {
                     pause.add_partition(topic, id.partition);
                     self.paused.insert(key);
-                } else if len < MAX_BUFFERED / 4 && self.paused.contains(&key) {
+                } else if !full && len < MAX_BUFFERED / 4 && self.paused.contains(&key) {
                     resume.add_partition(topic, id.partition);
                     self.paused.remove(&key);
                 }
@@ -800,8 +858,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         index,
         tasks: BTreeMap::new(),
         output,
-        restore_consumer,
-        probe,
+        changelogs: restore::ChangelogReader::new(restore_consumer, probe),
         group_offsets: None,
         assigned: None,
         unfetched: HashMap::new(),
@@ -855,8 +912,12 @@ fn run_loop(
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     let mut idle = false;
     while !env.stop.load(Ordering::Acquire) {
-        let generation = lock(state).generation;
-        let wait = if idle { Duration::from_millis(50) } else { Duration::ZERO };
+        let (generation, restoring) = {
+            let st = lock(state);
+            (st.generation, st.changelogs.is_restoring())
+        };
+        // While stores restore, the restore's read does the waiting.
+        let wait = if idle && !restoring { Duration::from_millis(50) } else { Duration::ZERO };
         for i in 0..POLL_BATCH {
             match consumer.poll(if i == 0 { wait } else { Duration::ZERO }) {
                 Some(Ok(m)) => batch.push(to_raw(&m)),
@@ -888,7 +949,9 @@ fn run_loop(
         }
         if let Some(partitions) = st.assigned.take() {
             st.take_assignment(partitions, consumer)?;
-            env.set_thread_status(st.index, ThreadStatus::Running);
+            if !st.changelogs.is_restoring() {
+                env.set_thread_status(st.index, ThreadStatus::Running);
+            }
         }
         Counters::add(&env.counters.consumed, batch.len() as u64);
         let mut unassigned: BTreeMap<(String, i32), u64> = BTreeMap::new();
@@ -908,6 +971,7 @@ fn run_loop(
             Counters::add(&env.counters.unassigned, unassigned.values().sum());
             tracing::warn!(thread = st.index, partitions = ?unassigned, "records fetched for partitions without a task here; not processed");
         }
+        st.restore_step(idle)?;
         let processed = match st.step(consumer, commit_interval) {
             Ok(n) => n,
             Err(e) => {

@@ -29,6 +29,10 @@ use crate::task::TaskId;
 
 /// Marks a request one instance sends another: answer from local state only.
 pub(super) const FORWARDED: &str = "x-rivulet-forwarded";
+/// On an answer from a standby copy: `true`.
+const STALE: &str = "x-rivulet-stale";
+/// On an answer from a standby copy: the copy's lag in changelog records.
+const STANDBY_LAG: &str = "x-rivulet-standby-lag";
 
 /// How long a forwarded request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,7 +119,8 @@ fn view(env: &Env, store: &str, want: &'static str) -> Result<Arc<dyn JsonView>,
 
 fn running(env: &Env, store: &str) -> Result<(), Failure> {
     match env.lifecycle.state() {
-        State::Running => Ok(()),
+        // Tasks restoring or moving during a rebalance answer 503 by themselves.
+        State::Running | State::Rebalancing => Ok(()),
         state => Err(Failure::Unavailable(format!("store `{store}` is not queryable while the client is {state}"))),
     }
 }
@@ -179,12 +184,38 @@ fn stale_get(env: &Env, store: &str, task: TaskId, view: &dyn JsonView, key: &st
     Some(match answer {
         Ok(Some(e)) => {
             let body = json!({ "key": e.key, "value": e.value, "host": own_host(env), "stale": true, "lag": lag });
-            Json(body).into_response()
+            marked_stale(Json(body).into_response(), lag)
         }
         Ok(None) => Failure::NotFound(format!("no value for key `{key}` in the standby copy of store `{store}`"))
             .into_response(),
         Err(e) => Failure::from(e).into_response(),
     })
+}
+
+/// The answer of this instance's standby copy of `task` to a window or
+/// session query: the same JSON array the owner gives, marked stale in the
+/// headers (`x-rivulet-stale: true`, `x-rivulet-standby-lag`), when it holds
+/// a copy.
+fn stale_list(
+    env: &Env,
+    store: &str,
+    task: TaskId,
+    read: impl FnOnce(LocalStores) -> Result<Vec<Value>, JsonQueryError>,
+) -> Option<Response> {
+    let (answer, lag) =
+        env.standbys.read_copy(store, task, |entries| read(LocalStores::new(store.to_owned(), entries)))?;
+    Some(match answer {
+        Ok(list) => marked_stale(Json(list).into_response(), lag),
+        Err(e) => Failure::from(e).into_response(),
+    })
+}
+
+/// Marks an answer as coming from a standby copy `lag` records behind.
+fn marked_stale(mut response: Response, lag: u64) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(STALE, header::HeaderValue::from_static("true"));
+    headers.insert(STANDBY_LAG, header::HeaderValue::from(lag));
+    response
 }
 
 /// The checks every single-key query makes (a store of kind `want`, a
@@ -203,14 +234,6 @@ fn prepare(
 
 fn is_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED)
-}
-
-/// Sends the same request to `owner` and relays its answer.
-async fn forward(client: &reqwest::Client, owner: &str, path_and_query: &str) -> Response {
-    match ask(client, owner, path_and_query).await {
-        Ok((status, body)) => relay(status, body),
-        Err(e) => Failure::Unavailable(e).into_response(),
-    }
 }
 
 /// An owner's answer, passed on.
@@ -333,11 +356,19 @@ pub(super) async fn get_windows(
             Ok(windows) => Json(windows).into_response(),
             Err(e) => Failure::from(e).into_response(),
         },
-        Ok((Route::Nowhere(_, reason), ..)) => Failure::Unavailable(reason).into_response(),
-        Ok((Route::Remote(owner, _), _, from, to)) => {
+        Ok((Route::Nowhere(task, reason), view, from, to)) => {
+            stale_list(env, &store, task, |copy| view.windows(copy, &key, from, to))
+                .unwrap_or_else(|| Failure::Unavailable(reason).into_response())
+        }
+        Ok((Route::Remote(owner, task), view, from, to)) => {
             let query = encode_query(&[("from", Some(from.to_string())), ("to", Some(to.to_string()))]);
             let path = format!("/stores/{}/keys/{}/windows{query}", encode_path(&store), encode_path(&key));
-            forward(&shared.client, &owner, &path).await
+            match ask(&shared.client, &owner, &path).await {
+                Ok((status, body)) => relay(status, body),
+                // The owner is down: a standby copy here answers, stale.
+                Err(e) => stale_list(env, &store, task, |copy| view.windows(copy, &key, from, to))
+                    .unwrap_or_else(|| Failure::Unavailable(e).into_response()),
+            }
         }
         Err(failure) => failure.into_response(),
     }
@@ -356,10 +387,16 @@ pub(super) async fn get_sessions(
             Ok(sessions) => Json(sessions).into_response(),
             Err(e) => Failure::from(e).into_response(),
         },
-        Ok((Route::Nowhere(_, reason), _)) => Failure::Unavailable(reason).into_response(),
-        Ok((Route::Remote(owner, _), _)) => {
+        Ok((Route::Nowhere(task, reason), view)) => stale_list(env, &store, task, |copy| view.sessions(copy, &key))
+            .unwrap_or_else(|| Failure::Unavailable(reason).into_response()),
+        Ok((Route::Remote(owner, task), view)) => {
             let path = format!("/stores/{}/keys/{}/sessions", encode_path(&store), encode_path(&key));
-            forward(&shared.client, &owner, &path).await
+            match ask(&shared.client, &owner, &path).await {
+                Ok((status, body)) => relay(status, body),
+                // The owner is down: a standby copy here answers, stale.
+                Err(e) => stale_list(env, &store, task, |copy| view.sessions(copy, &key))
+                    .unwrap_or_else(|| Failure::Unavailable(e).into_response()),
+            }
         }
         Err(failure) => failure.into_response(),
     }
