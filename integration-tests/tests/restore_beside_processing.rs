@@ -62,6 +62,9 @@ struct Watch {
     /// records 0_1 restored.
     at_end: Mutex<Option<(u64, u64)>>,
     restores_started: Mutex<Vec<TaskId>>,
+    /// The HTTP server, and `/metrics` as scraped during 0_1's first batch.
+    http: std::sync::OnceLock<std::net::SocketAddr>,
+    metrics_during: Mutex<Option<String>>,
 }
 
 impl StateRestoreListener for Watch {
@@ -70,8 +73,16 @@ impl StateRestoreListener for Watch {
     }
 
     fn on_batch_restored(&self, task: TaskId, _store: &str, _end: i64, _restored: u64) {
-        if task.partition == 1 && self.processed.load(Ordering::SeqCst) > 0 {
+        if task.partition != 1 {
+            return;
+        }
+        if self.processed.load(Ordering::SeqCst) > 0 {
             self.batches_after_processing.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut during = self.metrics_during.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (None, Some(addr)) = (during.as_ref(), self.http.get()) {
+            // The server runs on its own runtime: scraping from this thread is fine.
+            *during = integration_tests::http::get(*addr, "/metrics").ok().map(|(_, body)| body);
         }
     }
 
@@ -125,9 +136,13 @@ fn a_restoring_task_does_not_stop_the_running_ones() -> Result<(), Box<dyn std::
     let dir = tempfile::tempdir()?;
     let mut c = config(&app, dir.path(), "exactly_once_v2");
     c.set("num.stream.threads", "1")?;
+    c.set("http.listen", "127.0.0.1:0")?;
     let streams = KafkaStreams::new(topology, c)?;
     streams.set_restore_listener(Arc::clone(&watch) as Arc<dyn StateRestoreListener>);
     streams.start()?;
+    if let Some(addr) = streams.http_address() {
+        let _ = watch.http.set(addr);
+    }
 
     let (processed_then, restored) =
         wait_until(TIMEOUT, "task 0_1 restored", || *watch.at_end.lock().unwrap_or_else(PoisonError::into_inner))?;
@@ -142,6 +157,19 @@ fn a_restoring_task_does_not_stop_the_running_ones() -> Result<(), Box<dyn std::
     assert_eq!(started, vec![TaskId { subtopology: 0, partition: 1 }], "only 0_1 has anything to restore");
     assert_eq!(processed_then, PROCESSED as u64, "task 0_0 processes its input while 0_1 restores, not after");
     assert!(batches_after > 0, "0_1's restore goes on after 0_0 has processed");
+
+    // Per store, `/metrics` showed what 0_1 had left while it restored.
+    let during = watch.metrics_during.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default();
+    let remaining: Vec<u64> = during
+        .lines()
+        .filter(|l| l.starts_with("rivulet_store_restore_remaining_records{"))
+        .filter(|l| l.contains(r#"store="kv""#) && l.contains(r#"task="0_1""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        remaining.len() == 1 && remaining[0] > 0 && remaining[0] < RESTORED as u64,
+        "0_1's remaining records during its restore: {remaining:?} in\n{during}"
+    );
 
     // Both tasks' data is in the store.
     let store = streams

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -95,6 +96,20 @@ pub(crate) struct ChangelogReader {
 pub(crate) struct RestoreContext<'a> {
     pub(crate) listener: Option<&'a dyn StateRestoreListener>,
     pub(crate) retry: RetryPolicy<'a>,
+    /// (task, store) → records left to read, for `/metrics`.
+    pub(crate) progress: &'a Mutex<BTreeMap<(TaskId, String), u64>>,
+}
+
+impl RestoreContext<'_> {
+    fn report(&self, task: TaskId, s: &StoreRestore) {
+        let remaining = u64::try_from(s.end - s.next).unwrap_or(0);
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(s.phase, Phase::Reading) {
+            progress.insert((task, s.store.name().to_owned()), remaining);
+        } else {
+            progress.remove(&(task, s.store.name().to_owned()));
+        }
+    }
 }
 
 impl ChangelogReader {
@@ -179,12 +194,14 @@ impl ChangelogReader {
     /// Stops restoring a task (it is closed): what was applied stays, with
     /// its checkpoint; what was read but not applied is dropped (read again
     /// next time).
-    pub(crate) fn remove(&mut self, task: TaskId, counters: &Counters) {
-        let Some(restore) = self.tasks.remove(&task) else { return };
-        for s in &restore.stores {
+    pub(crate) fn remove(&mut self, task: TaskId, cx: RestoreContext<'_>) {
+        let Some(mut restore) = self.tasks.remove(&task) else { return };
+        for s in &mut restore.stores {
             if matches!(s.phase, Phase::Reading) {
                 self.reassign = true;
-                uncount_unread(s, counters);
+                uncount_unread(s, cx.retry.counters);
+                s.phase = Phase::Done;
+                cx.report(task, s);
                 tracing::info!(%task, store = s.store.name(), restored = s.restored, "restore suspended");
             }
         }
@@ -329,7 +346,7 @@ impl ChangelogReader {
             }
         }
         for (id, reason) in corrupted {
-            self.remove(id, cx.retry.counters);
+            self.remove(id, cx);
             outcomes.push(Restored::Corrupted(id, reason));
         }
         Ok(())
@@ -445,6 +462,7 @@ fn begin_reading(
         return Ok(());
     }
     s.phase = Phase::Reading;
+    cx.report(task, s);
     tracing::info!(%task, store = s.store.name(), changelog = s.topic, start, end, "restoring");
     if let Some(l) = cx.listener {
         l.on_restore_start(task, s.store.name(), start, end);
@@ -463,6 +481,7 @@ fn apply(task: TaskId, s: &mut StoreRestore, offset: i64, cx: RestoreContext<'_>
     s.store.restore_batch(&mut records, u64::try_from(offset).unwrap_or(0))?;
     s.restored += n;
     Counters::add(&cx.retry.counters.restored, n);
+    cx.report(task, s);
     if let Some(l) = cx.listener {
         l.on_batch_restored(task, s.store.name(), offset, n);
     }
@@ -472,6 +491,7 @@ fn apply(task: TaskId, s: &mut StoreRestore, offset: i64, cx: RestoreContext<'_>
 fn finish(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
     uncount_unread(s, cx.retry.counters);
     s.phase = Phase::Done;
+    cx.report(task, s);
     tracing::info!(%task, store = s.store.name(), restored = s.restored, "restored");
     if let Some(l) = cx.listener {
         l.on_restore_end(task, s.store.name(), s.restored);

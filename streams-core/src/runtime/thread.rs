@@ -141,7 +141,11 @@ fn policy(env: &Env) -> RetryPolicy<'_> {
 
 /// Where restores report, and how they retry.
 fn restore_context(env: &Env) -> restore::RestoreContext<'_> {
-    restore::RestoreContext { listener: env.restore_listener.as_deref(), retry: policy(env) }
+    restore::RestoreContext {
+        listener: env.restore_listener.as_deref(),
+        retry: policy(env),
+        progress: &env.metrics.restoring,
+    }
 }
 
 struct ThreadContext {
@@ -318,7 +322,7 @@ impl ThreadState {
             }
         }
         for (id, mut task) in std::mem::take(&mut self.tasks) {
-            self.changelogs.remove(id, &self.env.counters);
+            self.changelogs.remove(id, restore_context(&self.env));
             if !clean {
                 task.engine.abort_stores();
             }

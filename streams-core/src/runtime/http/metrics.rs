@@ -27,6 +27,9 @@ pub(crate) struct RuntimeMetrics {
     pub(crate) dropped: Mutex<BTreeMap<&'static str, u64>>,
     /// (topic, partition) → consumer lag, from librdkafka's statistics.
     pub(crate) partition_lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// (task, store) → changelog records a store being restored still has
+    /// to read; a store leaves when its restore ends or stops.
+    pub(crate) restoring: Mutex<BTreeMap<(crate::task::TaskId, String), u64>>,
 }
 
 impl Default for RuntimeMetrics {
@@ -36,6 +39,7 @@ impl Default for RuntimeMetrics {
             commit_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15)),
             dropped: Mutex::new(BTreeMap::new()),
             partition_lag: Mutex::new(BTreeMap::new()),
+            restoring: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -187,13 +191,28 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
         m.records_to_restore.saturating_sub(m.records_restored),
     );
 
+    let threads = task_threads(env);
+    let restoring = Family::<StoreLabels, Gauge>::default();
+    for ((task, store), remaining) in guard(&env.metrics.restoring).iter() {
+        let labels = StoreLabels {
+            store: store.clone(),
+            task: task.to_string(),
+            thread: threads.get(task).cloned().unwrap_or_default(),
+        };
+        restoring.get_or_create(&labels).set(i64::try_from(*remaining).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "store_restore_remaining_records",
+        "Changelog records a store being restored still has to read",
+        restoring,
+    );
+
     let dropped = Family::<ReasonLabel, Counter>::default();
     for (reason, n) in guard(&env.metrics.dropped).iter() {
         dropped.get_or_create(&ReasonLabel { reason: (*reason).to_owned() }).inc_by(*n);
     }
     registry.register("records_dropped", "Records dropped on purpose (late, null key, ...), by reason", dropped);
 
-    let threads = task_threads(env);
     let lag = Family::<PartitionLabels, Gauge>::default();
     for ((topic, partition), n) in guard(&env.metrics.partition_lag).iter() {
         let task =
