@@ -19,10 +19,12 @@ def lines(name):
 
 
 F1 = "F1 failover"
+R2 = "R2 restore beside processing"
 rows, latency = lines("latest.jsonl"), lines("latency.jsonl")
-# F1's rows have their own figures and table.
+# F1's and R2's rows have their own figures and tables.
 failover = [r for r in rows if r["workload"] == F1]
-rows = [r for r in rows if r["workload"] != F1]
+beside = [r for r in rows if r["workload"] == R2]
+rows = [r for r in rows if r["workload"] not in (F1, R2)]
 cpu = next(
     (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
     platform.processor(),
@@ -59,7 +61,8 @@ def ratios():
 
 
 summary = ratios()
-json.dump({"machine": machine, "results": rows, "latency": latency, "failover": failover, "ratios": summary},
+json.dump({"machine": machine, "results": rows, "latency": latency, "failover": failover,
+           "restore_beside_processing": beside, "ratios": summary},
           open(os.path.join(out, "latest.json"), "w"), indent=2)
 
 
@@ -96,6 +99,23 @@ with open(os.path.join(out, "latest.md"), "w") as f:
                     f"{fmt(s.get('rate_vs_raw'), '.2f')} | {fmt(s.get('cpu_vs_kafka-streams'), '.2f')} | "
                     f"{fmt(s.get('rate_vs_kafka-streams'), '.2f')} | {fmt(s.get('cpu_vs_quix'), '.2f')} | "
                     f"{fmt(s.get('rate_vs_quix'), '.2f')} |\n")
+    if beside:
+        f.write("\nR2 restore beside processing (exactly_once_v2, 100 ms commits): one stream thread, a persistent "
+                "key-value store; task 0_1 restores its changelog (written straight into it) while task 0_0 passes "
+                "a steady rate of records through the store. Latency = event time to the result in a read_committed "
+                "consumer; during = records stamped from the first result (or the restore's start, if later) to the "
+                "restore's end, steady = a window after it as long (at least 5 s). Requirement: p99 ratio < 2.\n\n")
+        f.write("| contender | restored records | restore s | restored records/s | rate/s | during samples | "
+                "during p50 ms | during p99 ms | steady samples | steady p50 ms | steady p99 ms | p99 ratio | "
+                "p50 ratio | verified |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for r in beside:
+            verified = "yes" if r.get("verified") else f"**no**: {r.get('error', '')}"
+            d, s = r.get("during", {}), r.get("steady", {})
+            f.write(f"| {r['contender']} | {fmt(r.get('restored_records'), ',')} | {fmt(r.get('restore_s'), '.2f')} | "
+                    f"{fmt(r.get('restore_records_per_s'), ',.0f')} | {r.get('rate', '—')} | {d.get('samples', '—')} | "
+                    f"{d.get('p50_ms', '—')} | {d.get('p99_ms', '—')} | {s.get('samples', '—')} | "
+                    f"{s.get('p50_ms', '—')} | {s.get('p99_ms', '—')} | {fmt(r.get('p99_ratio'), '.2f')} | "
+                    f"{fmt(r.get('p50_ratio'), '.2f')} | {verified} |\n")
     if failover:
         f.write(f"\nF1 failover: word count (exactly_once_v2, 8 partitions) on two instances of one application, "
                 f"{failover[0].get('records', 0):,} distinct words in the store; once the output is complete and "

@@ -156,6 +156,9 @@ pub(crate) fn raw(job: &Job) -> Result<(), Error> {
             };
             let (key, value) = (m.key().unwrap_or_default(), m.payload().unwrap_or_default());
             match job.workload {
+                Workload::R2 => {
+                    send(&producer, BaseRecord::to(output).key(key).payload(value).timestamp(ts))?;
+                }
                 Workload::W1 => {
                     if let Some(out) = workloads::w1_transform(value) {
                         send(&producer, BaseRecord::to(output).key(key).payload(out.as_slice()).timestamp(ts))?;
@@ -281,7 +284,14 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
     if let Some(ms) = job.session_timeout_ms {
         config.set("consumer.session.timeout.ms", &ms.to_string())?;
     }
+    if job.workload == Workload::R2 {
+        // Both tasks on one thread: the restoring one beside the running one.
+        config.set("num.stream.threads", "1")?;
+    }
     let streams = KafkaStreams::new(workloads::topology(job.workload, &job.input, &job.output)?, config)?;
+    if job.workload == Workload::R2 {
+        streams.set_restore_listener(Arc::new(crate::restore_latency::Announce));
+    }
     let stop = terminated();
     streams.start()?;
     let streams = Arc::new(streams);
