@@ -102,6 +102,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 query_rate: f.get("query-rate").map_or(Ok(0), |r| r.parse())?,
                 standby_replicas: f.get("standby-replicas").map(|n| n.parse()).transpose()?,
                 session_timeout_ms: f.get("session-timeout-ms").map(|n| n.parse()).transpose()?,
+                heartbeat_ms: f.get("heartbeat-ms").map(|n| n.parse()).transpose()?,
                 http_listen: f.get("http-listen").cloned(),
                 status_every: f.get("status-ms").map(|n| n.parse().map(Duration::from_millis)).transpose()?,
             };
@@ -136,6 +137,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 words: get(&f, "records")?.parse()?,
                 standbys: get(&f, "standby-replicas")?.parse()?,
                 session_timeout_ms: get(&f, "session-timeout-ms")?.parse()?,
+                heartbeat_ms: get(&f, "heartbeat-ms")?.parse()?,
                 load_timeout: Duration::from_secs(f.get("timeout").map_or(Ok(1800), |t| t.parse())?),
             };
             // A failed failover is a result line too; the other rows still run.
@@ -145,6 +147,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                     serde_json::json!({
                         "standby_replicas": settings.standbys,
                         "session_timeout_ms": settings.session_timeout_ms,
+                        "heartbeat_interval_ms": settings.heartbeat_ms,
                         "verified": false,
                         "error": e.to_string(),
                     })
