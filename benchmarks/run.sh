@@ -13,6 +13,8 @@
 # then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2).
 # W2Q: rivulet on W2's input again with 1,000 interactive-query gets/s beside
 # the processing (contender `rivulet+queries`), to compare with plain W2.
+# R2 (rivulet only): a running task's latency while another task of the same
+# stream thread restores R1's number of changelog records.
 # F1 failover: two instances of W2's word count, one killed (rivulet and
 # kafka-streams, each with one standby replica and, as `…-nostandby`, none).
 # BENCH_CONTENDERS="raw rivulet" and BENCH_WORKLOADS="w3 r1 latency" narrow the run.
@@ -52,13 +54,15 @@ mkdir -p "$OUT"
 STATE="$(mktemp -d)"
 trap 'rm -rf "$STATE"' EXIT
 CONTENDERS="${BENCH_CONTENDERS:-raw rivulet kafka-streams quix}"
-WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w2q w3 w4 r1 f1 latency}"
+WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w2q w3 w4 r1 r2 f1 latency}"
 wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 # R1 restores a changelog of one entry per input record: 1,000,000 (--quick: the quick size).
 R1_RECORDS=$(( RECORDS < 1000000 ? RECORDS : 1000000 ))
-# F1's store: as many distinct words; its consumers' session time-out.
+# F1's store: as many distinct words; its consumers' session time-out and
+# heartbeat interval (1 s, not the default 3 s: failure detection varies less).
 F1_WORDS=$R1_RECORDS
 F1_SESSION_MS=6000
+F1_HEARTBEAT_MS=1000
 LAT_SECONDS=30
 [[ "$RECORDS" -le 200000 ]] && LAT_SECONDS=15
 
@@ -122,10 +126,29 @@ for C in $CONTENDERS; do
         --guarantee "$G" --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
 done
 
+# R2: one stream thread, a key-value store, 2 input partitions; task 0_1's
+# changelog partition holds R1_RECORDS entries (written straight into it),
+# task 0_0 gets R2_RATE records/s and passes them through the store while
+# 0_1 restores; measured are its latencies during the restore and in a
+# window as long after it (benchmarks/src/restore_latency.rs). Rivulet only.
+R2_RATE=1000
+for C in $CONTENDERS; do
+    wanted r2 || break
+    [[ "$C" == rivulet ]] || continue
+    INPUT="bench-r2-$C-$RUN_ID"
+    APP="bench-$C-r2-$RUN_ID"
+    echo "[run.sh] $C r2: $R1_RECORDS records to restore beside $R2_RATE records/s" >&2
+    contender "$C" r2 "$G" "$INPUT" "$APP-out" "$APP"
+    "$BENCH" restore-latency --records "$R1_RECORDS" --rate "$R2_RATE" --input "$INPUT" --output "$APP-out" \
+        --app "$APP" --contender "$C" --guarantee "$G" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+    rm -rf "${STATE:?}/$APP"
+done
+
 # F1: two instances of one application (exactly_once_v2, each its own state
 # directory) count F1_WORDS distinct words; one is killed with SIGKILL and one
 # word per partition follows; measured is the time from the kill to correct
-# counts (benchmarks/src/failover.rs). rivulet and kafka-streams run it with
+# counts (benchmarks/src/failover.rs), and from the kill to the survivor's
+# rebalance (its status lines). rivulet and kafka-streams run it with
 # num.standby.replicas=1, then as rivulet-nostandby / kafka-streams-nostandby with 0.
 for C in $CONTENDERS; do
     wanted f1 || break
@@ -139,16 +162,18 @@ for C in $CONTENDERS; do
         # `{instance}` becomes a and b: one state directory each.
         if [[ "$C" == kafka-streams ]]; then
             CMD=(java -cp "$PEER_CP" dev.rivulet.bench.Peer "$SERVERS" f1 "$G" "$INPUT" "$APP-out" "$APP"
-                 "$STATE/$APP-{instance}" "$S" "$F1_SESSION_MS")
+                 "$STATE/$APP-{instance}" "$S" "$F1_SESSION_MS" "$F1_HEARTBEAT_MS")
         else
             # Rivulet places standby copies by the instances' endpoints: each
             # gets its HTTP server on a port of its own.
             CMD=("$BENCH" contender --kind rivulet --workload w2 --guarantee "$G" --input "$INPUT" --output "$APP-out"
                  --app "$APP" --state-dir "$STATE/$APP-{instance}" --standby-replicas "$S"
-                 --session-timeout-ms "$F1_SESSION_MS" --http-listen 127.0.0.1:0 --status-ms 200)
+                 --session-timeout-ms "$F1_SESSION_MS" --heartbeat-ms "$F1_HEARTBEAT_MS" --http-listen 127.0.0.1:0
+                 --status-ms 100)
         fi
         "$BENCH" failover --records "$F1_WORDS" --input "$INPUT" --output "$APP-out" --contender "$NAME" \
-            --guarantee "$G" --standby-replicas "$S" --session-timeout-ms "$F1_SESSION_MS" --base-ts "$BASE_TS" \
+            --guarantee "$G" --standby-replicas "$S" --session-timeout-ms "$F1_SESSION_MS" \
+            --heartbeat-ms "$F1_HEARTBEAT_MS" --base-ts "$BASE_TS" \
             -- "${CMD[@]}" >> "$OUT/latest.jsonl"
         rm -rf "${STATE:?}/$APP-a" "${STATE:?}/$APP-b"
     done

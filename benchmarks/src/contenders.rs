@@ -1,6 +1,7 @@
 //! The Rust contenders: a hand-written rdkafka loop (the client's limit) and Rivulet.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub(crate) struct Job {
     pub(crate) standby_replicas: Option<u32>,
     /// `consumer.session.timeout.ms` (F1), when set.
     pub(crate) session_timeout_ms: Option<u64>,
+    /// `consumer.heartbeat.interval.ms` (F1), when set.
+    pub(crate) heartbeat_ms: Option<u64>,
     /// `http.listen` (F1: Rivulet places standby copies by the instances'
     /// endpoints, so standbys need one), when set.
     pub(crate) http_listen: Option<String>,
@@ -156,6 +159,9 @@ pub(crate) fn raw(job: &Job) -> Result<(), Error> {
             };
             let (key, value) = (m.key().unwrap_or_default(), m.payload().unwrap_or_default());
             match job.workload {
+                Workload::R2 => {
+                    send(&producer, BaseRecord::to(output).key(key).payload(value).timestamp(ts))?;
+                }
                 Workload::W1 => {
                     if let Some(out) = workloads::w1_transform(value) {
                         send(&producer, BaseRecord::to(output).key(key).payload(out.as_slice()).timestamp(ts))?;
@@ -281,7 +287,24 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
     if let Some(ms) = job.session_timeout_ms {
         config.set("consumer.session.timeout.ms", &ms.to_string())?;
     }
+    if let Some(ms) = job.heartbeat_ms {
+        config.set("consumer.heartbeat.interval.ms", &ms.to_string())?;
+    }
+    if job.workload == Workload::R2 {
+        // Both tasks on one thread: the restoring one beside the running one.
+        config.set("num.stream.threads", "1")?;
+    }
     let streams = KafkaStreams::new(workloads::topology(job.workload, &job.input, &job.output)?, config)?;
+    if job.workload == Workload::R2 {
+        streams.set_restore_listener(Arc::new(crate::restore_latency::Announce));
+    }
+    if job.status_every.is_some() {
+        // F1: state changes as they happen, beside the periodic status lines.
+        streams.set_state_listener(|new, old| {
+            let line = format!("STATE new={new} old={old} at_ms={}", crate::now_ms());
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        });
+    }
     let stop = terminated();
     streams.start()?;
     let streams = Arc::new(streams);
@@ -309,16 +332,21 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
 }
 
 /// F1's status line, the same as the Kafka Streams peer prints:
-/// `STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N`,
+/// `STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N at_ms=T`,
 /// with the active tasks, the standby copies with their lags (changelog
-/// records not read yet), and the changelog records restored into active
-/// stores since the start.
+/// records not read yet), the changelog records restored into active
+/// stores since the start, and the wall-clock time the tasks were read.
 fn status_line(streams: &KafkaStreams) -> String {
+    let at_ms = crate::now_ms();
     let state = streams.state();
     let active: Vec<String> = streams.local_tasks().iter().map(ToString::to_string).collect();
     let standby: Vec<String> = streams.standby_tasks().iter().map(|(t, lag)| format!("{t}:{lag}")).collect();
     let restored = streams.metrics().records_restored;
-    format!("STATUS state={state} active={} standby={} restored={restored}", active.join(","), standby.join(","))
+    format!(
+        "STATUS state={state} active={} standby={} restored={restored} at_ms={at_ms}",
+        active.join(","),
+        standby.join(",")
+    )
 }
 
 /// Gets of random W2 words from the word-count store at `rate` per second,

@@ -4,13 +4,18 @@
 //!
 //! Both instances run the same command (a template in which `{instance}`
 //! becomes `a` or `b`, for their state directories) and print a status line
-//! to stdout every 200 ms (rivulet-bench's contender with `--status-ms`, the
-//! Kafka Streams peer's workload `f1`):
+//! to stdout every 100 ms (rivulet-bench's contender with `--status-ms`, the
+//! Kafka Streams peer's workload `f1`); both run with a 1 s heartbeat
+//! interval (`heartbeat.interval.ms`) and the given session time-out:
 //!
-//! `STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N`
+//! `STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N at_ms=T`
 //!
 //! active tasks, standby copies with their lags (changelog records not read
-//! yet) and changelog records restored into active stores since the start.
+//! yet), changelog records restored into active stores since the start, and
+//! the wall-clock time the active tasks were read; and from a state listener,
+//! on every change of the client's state:
+//!
+//! `STATE new=REBALANCING old=RUNNING at_ms=T`
 //! The procedure:
 //!
 //! 1. Create the (empty) input topic, start both instances, and wait until
@@ -32,7 +37,18 @@
 //!    before, so that its correct count is now 2.
 //! 4. Measure from the kill to the first correct count of a word whose task
 //!    moved, and to all 8 correct; read the survivor's restored records
-//!    (after minus before the kill); check the whole output exactly.
+//!    (after minus before the kill); check the whole output exactly. The
+//!    survivor's status lines say when the rebalance reached it: the first
+//!    line with a moved count task active on it (and the first with all of
+//!    them; Kafka Streams lists a thread's tasks only once the thread runs
+//!    again, Rivulet as soon as they are assigned), and its state lines when
+//!    the rebalance reached it: its first change to REBALANCING after the
+//!    kill (Kafka Streams, cooperative: when the new assignment arrives;
+//!    Rivulet, eager: when the revocation that starts the rebalance does, one
+//!    join and sync before it). Rebalance → correct is the part each product
+//!    controls; kill → rebalance is mostly the group's failure detection (the
+//!    session time-out less up to one heartbeat interval, plus up to one more
+//!    for the survivor to hear of it), the same protocol for both.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -59,7 +75,7 @@ const PARTITIONS: i32 = 8;
 const COUNT_SUBTOPOLOGY: u32 = 1;
 /// How long the group may take to spread the tasks, and the standbys to catch up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
-/// How often checks of status lines look (the lines come every 200 ms).
+/// How often checks of status lines look (the lines come every 100 ms).
 const STATUS_PACE: Duration = Duration::from_millis(50);
 /// How long the failover may take, from the kill to every new count.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
@@ -73,6 +89,8 @@ pub(crate) struct Settings {
     pub(crate) standbys: u32,
     /// The consumer session time-out they were started with (reported only).
     pub(crate) session_timeout_ms: u64,
+    /// The consumer heartbeat interval they were started with (reported only).
+    pub(crate) heartbeat_ms: u64,
     /// How long counting the words may take.
     pub(crate) load_timeout: Duration,
 }
@@ -86,8 +104,36 @@ struct Status {
     /// Standby copies and their lags (-1: not known yet).
     standby: Vec<((u32, i32), i64)>,
     restored: u64,
-    /// When the line was read.
+    /// When the active tasks were read (`at_ms`), else when the line was.
     at: Option<Instant>,
+}
+
+/// The `Instant` of a wall-clock time (ms since the epoch) in the past.
+fn instant_of(at_ms: i64) -> Option<Instant> {
+    Instant::now().checked_sub(Duration::from_millis(u64::try_from(crate::now_ms() - at_ms).unwrap_or(0)))
+}
+
+/// A change of an instance's state, from its `STATE` lines.
+#[derive(Debug, Clone)]
+struct StateChange {
+    new: String,
+    at: Instant,
+}
+
+impl StateChange {
+    /// `STATE new=… old=… at_ms=…`; `None` for other lines.
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("STATE ")?;
+        let (mut new, mut at) = (None, None);
+        for field in rest.split_whitespace() {
+            match field.split_once('=')? {
+                ("new", value) => new = Some(value.to_owned()),
+                ("at_ms", value) => at = instant_of(value.parse().ok()?),
+                _ => {}
+            }
+        }
+        Some(Self { new: new?, at: at? })
+    }
 }
 
 fn task(s: &str) -> Option<(u32, i32)> {
@@ -115,6 +161,7 @@ impl Status {
                         .collect::<Option<_>>()?
                 }
                 "restored" => s.restored = value.parse().ok()?,
+                "at_ms" => s.at = instant_of(value.parse().ok()?).or(s.at),
                 _ => {}
             }
         }
@@ -127,11 +174,14 @@ impl Status {
     }
 }
 
-/// A running instance and its latest status line.
+/// A running instance, its latest status line, every status line whose
+/// active tasks differ from the line before, and its state changes.
 struct Instance {
     name: &'static str,
     child: Child,
     status: Arc<Mutex<Status>>,
+    changes: Arc<Mutex<Vec<Status>>>,
+    states: Arc<Mutex<Vec<StateChange>>>,
 }
 
 impl Instance {
@@ -143,20 +193,45 @@ impl Instance {
         let mut child = Command::new(program).args(args).stdout(Stdio::piped()).spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let status = Arc::new(Mutex::new(Status::default()));
-        let shared = Arc::clone(&status);
+        let (changes, states) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let (shared, shared_changes, shared_states) = (Arc::clone(&status), Arc::clone(&changes), Arc::clone(&states));
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match Status::parse(&line) {
-                    Some(s) => *shared.lock().unwrap_or_else(PoisonError::into_inner) = s,
-                    None => eprintln!("[{name}] {line}"),
+                if let Some(s) = Status::parse(&line) {
+                    let mut latest = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    if latest.active != s.active || latest.at.is_none() {
+                        shared_changes.lock().unwrap_or_else(PoisonError::into_inner).push(s.clone());
+                    }
+                    *latest = s;
+                } else if let Some(change) = StateChange::parse(&line) {
+                    shared_states.lock().unwrap_or_else(PoisonError::into_inner).push(change);
+                } else {
+                    eprintln!("[{name}] {line}");
                 }
             }
         });
-        Ok(Self { name, child, status })
+        Ok(Self { name, child, status, changes, states })
+    }
+
+    /// Since `since`, when the instance first went into state `state`.
+    fn entered(&self, state: &str, since: Instant) -> Option<Duration> {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.iter().find(|c| c.at > since && c.new == state).map(|c| c.at.duration_since(since))
     }
 
     fn status(&self) -> Status {
         self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Since `since`, when a status line first showed a count task of
+    /// `partitions` active here, and when one first showed all of them.
+    fn took_over(&self, partitions: &BTreeSet<i32>, since: Instant) -> (Option<Duration>, Option<Duration>) {
+        let changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let after = |s: &&Status| s.at.is_some_and(|at| at > since);
+        let elapsed = |s: &Status| s.at.map(|at| at.duration_since(since));
+        let any = changes.iter().filter(after).find(|s| !s.count_partitions().is_disjoint(partitions));
+        let all = changes.iter().filter(after).find(|s| s.count_partitions().is_superset(partitions));
+        (any.and_then(elapsed), all.and_then(elapsed))
     }
 
     /// An error when the process has exited.
@@ -394,6 +469,9 @@ pub(crate) fn run(
             let s = i[0].status();
             Ok((s.at.is_some_and(|at| at > done) && s.state == "RUNNING").then_some(s))
         })?;
+    // The lines that showed the take-over came before that one.
+    let (moved_active, all_moved) = survivor.took_over(&moved, killed);
+    let rebalanced = survivor.entered("REBALANCING", killed);
     // Late duplicates still count against the output.
     let settle = Instant::now() + Duration::from_millis(500);
     while Instant::now() < settle {
@@ -402,10 +480,12 @@ pub(crate) fn run(
     survivor.alive()?;
     let verified = out.complete() && out.wrong == 0 && out.latest.len() == out.expected.len();
     let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let since_rebalance = |d: Option<Duration>| Some(ms(d)? - ms(rebalanced)?);
     let mut result = serde_json::json!({
         "distinct_words": n,
         "standby_replicas": settings.standbys,
         "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_ms,
         "killed": killed_name,
         "moved_partitions": moved,
         "load_s": load_s,
@@ -413,6 +493,11 @@ pub(crate) fn run(
         "time_to_first_correct_ms": ms(first_moved),
         "time_to_all_correct_ms": ms(Some(all)),
         "time_to_unmoved_correct_ms": ms(stayed_all.copied()),
+        "time_to_rebalance_ms": ms(rebalanced),
+        "time_to_moved_active_ms": ms(moved_active),
+        "time_to_all_moved_active_ms": ms(all_moved),
+        "rebalance_to_first_correct_ms": since_rebalance(first_moved),
+        "rebalance_to_all_correct_ms": since_rebalance(Some(all)),
         "restored_records": after.restored.saturating_sub(survivor_before.restored),
         "output_records": out.records,
         "verified": verified,

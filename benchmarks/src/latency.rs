@@ -1,12 +1,13 @@
 //! The rate-limited pass: end-to-end latency from an input record's event
 //! time to its result being visible to a read_committed consumer.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Message, Timestamp};
-use rdkafka::producer::Producer;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::measure::{self, Stop};
 use crate::workloads::{self, Workload};
@@ -51,29 +52,13 @@ pub(crate) fn run(
         measure::send_input(producer, input, &(k, v, now_ms()))
     };
 
-    // Warm-up: one record every 100 ms until a result shows that the
-    // contender has joined its group and runs.
-    let mut next = 0u64;
-    let ready_by = Instant::now() + READY_TIMEOUT;
-    let mut last_sent = Instant::now() - Duration::from_secs(1);
-    let ready = loop {
-        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(20)) {
-            break true;
-        }
-        if Instant::now() > ready_by || matches!(child.try_wait(), Ok(Some(_))) {
-            break false;
-        }
-        if last_sent.elapsed() >= Duration::from_millis(100) {
-            send(next)?;
-            producer.flush(Duration::from_secs(5))?;
-            next += 1;
-            last_sent = Instant::now();
+    let next = match warm_up(&consumer, &mut child, producer, send, |_| {}) {
+        Ok(sent) => sent,
+        Err(e) => {
+            measure::stop(&mut child, Stop::Kill);
+            return Err(format!("{program}: {e}").into());
         }
     };
-    if !ready {
-        measure::stop(&mut child, Stop::Kill);
-        return Err(format!("{program}: no output within {} s", READY_TIMEOUT.as_secs()).into());
-    }
     // Results of warm-up records still in flight are not measured.
     let measured_from = now_ms() + 1;
 
@@ -132,12 +117,7 @@ pub(crate) fn run(
     measure::stop(&mut child, Stop::Kill);
     let mut latencies = latencies?;
     latencies.sort_unstable();
-    let pick = |q: f64| -> i64 {
-        if latencies.is_empty() {
-            return -1;
-        }
-        latencies[((latencies.len() - 1) as f64 * q).round() as usize]
-    };
+    let pick = |q: f64| percentile(&latencies, q);
     Ok(serde_json::json!({
         "rate": pace.rate,
         "sent": total,
@@ -146,4 +126,46 @@ pub(crate) fn run(
         "p99_ms": pick(0.99),
         "max_ms": pick(1.0),
     }))
+}
+
+/// Warm-up: one record every 100 ms (`send(i)`, flushed at once) until
+/// `consumer` reads a result, which shows that the contender has joined its
+/// group and runs; `seen` is given that result. Returns how many records were
+/// sent. Fails after [`READY_TIMEOUT`] or when `child` exits.
+pub(crate) fn warm_up(
+    consumer: &BaseConsumer,
+    child: &mut Child,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    send: impl Fn(u64) -> Result<(), Error>,
+    mut seen: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<u64, Error> {
+    let mut next = 0u64;
+    let ready_by = Instant::now() + READY_TIMEOUT;
+    let mut last_sent = Instant::now() - Duration::from_secs(1);
+    loop {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+            seen(&m);
+            return Ok(next);
+        }
+        if Instant::now() > ready_by {
+            return Err(format!("no output within {} s", READY_TIMEOUT.as_secs()).into());
+        }
+        if let Ok(Some(exit)) = child.try_wait() {
+            return Err(format!("exited ({exit}) before its first output").into());
+        }
+        if last_sent.elapsed() >= Duration::from_millis(100) {
+            send(next)?;
+            producer.flush(Duration::from_secs(5))?;
+            next += 1;
+            last_sent = Instant::now();
+        }
+    }
+}
+
+/// The `q` quantile (0 to 1, nearest rank) of `sorted`; -1 when it is empty.
+pub(crate) fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return -1;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }

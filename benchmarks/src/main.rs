@@ -13,12 +13,15 @@
 //!   to a read_committed consumer).
 //! - `failover -- COMMAND…`: F1, two instances of COMMAND (`{instance}` in
 //!   it becomes `a` and `b`), one killed with SIGKILL; see `failover.rs`.
+//! - `restore-latency -- COMMAND…`: R2, a running task's latency while
+//!   another task of the same thread restores; see `restore_latency.rs`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod contenders;
 mod failover;
 mod latency;
 mod measure;
+mod restore_latency;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -67,8 +70,9 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 fn dispatch(args: &[String]) -> Result<(), Error> {
-    let (command, rest) =
-        args.split_first().ok_or("usage: rivulet-bench preload|probe|contender|run|latency|failover …")?;
+    let (command, rest) = args
+        .split_first()
+        .ok_or("usage: rivulet-bench preload|probe|contender|run|latency|failover|restore-latency …")?;
     let (f, tail) = flags(rest);
     let servers = f.get("bootstrap-servers").cloned().unwrap_or_else(|| "127.0.0.1:39092".to_owned());
     if let Some(ts) = f.get("base-ts") {
@@ -76,7 +80,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
     }
     let workload = || -> Result<Workload, Error> {
         let name = get(&f, "workload")?;
-        Workload::parse(name).ok_or_else(|| format!("unknown workload `{name}` (w1, w2, w3, w4, r1)").into())
+        Workload::parse(name).ok_or_else(|| format!("unknown workload `{name}` (w1, w2, w3, w4, r1, r2)").into())
     };
     match command.as_str() {
         "preload" => {
@@ -98,6 +102,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 query_rate: f.get("query-rate").map_or(Ok(0), |r| r.parse())?,
                 standby_replicas: f.get("standby-replicas").map(|n| n.parse()).transpose()?,
                 session_timeout_ms: f.get("session-timeout-ms").map(|n| n.parse()).transpose()?,
+                heartbeat_ms: f.get("heartbeat-ms").map(|n| n.parse()).transpose()?,
                 http_listen: f.get("http-listen").cloned(),
                 status_every: f.get("status-ms").map(|n| n.parse().map(Duration::from_millis)).transpose()?,
             };
@@ -132,6 +137,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 words: get(&f, "records")?.parse()?,
                 standbys: get(&f, "standby-replicas")?.parse()?,
                 session_timeout_ms: get(&f, "session-timeout-ms")?.parse()?,
+                heartbeat_ms: get(&f, "heartbeat-ms")?.parse()?,
                 load_timeout: Duration::from_secs(f.get("timeout").map_or(Ok(1800), |t| t.parse())?),
             };
             // A failed failover is a result line too; the other rows still run.
@@ -141,11 +147,26 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                     serde_json::json!({
                         "standby_replicas": settings.standbys,
                         "session_timeout_ms": settings.session_timeout_ms,
+                        "heartbeat_interval_ms": settings.heartbeat_ms,
                         "verified": false,
                         "error": e.to_string(),
                     })
                 });
             print_line(&f, failover::WORKLOAD, result)
+        }
+        "restore-latency" => {
+            let settings = restore_latency::Settings {
+                records: get(&f, "records")?.parse()?,
+                rate: get(&f, "rate")?.parse()?,
+                app: get(&f, "app")?.to_owned(),
+            };
+            // A failed run is a result line too; the other rows still run.
+            let result = restore_latency::run(&servers, get(&f, "input")?, get(&f, "output")?, &settings, &tail)
+                .unwrap_or_else(|e| {
+                    eprintln!("rivulet-bench: restore-latency: {e}");
+                    serde_json::json!({ "rate": settings.rate, "verified": false, "error": e.to_string() })
+                });
+            print_line(&f, restore_latency::WORKLOAD, result)
         }
         other => Err(format!("unknown command `{other}`").into()),
     }

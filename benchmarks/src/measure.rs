@@ -23,8 +23,22 @@ fn config(servers: &str) -> ClientConfig {
 
 /// Creates `topic` (if missing) with `partitions`, never deleting by age.
 pub(crate) fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result<(), Error> {
+    create_topic_with(servers, topic, partitions, &[])
+}
+
+/// Creates `topic` (if missing) with `partitions`, never deleting by age,
+/// and the topic configs `settings` (e.g. `cleanup.policy=compact`).
+pub(crate) fn create_topic_with(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = config(servers).create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    for (name, value) in settings {
+        new = new.set(name, value);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in futures::executor::block_on(admin.create_topics([&new], &opts))? {
         match result {

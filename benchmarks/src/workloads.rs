@@ -26,6 +26,9 @@ pub(crate) enum Workload {
     /// Restore: word count over distinct words, so that its store and
     /// changelog hold one entry per input record.
     R1,
+    /// Restore beside processing: records pass through a key-value store
+    /// while another task of the same thread restores it (`restore_latency.rs`).
+    R2,
 }
 
 /// The first event time of every workload unless `--base-ts` says otherwise
@@ -63,6 +66,7 @@ impl Workload {
             "w3" => Some(Self::W3),
             "w4" => Some(Self::W4),
             "r1" => Some(Self::R1),
+            "r2" => Some(Self::R2),
             _ => None,
         }
     }
@@ -74,6 +78,7 @@ impl Workload {
             Self::W3 => "W3 windowed aggregation",
             Self::W4 => "W4 stream-table join",
             Self::R1 => "R1 restore",
+            Self::R2 => crate::restore_latency::WORKLOAD,
         }
     }
 }
@@ -151,6 +156,7 @@ pub(crate) fn record(workload: Workload, i: u64) -> Input {
             (o.customer.clone().into_bytes(), serde_json::to_vec(&o).unwrap_or_default(), ts)
         }
         Workload::R1 => (i.to_string().into_bytes(), format!("k{i}").into_bytes(), ts),
+        Workload::R2 => crate::restore_latency::input(i),
     }
 }
 
@@ -237,6 +243,8 @@ fn word_counts(workload: Workload, records: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
 
 pub(crate) fn expected(workload: Workload, records: u64) -> Expected {
     match workload {
+        // A pass-through: one result per record.
+        Workload::R2 => Expected::Count(records),
         Workload::W1 => {
             Expected::Count((0..records).filter(|&i| w1_transform(&record(workload, i).1).is_some()).count() as u64)
         }
@@ -286,6 +294,7 @@ pub(crate) fn topology(workload: Workload, input: &str, output: &str) -> Result<
                 .to_with(output, Produced::with(Nullable(BytesSerde), JsonSerde::<Out>::new()));
         }
         Workload::W2 | Workload::R1 => return rivulet_examples::word_count::topology(input, output),
+        Workload::R2 => return Ok(crate::restore_latency::topology(input, output)?),
         Workload::W3 => {
             builder
                 .stream(&[input], Consumed::with(Nullable(BytesSerde), JsonSerde::<Payment>::new()))

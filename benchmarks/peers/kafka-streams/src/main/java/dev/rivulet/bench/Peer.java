@@ -38,11 +38,13 @@ import org.apache.kafka.streams.state.WindowStore;
 /**
  * The benchmark workloads on Apache Kafka Streams, default settings plus the
  * guarantee. Args: bootstrap workload guarantee input output application-id state-dir
- * [standby-replicas session-timeout-ms]. Runs until killed.
+ * [standby-replicas session-timeout-ms heartbeat-interval-ms]. Runs until killed.
  *
  * <p>Workload f1 (the failover row) is w2's word count with num.standby.replicas and the
- * consumer's session time-out from the last two arguments, dynamic membership (two instances
- * share the application id), and a status line on stdout every 200 ms (see {@link #status}).
+ * consumer's session time-out and heartbeat interval from the last three arguments, dynamic
+ * membership (two instances share the application id), a status line on stdout every
+ * 100 ms (see {@link #status}), and a line on every change of the client's state:
+ * {@code STATE new=REBALANCING old=RUNNING at_ms=T}.
  */
 public final class Peer {
     /** W3's window aggregate: count and sum as two big-endian longs. */
@@ -79,34 +81,42 @@ public final class Peer {
 
     /**
      * F1's status line, the same as rivulet-bench's contender prints:
-     * {@code STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N}, with the
-     * active tasks, the standby tasks with the offset lag of their word-count store partition
-     * ({@link KafkaStreams#allLocalStorePartitionLags()}; -1 when not known yet), and the
-     * changelog records restored into active stores (a {@link StateRestoreListener}).
+     * {@code STATUS state=RUNNING active=0_1,1_1 standby=1_0:0,1_2:1 restored=N at_ms=T}, with
+     * the active tasks (a thread lists them once it runs), the standby tasks with the offset lag
+     * of their word-count store partition ({@link KafkaStreams#allLocalStorePartitionLags()}; -1
+     * when not known yet), the changelog records restored into active stores (a
+     * {@link StateRestoreListener}), and the wall-clock time the tasks were read (before the lags,
+     * which ask the broker).
      */
     static String status(KafkaStreams streams) {
+        long atMs = System.currentTimeMillis();
+        String state = streams.state().toString();
         List<String> active = new ArrayList<>();
-        Map<String, Long> standby = new TreeMap<>();
+        Map<String, Integer> standbyPartitions = new TreeMap<>();
+        for (ThreadMetadata thread : streams.metadataForLocalThreads()) {
+            for (TaskMetadata task : thread.activeTasks()) {
+                active.add(task.taskId().toString());
+            }
+            for (TaskMetadata task : thread.standbyTasks()) {
+                standbyPartitions.put(task.taskId().toString(), task.taskId().partition());
+            }
+        }
         Map<Integer, LagInfo> lags = Map.of();
         try {
             lags = streams.allLocalStorePartitionLags().getOrDefault("word-counts-store", Map.of());
         } catch (RuntimeException e) {
             // Not known while the instance starts or rebalances: the lags stay -1.
         }
-        for (ThreadMetadata thread : streams.metadataForLocalThreads()) {
-            for (TaskMetadata task : thread.activeTasks()) {
-                active.add(task.taskId().toString());
-            }
-            for (TaskMetadata task : thread.standbyTasks()) {
-                LagInfo lag = lags.get(task.taskId().partition());
-                standby.put(task.taskId().toString(), lag == null ? -1 : lag.offsetLag());
-            }
+        Map<String, Long> standby = new TreeMap<>();
+        for (Map.Entry<String, Integer> task : standbyPartitions.entrySet()) {
+            LagInfo lag = lags.get(task.getValue());
+            standby.put(task.getKey(), lag == null ? -1 : lag.offsetLag());
         }
         active.sort(null);
         List<String> standbys = new ArrayList<>();
         standby.forEach((task, lag) -> standbys.add(task + ":" + lag));
-        return "STATUS state=" + streams.state() + " active=" + String.join(",", active) + " standby="
-            + String.join(",", standbys) + " restored=" + RESTORED.get();
+        return "STATUS state=" + state + " active=" + String.join(",", active) + " standby="
+            + String.join(",", standbys) + " restored=" + RESTORED.get() + " at_ms=" + atMs;
     }
 
     public static void main(String[] args) throws Exception {
@@ -122,6 +132,8 @@ public final class Peer {
         if (failover) {
             props.put(StreamsConfig.NUM_STANDBY_REPLICAS_CONFIG, Integer.parseInt(args[7]));
             props.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), Integer.parseInt(args[8]));
+            props.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG),
+                Integer.parseInt(args[9]));
         } else {
             // Static membership: Kafka Streams' consumers do not leave the group
             // on close, and CloseOptions.leaveGroup only acts on static members;
@@ -167,6 +179,8 @@ public final class Peer {
         }
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
         if (failover) {
+            streams.setStateListener((newState, oldState) -> System.out.println(
+                "STATE new=" + newState + " old=" + oldState + " at_ms=" + System.currentTimeMillis()));
             streams.setGlobalStateRestoreListener(new StateRestoreListener() {
                 @Override
                 public void onRestoreStart(TopicPartition partition, String store, long start, long end) {}
@@ -185,7 +199,7 @@ public final class Peer {
                         System.out.println(status(streams));
                         System.out.flush();
                         // The reporting pace, not a synchronisation.
-                        Thread.sleep(200);
+                        Thread.sleep(100);
                     } catch (InterruptedException e) {
                         return;
                     } catch (RuntimeException e) {
