@@ -118,6 +118,7 @@ const KNOWN: &[&str] = &[
     "errors.dead.letter.queue.topic.name",
     "task.timeout.ms",
     "max.task.idle.ms",
+    "rocksdb.memory.bytes",
 ];
 
 /// An application's settings.
@@ -174,6 +175,14 @@ pub struct StreamsConfig {
     /// table's update written at the same time as a stream record, through
     /// another partition, is joined first when it is older.
     pub max_task_idle: Duration,
+    /// `rocksdb.memory.bytes` (default 512 MiB; 0: no budget): one memory
+    /// budget for the RocksDB stores of this instance, standby copies and
+    /// global stores included. A shared cache of this size holds their
+    /// blocks, index and filter blocks, and their memtables, which take at
+    /// most half of it together; so RocksDB's memory stays near the budget
+    /// however many partitions the instance runs. With 0 every store has
+    /// RocksDB's own caches and write buffers, growing with the stores.
+    pub rocksdb_memory_bytes: u64,
     /// `consumer.*` settings, prefix removed.
     pub consumer: BTreeMap<String, String>,
     /// `producer.*` settings, prefix removed.
@@ -228,6 +237,7 @@ impl StreamsConfig {
             dead_letter_topic: None,
             task_timeout: Duration::from_secs(300),
             max_task_idle: Duration::ZERO,
+            rocksdb_memory_bytes: 512 * 1024 * 1024,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
             admin: BTreeMap::new(),
@@ -298,6 +308,10 @@ impl StreamsConfig {
                         .ok()
                         .filter(|n| *n == -1 || *n >= 1)
                         .ok_or_else(|| invalid(key, value, "-1 or a number >= 1"))?
+                }
+                "rocksdb.memory.bytes" => {
+                    self.rocksdb_memory_bytes =
+                        value.parse().map_err(|_| invalid(key, value, "bytes, a whole number >= 0"))?
                 }
                 "statestore.cache.max.bytes" | "cache.max.bytes.buffering" => {
                     self.cache_max_bytes =

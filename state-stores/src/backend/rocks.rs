@@ -13,6 +13,8 @@ use crate::StoreError;
 const DATA_CF: &str = "default";
 const META_CF: &str = "rivulet-meta";
 const CHECKPOINT_KEY: &[u8] = b"changelog-offset";
+/// Memtable arena blocks under a memory budget.
+const ARENA_BLOCK: usize = 256 * 1024;
 
 /// Compression of RocksDB data blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +36,10 @@ pub type RocksDbConfigSetter = Arc<dyn Fn(&str, &mut Options) + Send + Sync>;
 #[derive(Clone)]
 pub struct RocksDbConfig {
     block_cache: Option<rocksdb::Cache>,
+    /// With a memory budget: memtables charged to `block_cache`.
+    write_buffers: Option<rocksdb::WriteBufferManager>,
+    /// The budget, when one is set.
+    budget: Option<usize>,
     write_buffer_size: usize,
     compression: Compression,
     setter: Option<RocksDbConfigSetter>,
@@ -43,6 +49,7 @@ impl fmt::Debug for RocksDbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RocksDbConfig")
             .field("shared_block_cache", &self.block_cache.is_some())
+            .field("memory_budget", &self.budget)
             .field("write_buffer_size", &self.write_buffer_size)
             .field("compression", &self.compression)
             .field("config_setter", &self.setter.is_some())
@@ -52,7 +59,14 @@ impl fmt::Debug for RocksDbConfig {
 
 impl Default for RocksDbConfig {
     fn default() -> Self {
-        Self { block_cache: None, write_buffer_size: 16 * 1024 * 1024, compression: Compression::Lz4, setter: None }
+        Self {
+            block_cache: None,
+            write_buffers: None,
+            budget: None,
+            write_buffer_size: 16 * 1024 * 1024,
+            compression: Compression::Lz4,
+            setter: None,
+        }
     }
 }
 
@@ -67,6 +81,37 @@ impl RocksDbConfig {
     pub fn with_shared_block_cache(mut self, bytes: usize) -> Self {
         self.block_cache = Some(rocksdb::Cache::new_lru_cache(bytes));
         self
+    }
+
+    /// One memory budget for every store opened with this config (clones of
+    /// it included): a shared LRU cache of `total_bytes` holds their data
+    /// blocks, their index and filter blocks (at high priority, so reads
+    /// stay cheap) and, through a write buffer manager, their memtables,
+    /// which are flushed once they take more than `memtable_bytes` together.
+    /// RocksDB's memory then stays near `total_bytes` however many stores
+    /// (partitions) the instance opens, instead of growing with each store's
+    /// own caches and write buffers (Kafka Streams' bounded-memory recipe).
+    pub fn with_memory_budget(mut self, total_bytes: usize, memtable_bytes: usize) -> Self {
+        let cache = rocksdb::Cache::new_lru_cache(total_bytes);
+        self.write_buffers = Some(rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            memtable_bytes.min(total_bytes),
+            false,
+            cache.clone(),
+        ));
+        self.block_cache = Some(cache);
+        self.budget = Some(total_bytes);
+        self
+    }
+
+    /// The memory budget, if one is set.
+    pub fn memory_budget(&self) -> Option<usize> {
+        self.budget
+    }
+
+    /// Bytes in the shared cache now (blocks, and memtables under a memory
+    /// budget); `None` without a shared cache.
+    pub fn memory_usage(&self) -> Option<usize> {
+        self.block_cache.as_ref().map(rocksdb::Cache::get_usage)
     }
 
     /// The size of each store's memtable.
@@ -100,6 +145,20 @@ impl RocksDbConfig {
         let mut table = BlockBasedOptions::default();
         if let Some(cache) = &self.block_cache {
             table.set_block_cache(cache);
+        }
+        if let Some(manager) = &self.write_buffers {
+            opts.set_write_buffer_manager(manager);
+            // Memtables grow by arena blocks (by default an eighth of the
+            // write buffer), each charged whole to the budget: small blocks
+            // keep the many stores' partly filled memtables from taking the
+            // budget before any of them is full.
+            opts.set_arena_block_size(ARENA_BLOCK);
+            // Index and filter blocks count against the budget too; kept
+            // in the cache's high-priority pool, and pinned for the
+            // newest files, so that they are not evicted by data blocks.
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_cache_index_and_filter_blocks_with_high_priority(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         }
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);

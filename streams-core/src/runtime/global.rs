@@ -51,7 +51,11 @@ pub(crate) type Bootstrapped = (GlobalTask, HashMap<String, StoreEntry>);
 
 /// Builds the global task (if the topology has global stores), and reads the
 /// global topics to their end. Returns the task and its stores.
-pub(crate) fn bootstrap(topology: &Topology, config: &StreamsConfig) -> Result<Option<Bootstrapped>, StreamsError> {
+pub(crate) fn bootstrap(
+    topology: &Topology,
+    config: &StreamsConfig,
+    rocksdb: &state_stores::RocksDbConfig,
+) -> Result<Option<Bootstrapped>, StreamsError> {
     let subs: Vec<_> = topology.subtopologies().into_iter().filter(|s| s.global).collect();
     if subs.is_empty() {
         return Ok(None);
@@ -67,8 +71,7 @@ pub(crate) fn bootstrap(topology: &Topology, config: &StreamsConfig) -> Result<O
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::StateDir { path: dir.clone(), source })?;
     }
-    let store_context =
-        StoreContext { task_dir: dir, rocksdb: state_stores::RocksDbConfig::default(), cache_max_bytes: 0 };
+    let store_context = StoreContext { task_dir: dir, rocksdb: rocksdb.clone(), cache_max_bytes: 0 };
     let engine = TaskEngine::new(
         topology,
         Some(&nodes),

@@ -172,6 +172,9 @@ pub(crate) struct Env {
     global_stores: HashMap<String, StoreEntry>,
     counters: Counters,
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    /// RocksDB settings of every store opened here: clones share the
+    /// instance's memory budget (`rocksdb.memory.bytes`).
+    rocksdb: state_stores::RocksDbConfig,
     stop: AtomicBool,
     lifecycle: Arc<Lifecycle>,
     /// The tasks each stream thread runs.
@@ -230,6 +233,7 @@ pub struct KafkaStreams {
     config: StreamsConfig,
     lifecycle: Arc<Lifecycle>,
     restore_listener: Mutex<Option<Arc<dyn StateRestoreListener>>>,
+    rocksdb_setter: Mutex<Option<state_stores::RocksDbConfigSetter>>,
     embedded: Option<Arc<EmbeddedCluster>>,
     env: Mutex<Option<Arc<Env>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -260,6 +264,7 @@ impl KafkaStreams {
             config,
             lifecycle: Arc::new(Lifecycle::default()),
             restore_listener: Mutex::new(None),
+            rocksdb_setter: Mutex::new(None),
             embedded: None,
             env: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
@@ -290,6 +295,16 @@ impl KafkaStreams {
     /// Observes store restoration. Set before [`start`](Self::start).
     pub fn set_restore_listener(&self, listener: Arc<dyn StateRestoreListener>) {
         *guard(&self.restore_listener) = Some(listener);
+    }
+
+    /// Adjusts each RocksDB store's options before it opens, called with
+    /// the store's name (Kafka Streams' `rocksdb.config.setter`): for what
+    /// `rocksdb.memory.bytes` does not cover. Set before [`start`](Self::start).
+    pub fn set_rocksdb_config_setter(
+        &self,
+        setter: impl Fn(&str, &mut state_stores::rocksdb::Options) + Send + Sync + 'static,
+    ) {
+        *guard(&self.rocksdb_setter) = Some(Arc::new(setter));
     }
 
     /// The current state.
@@ -586,7 +601,14 @@ impl KafkaStreams {
             }
         }
         let source_topics: Vec<String> = topic_sub.keys().cloned().collect();
-        let global = global::bootstrap(&self.topology, &self.config)?;
+        let mut rocksdb = state_stores::RocksDbConfig::new();
+        if let Ok(budget @ 1..) = usize::try_from(self.config.rocksdb_memory_bytes) {
+            rocksdb = rocksdb.with_memory_budget(budget, budget / 2);
+        }
+        if let Some(setter) = guard(&self.rocksdb_setter).clone() {
+            rocksdb = rocksdb.with_config_setter(move |store, options| setter(store, options));
+        }
+        let global = global::bootstrap(&self.topology, &self.config, &rocksdb)?;
         let (global_task, global_stores) = match global {
             Some((task, stores)) => (Some(task), stores),
             None => (None, HashMap::new()),
@@ -605,6 +627,7 @@ impl KafkaStreams {
             global_stores,
             counters: Counters::default(),
             restore_listener: guard(&self.restore_listener).clone(),
+            rocksdb,
             stop: AtomicBool::new(false),
             lifecycle: Arc::clone(&self.lifecycle),
             tasks: Mutex::new(BTreeMap::new()),

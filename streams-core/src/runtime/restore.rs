@@ -28,8 +28,9 @@ use crate::error::StreamsError;
 use crate::store::StoreEntry;
 use crate::task::TaskId;
 
-/// Records applied to a store in one write (and checkpoint).
-const FLUSH_RECORDS: usize = 20_000;
+/// Records applied to a store in one write (and checkpoint): small enough
+/// that one write does not hold up the running tasks for long.
+const FLUSH_RECORDS: usize = 10_000;
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between checks of a changelog whose open transaction a
 /// restore waits out.

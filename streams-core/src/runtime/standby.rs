@@ -296,11 +296,8 @@ impl StandbyThread {
             .iter()
             .find(|s| s.id == id.subtopology)
             .ok_or_else(|| StreamsError::IllegalState(format!("standby task {id} of unknown sub-topology")))?;
-        let context = StoreContext {
-            task_dir: env.config.task_dir(id),
-            rocksdb: state_stores::RocksDbConfig::default(),
-            cache_max_bytes: 0,
-        };
+        let context =
+            StoreContext { task_dir: env.config.task_dir(id), rocksdb: env.rocksdb.clone(), cache_max_bytes: 0 };
         let app = &env.config.application_id;
         let mut stores = Vec::new();
         for builder in &env.topology.stores {

@@ -34,12 +34,12 @@ const POLL_BATCH: usize = 2000;
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Records a task processes per loop before others get a turn.
 const PROCESS_BATCH: usize = 1000;
-/// Changelog records restored per loop while tasks process: a slice small
+/// Changelog records restored per loop while some tasks run: a slice small
 /// enough to keep the running tasks' latency, large enough to restore at
 /// hundreds of thousands of records a second.
 const RESTORE_SLICE: usize = 5_000;
-/// ... and while nothing else has work.
-const RESTORE_IDLE_SLICE: usize = 50_000;
+/// ... and while every task restores.
+const RESTORE_ONLY_SLICE: usize = 50_000;
 
 /// What the consumer's rebalance callbacks and the loop share.
 struct ThreadState {
@@ -407,7 +407,7 @@ impl ThreadState {
             .ok_or_else(|| StreamsError::IllegalState(format!("assigned task {id} of unknown sub-topology")))?;
         let store_context = StoreContext {
             task_dir: self.env.config.task_dir(id),
-            rocksdb: state_stores::RocksDbConfig::default(),
+            rocksdb: self.env.rocksdb.clone(),
             cache_max_bytes: self.env.cache_per_thread(),
         };
         let ahead = group_offsets.and_then(|group| {
@@ -649,13 +649,19 @@ impl ThreadState {
     /// are done start running and are listed for queries; one whose state
     /// turned out corrupted is wiped and opened again (restoring from
     /// scratch). The thread is RUNNING once nothing restores.
-    fn restore_step(&mut self, idle: bool) -> Result<(), StreamsError> {
+    fn restore_step(&mut self) -> Result<(), StreamsError> {
         if !self.changelogs.is_restoring() {
             return Ok(());
         }
         let env = Arc::clone(&self.env);
-        let (budget, wait) =
-            if idle { (RESTORE_IDLE_SLICE, Duration::from_millis(20)) } else { (RESTORE_SLICE, Duration::ZERO) };
+        // With tasks running, the input consumer's poll does the waiting
+        // (a record for them ends it at once) and the restore takes what
+        // was fetched meanwhile, a slice at a time.
+        let (budget, wait) = if self.running_tasks() {
+            (RESTORE_SLICE, Duration::ZERO)
+        } else {
+            (RESTORE_ONLY_SLICE, Duration::from_millis(20))
+        };
         let outcomes = self.changelogs.step(budget, wait, restore_context(&env))?;
         if outcomes.is_empty() {
             return Ok(());
@@ -691,6 +697,11 @@ impl ThreadState {
             env.set_thread_status(self.index, ThreadStatus::Running);
         }
         Ok(())
+    }
+
+    /// Whether some task here processes (is not restoring).
+    fn running_tasks(&self) -> bool {
+        self.tasks.values().any(|t| !t.restoring)
     }
 
     /// Processes buffered records, a batch per task in turn.
@@ -916,12 +927,17 @@ fn run_loop(
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     let mut idle = false;
     while !env.stop.load(Ordering::Acquire) {
-        let (generation, restoring) = {
+        let (generation, restoring, running) = {
             let st = lock(state);
-            (st.generation, st.changelogs.is_restoring())
+            (st.generation, st.changelogs.is_restoring(), st.running_tasks())
         };
-        // While stores restore, the restore's read does the waiting.
-        let wait = if idle && !restoring { Duration::from_millis(50) } else { Duration::ZERO };
+        // While stores restore, the wait is short: with no task running the
+        // restore's read waits instead.
+        let wait = match (idle, restoring, running) {
+            (false, ..) | (true, true, false) => Duration::ZERO,
+            (true, true, true) => Duration::from_millis(5),
+            (true, false, _) => Duration::from_millis(50),
+        };
         for i in 0..POLL_BATCH {
             match consumer.poll(if i == 0 { wait } else { Duration::ZERO }) {
                 Some(Ok(m)) => batch.push(to_raw(&m)),
@@ -975,7 +991,7 @@ fn run_loop(
             Counters::add(&env.counters.unassigned, unassigned.values().sum());
             tracing::warn!(thread = st.index, partitions = ?unassigned, "records fetched for partitions without a task here; not processed");
         }
-        st.restore_step(idle)?;
+        st.restore_step()?;
         let processed = match st.step(consumer, commit_interval) {
             Ok(n) => n,
             Err(e) => {

@@ -228,6 +228,20 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
     registry.register("consumer_lag", "Records behind the end of each assigned input partition", lag);
 
     registry.register("commit_duration_seconds", "How long commits take", env.metrics.commit_seconds.clone());
+    if let Some(budget) = env.rocksdb.memory_budget() {
+        gauge(
+            &mut registry,
+            "rocksdb_memory_budget_bytes",
+            "rocksdb.memory.bytes: RocksDB's memory budget",
+            budget as u64,
+        );
+        gauge(
+            &mut registry,
+            "rocksdb_memory_usage_bytes",
+            "Bytes of RocksDB's budget in use: blocks, index and filter blocks, memtables",
+            env.rocksdb.memory_usage().unwrap_or(0) as u64,
+        );
+    }
     register_rocksdb(&mut registry, env, &threads);
 
     counter(
