@@ -610,11 +610,10 @@ fn window_and_session_queries_fall_back_to_the_standby() -> Res<()> {
         }
     })?;
     note("every window and session answered right by both");
-    // A standby copy's lag reads 0 (in /metrics and in x-rivulet-standby-lag)
-    // from when it is opened until the standby thread first measures it
-    // (every 2 s; `Standbys::lags` and `read_copy` default a missing lag to
-    // 0), even before it has read anything: so settled in two scrapes over
-    // MEASURED_AFTER apart with the same copies, measured in between.
+    // A copy counts (in /metrics, and for stale reads) only once its lag was
+    // measured; it was once reported as 0 before that, caught up or not.
+    // Settled in two scrapes MEASURED_AFTER apart with the same copies also
+    // holds if that comes back: the lags were measured in between.
     let mut first_settled: Option<(Instant, BTreeSet<String>, BTreeSet<String>)> = None;
     let (a_metrics, b_metrics) =
         wait_for(STEP_TIMEOUT, "both settled, their standby copies caught up", &mut [&mut a, &mut b], |i| {

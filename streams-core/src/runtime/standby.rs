@@ -123,7 +123,9 @@ impl Standbys {
     }
 
     /// Runs `read` over the copy of `store` of task `task` while it cannot
-    /// be handed over, with the copy's lag; `None` without such a copy.
+    /// be handed over, with the copy's lag; `None` without such a copy, or
+    /// before its lag was first measured (a copy just opened may not have
+    /// read anything: it must not pass for a caught-up one).
     pub(crate) fn read_copy<R>(
         &self,
         store: &str,
@@ -132,20 +134,20 @@ impl Standbys {
     ) -> Option<(R, u64)> {
         let inner = guard(&self.inner);
         let copy = inner.tasks.get(&task)?;
+        let lag = inner.lag.get(&task).copied()?;
         let entries: Vec<StoreEntry> =
             copy.stores.iter().filter(|(s, _)| s.name() == store).map(|(s, _)| s.clone()).collect();
         if entries.is_empty() {
             return None;
         }
-        let lag = inner.lag.get(&task).copied().unwrap_or(0);
         Some((read(entries), lag))
     }
 
     /// The standby tasks held here and each one's lag (changelog records
-    /// not read yet).
+    /// not read yet); a copy counts once its lag was first measured.
     pub(crate) fn lags(&self) -> BTreeMap<TaskId, u64> {
         let inner = guard(&self.inner);
-        inner.tasks.keys().map(|t| (*t, inner.lag.get(t).copied().unwrap_or(0))).collect()
+        inner.tasks.keys().filter_map(|t| Some((*t, inner.lag.get(t).copied()?))).collect()
     }
 }
 
@@ -217,7 +219,10 @@ impl StandbyThread {
         while !self.env.stop.load(Ordering::Acquire) {
             if reconciled.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
                 reconciled = Some(Instant::now());
-                self.reconcile();
+                if self.reconcile() {
+                    // New copies have no lag until measured: measure now.
+                    measured = None;
+                }
             }
             if measured.is_none_or(|t| t.elapsed() >= MEASURE_EVERY) {
                 measured = Some(Instant::now());
@@ -236,8 +241,10 @@ impl StandbyThread {
     }
 
     /// Opens the standby tasks placed here and closes those no longer
-    /// placed here; reassigns the consumer when the set changed.
-    fn reconcile(&mut self) {
+    /// placed here; reassigns the consumer when the set changed. True when
+    /// it opened a copy.
+    fn reconcile(&mut self) -> bool {
+        let mut opened = false;
         let owners = self.env.membership.owners();
         let wanted: BTreeSet<TaskId> = placement(&owners, &self.stateful, self.env.config.num_standby_replicas)
             .into_iter()
@@ -262,6 +269,7 @@ impl StandbyThread {
                 Ok(task) => {
                     tracing::info!(task = %id, "holding a standby copy");
                     inner.tasks.insert(id, task);
+                    opened = true;
                 }
                 // The task's directory may still be locked by an active
                 // task closing here; the next round tries again.
@@ -287,6 +295,7 @@ impl StandbyThread {
                 Err(e) => tracing::warn!(error = %e, "cannot assign the standby changelogs; retrying"),
             }
         }
+        opened
     }
 
     fn open(&self, id: TaskId) -> Result<StandbyTask, StreamsError> {
