@@ -13,7 +13,6 @@
 //! word's counts strictly increasing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,8 @@ use streams_dsl::partitioner::partition_for_key;
 use integration_tests::http::get;
 
 mod common;
+use common::instances::{alive, tails, wait_for, Instance};
+use common::scrape::{free_address, Metrics};
 use common::{args, base_args, contract_words, produce_lines, App, CountsReader, Res};
 
 const PARTITIONS: i32 = 4;
@@ -44,111 +45,6 @@ const REMAINING: &str = "rivulet_restore_remaining_records";
 const STANDBY_TASKS: &str = "rivulet_standby_tasks";
 const STANDBY_LAG: &str = "rivulet_standby_lag_records";
 const STANDBY_APPLIED: &str = "rivulet_standby_records_applied_total";
-const ESTIMATED_KEYS: &str = "rivulet_rocksdb_estimated_keys";
-
-/// A local address no one listens on now: the OS picks a free port, the
-/// listener is dropped.
-fn free_address() -> Res<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-// ---------------------------------------------------------------------------
-// /metrics: the Prometheus / OpenMetrics text format, `name{labels} value`.
-
-/// One sample of a scrape.
-#[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// One scrape of `/metrics`.
-#[derive(Debug, Clone)]
-struct Metrics(Vec<Sample>);
-
-impl Metrics {
-    fn parse(text: &str) -> Self {
-        Self(text.lines().filter_map(parse_sample).collect())
-    }
-
-    /// The sum of the samples called `name`; `None` when it has none.
-    fn value(&self, name: &str) -> Option<f64> {
-        let mut samples = self.0.iter().filter(|s| s.name == name).peekable();
-        samples.peek()?;
-        Some(samples.map(|s| s.value).sum())
-    }
-
-    /// As [`Metrics::value`], an error saying what is missing.
-    fn get(&self, name: &str) -> Result<f64, String> {
-        self.value(name).ok_or_else(|| format!("/metrics has no {name}"))
-    }
-
-    /// The standby copies held, by task, with their lags.
-    fn standby_lags(&self) -> BTreeMap<String, f64> {
-        self.by_label(STANDBY_LAG, "task", &[])
-    }
-
-    /// The tasks whose word-count store is listed with RocksDB figures.
-    fn store_tasks(&self) -> BTreeSet<String> {
-        self.by_label(ESTIMATED_KEYS, "task", &[("store", STORE)]).into_keys().collect()
-    }
-
-    /// The samples called `name` whose labels include `filter`, by the
-    /// value of their label `by`.
-    fn by_label(&self, name: &str, by: &str, filter: &[(&str, &str)]) -> BTreeMap<String, f64> {
-        self.0
-            .iter()
-            .filter(|s| s.name == name && filter.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|l| l == v)))
-            .filter_map(|s| Some((s.labels.get(by)?.clone(), s.value)))
-            .collect()
-    }
-}
-
-/// `name{label="value",…} value [timestamp]`; `None` for comments, blank
-/// lines and anything else.
-fn parse_sample(line: &str) -> Option<Sample> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
-    let (name, rest) = line.split_at(name_end);
-    let (labels, rest) = match rest.strip_prefix('{') {
-        Some(inside) => parse_labels(inside)?,
-        None => (BTreeMap::new(), rest),
-    };
-    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
-    Some(Sample { name: name.to_owned(), labels, value })
-}
-
-/// The labels after a sample's `{` up to its `}`, and what follows it.
-fn parse_labels(mut rest: &str) -> Option<(BTreeMap<String, String>, &str)> {
-    let mut labels = BTreeMap::new();
-    loop {
-        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
-        if let Some(after) = rest.strip_prefix('}') {
-            return Some((labels, after));
-        }
-        let (key, after_key) = rest.split_once('=')?;
-        let quoted = after_key.strip_prefix('"')?;
-        let mut value = String::new();
-        let mut chars = quoted.char_indices();
-        let close = loop {
-            let (i, c) = chars.next()?;
-            match c {
-                '"' => break i,
-                '\\' => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    other => value.push(other),
-                },
-                c => value.push(c),
-            }
-        };
-        labels.insert(key.trim().to_owned(), value);
-        rest = &quoted[close + 1..];
-    }
-}
 
 /// The partition of a task id such as `1_3`.
 fn task_partition(task: &str) -> Option<i32> {
@@ -157,16 +53,6 @@ fn task_partition(task: &str) -> Option<i32> {
 
 // ---------------------------------------------------------------------------
 // Instances and runs.
-
-/// A `word-count` child process with its HTTP endpoint and state directory.
-struct Instance {
-    name: &'static str,
-    /// Declared before the state directory: the process dies before its
-    /// directory is removed.
-    app: App,
-    http: SocketAddr,
-    _state: tempfile::TempDir,
-}
 
 impl Instance {
     fn metrics(&self) -> Result<Metrics, String> {
@@ -205,56 +91,6 @@ impl Instance {
             }
         }
         Ok(m)
-    }
-}
-
-/// Every instance still runs; else which one exited, with its log.
-fn alive(instances: &mut [&mut Instance]) -> Result<(), String> {
-    for i in instances.iter_mut() {
-        if let Some(status) = i.app.exit_status() {
-            return Err(format!(
-                "instance {} (pid {}) exited with {status}; its log ({}) ends:\n{}",
-                i.name,
-                i.app.pid(),
-                i.app.log_path().display(),
-                i.app.tail(40)
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The instances' log tails, for a failure message.
-fn tails(instances: &[&mut Instance]) -> String {
-    instances
-        .iter()
-        .map(|i| format!("the log of {} ({}) ends:\n{}", i.name, i.app.log_path().display(), i.app.tail(25)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Polls `check` until it holds; fails with its last complaint and the
-/// instances' logs after `timeout`, or at once when an instance exits.
-fn wait_for<T>(
-    timeout: Duration,
-    what: &str,
-    instances: &mut [&mut Instance],
-    mut check: impl FnMut(&[&mut Instance]) -> Result<T, String>,
-) -> Res<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match check(instances) {
-            Ok(value) => return Ok(value),
-            Err(e) => e,
-        };
-        alive(instances).map_err(|e| format!("while waiting for {what}: {e}"))?;
-        if Instant::now() >= deadline {
-            return Err(
-                format!("timed out after {timeout:?} waiting for {what}; last: {last}\n{}", tails(instances)).into()
-            );
-        }
-        // The pace of polling, not what the test waits on.
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -440,13 +276,13 @@ fn failover(name: &'static str, standbys: usize) -> Res<Failover> {
     // replica and two instances, exactly a's stateful tasks), else the
     // tasks a lists a store of.
     let moved_tasks: BTreeSet<String> =
-        if standbys > 0 { b_metrics.standby_lags().into_keys().collect() } else { a_metrics.store_tasks() };
+        if standbys > 0 { b_metrics.standby_lags().into_keys().collect() } else { a_metrics.store_tasks(STORE) };
     let moved = partitions_of(&moved_tasks);
     run.note(&format!(
         "before the kill: b restored {restored_before}, applied {standby_applied} standby records; a's tasks \
          {moved_tasks:?}, a's stores {:?}, b's stores {:?}",
-        a_metrics.store_tasks(),
-        b_metrics.store_tasks()
+        a_metrics.store_tasks(STORE),
+        b_metrics.store_tasks(STORE)
     ));
     assert!(!moved.is_empty(), "{name}: cannot tell which tasks a runs");
 

@@ -1,6 +1,9 @@
 //! Running an example binary as a child process against the test broker.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod instances;
+pub mod scrape;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
