@@ -144,6 +144,32 @@ impl ChangelogReader {
     ) -> Result<bool, StreamsError> {
         let now = Instant::now();
         let mut stores = Vec::new();
+        if let Err(e) = self.open_stores(task, changelogs, cx, now, &mut stores) {
+            // The stores that began reading were counted "to restore" and
+            // reported: not any more.
+            for s in &mut stores {
+                suspend(task, s, cx);
+            }
+            return Err(e);
+        }
+        if stores.is_empty() {
+            return Ok(false);
+        }
+        self.reassign |= stores.iter().any(|s| matches!(s.phase, Phase::Reading));
+        self.tasks.insert(task, TaskRestore { stores, last_progress: now });
+        Ok(true)
+    }
+
+    /// The restores of a task's logged stores that have anything to read,
+    /// into `stores`, as far as they got before an error.
+    fn open_stores<'a>(
+        &self,
+        task: TaskId,
+        changelogs: impl Iterator<Item = (&'a StoreEntry, &'a str)>,
+        cx: RestoreContext<'_>,
+        now: Instant,
+        stores: &mut Vec<StoreRestore>,
+    ) -> Result<(), StreamsError> {
         for (store, topic) in changelogs {
             let (low, stable) = self.watermarks(false, topic, task.partition, cx.retry)?;
             let written = match self.probe {
@@ -184,12 +210,7 @@ impl ChangelogReader {
                 stores.push(s);
             }
         }
-        if stores.is_empty() {
-            return Ok(false);
-        }
-        self.reassign |= stores.iter().any(|s| matches!(s.phase, Phase::Reading));
-        self.tasks.insert(task, TaskRestore { stores, last_progress: now });
-        Ok(true)
+        Ok(())
     }
 
     /// Stops restoring a task (it is closed): what was applied stays, with
@@ -198,14 +219,14 @@ impl ChangelogReader {
     pub(crate) fn remove(&mut self, task: TaskId, cx: RestoreContext<'_>) {
         let Some(mut restore) = self.tasks.remove(&task) else { return };
         for s in &mut restore.stores {
-            if matches!(s.phase, Phase::Reading) {
-                self.reassign = true;
-                uncount_unread(s, cx.retry.counters);
-                s.phase = Phase::Done;
-                cx.report(task, s);
-                tracing::info!(%task, store = s.store.name(), restored = s.restored, "restore suspended");
-            }
+            self.reassign |= matches!(s.phase, Phase::Reading);
+            suspend(task, s, cx);
         }
+        self.unassign_when_idle();
+    }
+
+    /// With nothing left to restore, lets the changelog partitions go.
+    fn unassign_when_idle(&mut self) {
         if self.tasks.is_empty() {
             self.reassign = false;
             if let Err(e) = self.consumer.unassign() {
@@ -264,8 +285,7 @@ impl ChangelogReader {
                 apply(task, s, s.next, cx)?;
             }
             if s.next >= s.end {
-                apply(task, s, s.end, cx)?;
-                finish(task, s, cx);
+                finish(task, s, cx)?;
                 self.reassign = true;
             }
         }
@@ -384,8 +404,7 @@ impl ChangelogReader {
                     })
                     .unwrap_or(-1);
                 if pos >= s.end {
-                    apply(task, s, s.end, cx)?;
-                    finish(task, s, cx);
+                    finish(task, s, cx)?;
                     restore.last_progress = Instant::now();
                     self.reassign = true;
                 }
@@ -407,11 +426,8 @@ impl ChangelogReader {
             self.tasks.remove(&id);
             outcomes.push(Restored::Done(id));
         }
-        if self.tasks.is_empty() && !outcomes.is_empty() {
-            self.reassign = false;
-            if let Err(e) = self.consumer.unassign() {
-                tracing::warn!(error = %e, "cannot unassign changelog partitions");
-            }
+        if !outcomes.is_empty() {
+            self.unassign_when_idle();
         }
         let stalled = self.tasks.iter().find(|(_, t)| {
             t.last_progress.elapsed() > cx.retry.timeout && t.stores.iter().any(|s| matches!(s.phase, Phase::Reading))
@@ -489,7 +505,9 @@ fn apply(task: TaskId, s: &mut StoreRestore, offset: i64, cx: RestoreContext<'_>
     Ok(())
 }
 
-fn finish(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
+/// Applies the rest of a store's changelog, up to its end, and ends its restore.
+fn finish(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
+    apply(task, s, s.end, cx)?;
     uncount_unread(s, cx.retry.counters);
     s.phase = Phase::Done;
     cx.report(task, s);
@@ -497,6 +515,20 @@ fn finish(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
     if let Some(l) = cx.listener {
         l.on_restore_end(task, s.store.name(), s.restored);
     }
+    Ok(())
+}
+
+/// Ends a store's restore before its changelog's end (its task closes, or
+/// could not be registered): what it did not read is no longer "to
+/// restore". A store that was not reading is left as it is.
+fn suspend(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
+    if !matches!(s.phase, Phase::Reading) {
+        return;
+    }
+    uncount_unread(s, cx.retry.counters);
+    s.phase = Phase::Done;
+    cx.report(task, s);
+    tracing::info!(%task, store = s.store.name(), restored = s.restored, "restore suspended");
 }
 
 /// Aborted transactions and their markers take offsets but restore no
