@@ -73,7 +73,24 @@ pub(crate) fn send_input(
     topic: &str,
     (key, value, ts): &workloads::Input,
 ) -> Result<(), Error> {
-    let mut record = BaseRecord::to(topic).key(key).payload(value).timestamp(*ts);
+    send_record(producer, BaseRecord::to(topic).key(key).payload(value).timestamp(*ts))
+}
+
+/// Sends one record to `partition` of `topic` (not by its key), waiting
+/// while the producer's queue is full.
+pub(crate) fn send_input_to(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    partition: i32,
+    (key, value, ts): &workloads::Input,
+) -> Result<(), Error> {
+    send_record(producer, BaseRecord::to(topic).partition(partition).key(key).payload(value).timestamp(*ts))
+}
+
+fn send_record(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, Vec<u8>, Vec<u8>>,
+) -> Result<(), Error> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

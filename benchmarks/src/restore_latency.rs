@@ -35,8 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::Producer;
 use streams_dsl::partitioner::partition_for_key;
 use streams_dsl::prelude::*;
 use streams_dsl::runtime::StateRestoreListener;
@@ -221,26 +220,6 @@ impl Drop for Contender {
     }
 }
 
-/// Sends one record to `partition` of `topic`, waiting while the queue is full.
-fn send_to(
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    topic: &str,
-    partition: i32,
-    (key, value, ts): &Input,
-) -> Result<(), Error> {
-    let mut record = BaseRecord::to(topic).partition(partition).key(key).payload(value).timestamp(*ts);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                producer.poll(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(e.into()),
-        }
-    }
-}
-
 /// Writes `records` entries of distinct keys (ones the default partitioner
 /// puts on partition [`RESTORING`], as the application's own would be) into
 /// changelog partition [`RESTORING`].
@@ -253,7 +232,7 @@ fn write_changelog(servers: &str, changelog: &str, records: u64) -> Result<(), E
         .take(records as usize);
     let ts = now_ms();
     for key in keys {
-        send_to(&producer, changelog, RESTORING, &(key, value.clone(), ts))?;
+        measure::send_input_to(&producer, changelog, RESTORING, &(key, value.clone(), ts))?;
     }
     producer.flush(Duration::from_secs(300))?;
     Ok(())
@@ -344,7 +323,7 @@ pub(crate) fn run(
     // Sent as they come: batching would add to every latency.
     let producer = measure::producer(servers, 0)?;
     let producer = &producer;
-    let send = move |i: u64| send_to(producer, input_topic, RUNNING, &input(i));
+    let send = move |i: u64| measure::send_input_to(producer, input_topic, RUNNING, &input(i));
     let launched = now_ms();
     let mut contender = Contender::start(command)?;
     let mut results = Results::default();

@@ -321,15 +321,9 @@ impl ThreadState {
                 listed.remove(id);
             }
         }
-        for (id, mut task) in std::mem::take(&mut self.tasks) {
+        for (id, task) in std::mem::take(&mut self.tasks) {
             self.changelogs.remove(id, restore_context(&self.env));
-            if !clean {
-                task.engine.abort_stores();
-            }
-            if let Err(e) = task.engine.close() {
-                tracing::warn!(task = %id, error = %e, "closing task failed");
-            }
-            drop(task);
+            close_engine(id, task, clean);
             // The stores are released: a standby copy may open them now.
             self.env.standbys.deactivate(id);
         }
@@ -679,12 +673,8 @@ impl ThreadState {
                 restore::Restored::Corrupted(id, reason) => {
                     tracing::warn!(task = %id, %reason, "wiping local state and restoring it from the changelog");
                     let Some(mut task) = self.tasks.remove(&id) else { continue };
-                    task.engine.abort_stores();
-                    if let Err(e) = task.engine.close() {
-                        tracing::warn!(task = %id, error = %e, "closing task failed");
-                    }
                     let unfetched = std::mem::take(&mut task.unfetched);
-                    drop(task);
+                    close_engine(id, task, false);
                     self.wipe_task_state(id, &env.config.task_dir(id))?;
                     let mut task = self.open_task(id, wall, None)?;
                     task.unfetched = unfetched;
@@ -781,6 +771,17 @@ impl ThreadState {
             consumer.resume(&resume).map_err(|e| kafka_error("resuming partitions", &e))?;
         }
         Ok(())
+    }
+}
+
+/// Closes a task's processors and stores: after a commit, or dropping what
+/// is not committed (its stores roll back to their last commit).
+fn close_engine(id: TaskId, mut task: StreamTask, clean: bool) {
+    if !clean {
+        task.engine.abort_stores();
+    }
+    if let Err(e) = task.engine.close() {
+        tracing::warn!(task = %id, error = %e, "closing task failed");
     }
 }
 

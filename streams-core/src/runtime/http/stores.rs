@@ -236,6 +236,21 @@ fn is_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED)
 }
 
+/// Sends the same request to `owner` and relays its answer. When the owner
+/// does not answer (down, not yet noticed by the group), `stale` (this
+/// instance's standby copy) answers instead if it can; else 503.
+async fn forward(
+    client: &reqwest::Client,
+    owner: &str,
+    path_and_query: &str,
+    stale: impl FnOnce() -> Option<Response>,
+) -> Response {
+    match ask(client, owner, path_and_query).await {
+        Ok((status, body)) => relay(status, body),
+        Err(e) => stale().unwrap_or_else(|| Failure::Unavailable(e).into_response()),
+    }
+}
+
 /// An owner's answer, passed on.
 fn relay(status: u16, body: Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -302,12 +317,7 @@ pub(super) async fn get_key(
         },
         Ok((Route::Remote(owner, task), view)) => {
             let path = format!("/stores/{}/keys/{}", encode_path(&store), encode_path(&key));
-            match ask(&shared.client, &owner, &path).await {
-                Ok((status, body)) => relay(status, body),
-                // The owner is down: a standby copy here answers, stale.
-                Err(e) => stale_get(env, &store, task, &*view, &key)
-                    .unwrap_or_else(|| Failure::Unavailable(e).into_response()),
-            }
+            forward(&shared.client, &owner, &path, || stale_get(env, &store, task, &*view, &key)).await
         }
         Ok((Route::Nowhere(task, reason), view)) => {
             stale_get(env, &store, task, &*view, &key).unwrap_or_else(|| Failure::Unavailable(reason).into_response())
@@ -363,12 +373,8 @@ pub(super) async fn get_windows(
         Ok((Route::Remote(owner, task), view, from, to)) => {
             let query = encode_query(&[("from", Some(from.to_string())), ("to", Some(to.to_string()))]);
             let path = format!("/stores/{}/keys/{}/windows{query}", encode_path(&store), encode_path(&key));
-            match ask(&shared.client, &owner, &path).await {
-                Ok((status, body)) => relay(status, body),
-                // The owner is down: a standby copy here answers, stale.
-                Err(e) => stale_list(env, &store, task, |copy| view.windows(copy, &key, from, to))
-                    .unwrap_or_else(|| Failure::Unavailable(e).into_response()),
-            }
+            let stale = || stale_list(env, &store, task, |copy| view.windows(copy, &key, from, to));
+            forward(&shared.client, &owner, &path, stale).await
         }
         Err(failure) => failure.into_response(),
     }
@@ -391,12 +397,8 @@ pub(super) async fn get_sessions(
             .unwrap_or_else(|| Failure::Unavailable(reason).into_response()),
         Ok((Route::Remote(owner, task), view)) => {
             let path = format!("/stores/{}/keys/{}/sessions", encode_path(&store), encode_path(&key));
-            match ask(&shared.client, &owner, &path).await {
-                Ok((status, body)) => relay(status, body),
-                // The owner is down: a standby copy here answers, stale.
-                Err(e) => stale_list(env, &store, task, |copy| view.sessions(copy, &key))
-                    .unwrap_or_else(|| Failure::Unavailable(e).into_response()),
-            }
+            forward(&shared.client, &owner, &path, || stale_list(env, &store, task, |copy| view.sessions(copy, &key)))
+                .await
         }
         Err(failure) => failure.into_response(),
     }
