@@ -90,6 +90,8 @@ pub(crate) struct ChangelogReader {
     tasks: BTreeMap<TaskId, TaskRestore>,
     /// The consumer's assignment no longer matches the stores being read.
     reassign: bool,
+    /// The consumer has changelog partitions assigned.
+    assigned: bool,
 }
 
 /// The listener and retry rules a restore reports to and runs under.
@@ -115,7 +117,7 @@ impl RestoreContext<'_> {
 
 impl ChangelogReader {
     pub(crate) fn new(consumer: BaseConsumer, probe: Option<BaseConsumer>) -> Self {
-        Self { consumer, probe, tasks: BTreeMap::new(), reassign: false }
+        Self { consumer, probe, tasks: BTreeMap::new(), reassign: false, assigned: false }
     }
 
     /// Whether any task is restoring.
@@ -227,10 +229,14 @@ impl ChangelogReader {
 
     /// With nothing left to restore, lets the changelog partitions go.
     fn unassign_when_idle(&mut self) {
+        // `unassign` waits for librdkafka's main thread: not called for
+        // nothing (tasks closed before their first slice was read).
         if self.tasks.is_empty() {
             self.reassign = false;
-            if let Err(e) = self.consumer.unassign() {
-                tracing::warn!(error = %e, "cannot unassign changelog partitions");
+            if std::mem::take(&mut self.assigned) {
+                if let Err(e) = self.consumer.unassign() {
+                    tracing::warn!(error = %e, "cannot unassign changelog partitions");
+                }
             }
         }
     }
@@ -384,6 +390,7 @@ impl ChangelogReader {
         }
         self.consumer.assign(&tpl).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
         self.reassign = false;
+        self.assigned = true;
         Ok(())
     }
 
