@@ -19,7 +19,7 @@
 #
 # Instances: `default` listens on 127.0.0.1:${KAFKA_PORT:-39092} (controller
 # ${KAFKA_CONTROLLER_PORT:-39093}), data and logs in $RIVULET_RUN/kafka;
-# `chaos` on ${KAFKA_CHAOS_PORT:-39192} (controller ${KAFKA_CHAOS_CONTROLLER_PORT:-39193}),
+# `chaos` on ${KAFKA_CHAOS_PORT:-29192} (controller ${KAFKA_CHAOS_CONTROLLER_PORT:-29193}),
 # in $RIVULET_RUN/kafka-chaos. Any other NAME needs KAFKA_<NAME>_PORT and
 # KAFKA_<NAME>_CONTROLLER_PORT and lives in $RIVULET_RUN/kafka-<name>.
 set -euo pipefail
@@ -52,8 +52,11 @@ case "$INSTANCE" in
         upper="${INSTANCE^^}"
         port_var="KAFKA_${upper}_PORT" controller_var="KAFKA_${upper}_CONTROLLER_PORT"
         if [[ "$INSTANCE" == chaos ]]; then
-            KAFKA_PORT="${!port_var:-39192}"
-            CONTROLLER_PORT="${!controller_var:-39193}"
+            # Below Linux's ephemeral range (32768-60999): this broker is
+            # restarted mid-suite, while hundreds of client connections hold
+            # local ports in that range, and one of them can be its own.
+            KAFKA_PORT="${!port_var:-29192}"
+            CONTROLLER_PORT="${!controller_var:-29193}"
         else
             KAFKA_PORT="${!port_var:-}"
             CONTROLLER_PORT="${!controller_var:-}"
@@ -132,19 +135,51 @@ Configuration:
 LOG
 }
 
-# Starts the JVM on the formatted storage in $DIR and waits for metadata.
+# ready_or_gone: the broker answers, or its JVM has exited (so waiting longer
+# cannot help).
+ready_or_gone() { broker_answers || ! pid_alive "$PIDFILE"; }
+
+# bind_failed: the last launch's JVM exited because a port was taken. A port
+# can be held for a moment by a client connection's local end, so a broker
+# restarted mid-suite may meet one of its own ports taken.
+# Reads only what the logs gained since `launch` noted their sizes.
+bind_failed() {
+    { tail -c +"$((SERVER_LOG_MARK + 1))" "$DIR/server.log"; tail -c +"$((STDOUT_LOG_MARK + 1))" "$DIR/stdout.log"; } \
+        2>/dev/null | grep -q -e "Address already in use" -e "BindException"
+}
+
+log_size() { if [[ -f "$1" ]]; then wc -c < "$1"; else echo 0; fi; }
+
+# Starts the JVM on the formatted storage in $DIR and waits for metadata; a
+# launch that dies on a taken port is tried again, up to 5 times.
 launch() {
-    log "starting Kafka $KAFKA_VERSION ($INSTANCE) on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
-    # setsid: the broker must outlive this script but not take its signals.
-    setsid java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="$DIR/log4j2.yaml" \
-        -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >> "$DIR/stdout.log" 2>&1 < /dev/null &
-    echo $! > "$PIDFILE"
-    if ! wait_for "Kafka broker ($INSTANCE)" 180 broker_answers; then
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        log "starting Kafka $KAFKA_VERSION ($INSTANCE) on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
+        SERVER_LOG_MARK="$(log_size "$DIR/server.log")" STDOUT_LOG_MARK="$(log_size "$DIR/stdout.log")"
+        # setsid: the broker must outlive this script but not take its signals.
+        setsid java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+            -Dlog4j2.configurationFile="$DIR/log4j2.yaml" \
+            -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >> "$DIR/stdout.log" 2>&1 < /dev/null &
+        echo $! > "$PIDFILE"
+        if ! wait_for "" 180 ready_or_gone; then
+            tail -n 50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
+            stop_pid "$PIDFILE" "$NAME"
+            die "the broker did not answer a metadata request within 180 s"
+        fi
+        if pid_alive "$PIDFILE"; then
+            log "Kafka broker ($INSTANCE) is ready"
+            return 0
+        fi
+        rm -f "$PIDFILE"
+        if bind_failed && ((attempt < 5)); then
+            log "broker ($INSTANCE) exited: one of its ports (127.0.0.1:$KAFKA_PORT, :$CONTROLLER_PORT) was taken; starting it again"
+            sleep 2
+            continue
+        fi
         tail -n 50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
-        stop_pid "$PIDFILE" "$NAME"
-        die "the broker did not answer a metadata request within 180 s"
-    fi
+        die "the broker ($INSTANCE) exited during start-up (logs above)"
+    done
 }
 
 start() {

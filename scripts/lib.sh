@@ -9,7 +9,8 @@ mkdir -p "$RIVULET_CACHE" "$RIVULET_RUN"
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# wait_for DESCRIPTION TIMEOUT_SECS COMMAND...: polls COMMAND until it succeeds.
+# wait_for DESCRIPTION TIMEOUT_SECS COMMAND...: polls COMMAND until it succeeds
+# (logs "DESCRIPTION is ready" unless DESCRIPTION is empty).
 wait_for() {
     local what="$1" timeout="$2"; shift 2
     local deadline=$((SECONDS + timeout))
@@ -19,7 +20,7 @@ wait_for() {
         fi
         sleep 0.5
     done
-    log "$what is ready"
+    [[ -z "$what" ]] || log "$what is ready"
 }
 
 # pid_alive FILE: the PID recorded in FILE is a running process.

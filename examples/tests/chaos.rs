@@ -9,14 +9,15 @@
 //! under at_least_once nothing may be lost.
 //!
 //! Scenarios that take a broker down use the `chaos` instance of
-//! `scripts/kafka.sh` (127.0.0.1:39192, started here on demand) so that the
+//! `scripts/kafka.sh` (127.0.0.1:29192, started here on demand) so that the
 //! rest of the suite keeps its broker, and run one at a time: a static mutex
 //! in this process, and an flock on the instance's lock file across
 //! processes (another `cargo test`, `scripts/chaos.sh`). The others use the
 //! default test broker. Sizes are small enough for `cargo test`;
 //! `scripts/chaos.sh NAME --words N …` runs one scenario bigger, through
 //! these variables: RIVULET_CHAOS_WORDS, _KILLS, _OUTAGES, _DOWN_SECS, _SEED,
-//! _TIMEOUT_SECS (and RIVULET_CHAOS_WORD_COUNT: another `word-count` binary).
+//! _TIMEOUT_SECS (and RIVULET_CHAOS_WORD_COUNT: another `word-count` binary;
+//! RIVULET_CHAOS_APP_ARGS: more arguments for every app started).
 //! Each run prints its seed and where the apps' logs are kept.
 
 use std::collections::BTreeMap;
@@ -136,6 +137,10 @@ impl Run {
             args.extend(["--commit-interval-ms", "500"].map(str::to_owned));
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
+        // Diagnosis: `RIVULET_CHAOS_APP_ARGS="--config producer.debug=eos,msg"`.
+        if let Ok(more) = std::env::var("RIVULET_CHAOS_APP_ARGS") {
+            args.extend(more.split_whitespace().map(str::to_owned));
+        }
         self.started += 1;
         let log = self.logs.join(format!("{:02}-{instance}.log", self.started));
         let app = App::start(&word_count_bin(), &args, &log)?;

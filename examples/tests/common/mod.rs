@@ -19,7 +19,9 @@ impl App {
         let err = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let child = Command::new(binary)
             .args(args)
-            .env("RUST_LOG", "info,librdkafka=warn")
+            // RIVULET_APP_LOG: the apps' log filter, for diagnosis
+            // (`info,librdkafka=debug` with `--config producer.debug=…`).
+            .env("RUST_LOG", std::env::var("RIVULET_APP_LOG").unwrap_or_else(|_| "info,librdkafka=warn".to_owned()))
             .stdout(Stdio::null())
             .stderr(Stdio::from(err))
             .spawn()?;
@@ -389,16 +391,21 @@ pub struct CountsReader {
     pub records: usize,
     /// Values that are not decimal counts (key, value).
     pub malformed: Vec<(String, String)>,
+    /// Partition → the next offset to read (where a new client resumes).
+    next: BTreeMap<i32, i64>,
+    /// When a record last arrived (or the client was last replaced).
+    last_record: Instant,
 }
+
+/// How long a reader waits without a record before it replaces its client:
+/// after a broker restart librdkafka can keep a topic's partitions as
+/// unknown for minutes while a new client reads them at once.
+const READER_IDLE: Duration = Duration::from_secs(20);
 
 impl CountsReader {
     /// Reads `topic` on `servers` from the beginning of all its partitions.
     pub fn new(servers: &str, topic: &str) -> Res<Self> {
-        let consumer: BaseConsumer = client_on(servers)
-            .set("group.id", integration_tests::unique_name("chaos-reader"))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()?;
+        let consumer = Self::client(servers)?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
         let partitions: Vec<i32> = metadata
             .topics()
@@ -422,7 +429,35 @@ impl CountsReader {
             counts: BTreeMap::new(),
             records: 0,
             malformed: Vec::new(),
+            next: BTreeMap::new(),
+            last_record: Instant::now(),
         })
+    }
+
+    fn client(servers: &str) -> Res<BaseConsumer> {
+        Ok(client_on(servers)
+            .set("group.id", integration_tests::unique_name("chaos-reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()?)
+    }
+
+    /// With nothing read for [`READER_IDLE`], a new client takes over where
+    /// this one stands.
+    fn replace_client_when_idle(&mut self) -> Res<()> {
+        if self.last_record.elapsed() < READER_IDLE {
+            return Ok(());
+        }
+        let consumer = Self::client(&self.servers)?;
+        let mut tpl = TopicPartitionList::new();
+        for p in &self.partitions {
+            let offset = self.next.get(p).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+            tpl.add_partition_offset(&self.topic, *p, offset)?;
+        }
+        consumer.assign(&tpl)?;
+        self.consumer = consumer;
+        self.last_record = Instant::now();
+        Ok(())
     }
 
     /// Reads what arrives within about `within` (at most a few thousand records).
@@ -433,6 +468,8 @@ impl CountsReader {
             match self.consumer.poll(left.min(Duration::from_millis(100))) {
                 Some(Ok(m)) => {
                     self.records += 1;
+                    self.next.insert(m.partition(), m.offset() + 1);
+                    self.last_record = Instant::now();
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
                     let value = m.payload().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
                     match value.parse::<u64>() {
@@ -465,6 +502,7 @@ impl CountsReader {
             if done(self) {
                 return Ok(());
             }
+            self.replace_client_when_idle()?;
             alive().map_err(|e| format!("while waiting for {what}: {e}"))?;
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -484,13 +522,16 @@ impl CountsReader {
     /// of the end counts as the end.
     pub fn drain(&mut self, timeout: Duration) -> Res<()> {
         let mut ends = Vec::new();
+        // A client of its own: this one's metadata may be stale (see READER_IDLE).
+        let probe = Self::client(&self.servers)?;
         for p in &self.partitions {
-            let (_, high) = self.consumer.fetch_watermarks(&self.topic, *p, Duration::from_secs(10))?;
+            let (_, high) = probe.fetch_watermarks(&self.topic, *p, Duration::from_secs(10))?;
             ends.push((*p, high));
         }
         let deadline = Instant::now() + timeout;
         loop {
             self.poll(Duration::from_millis(200));
+            self.replace_client_when_idle()?;
             let position = self.consumer.position()?;
             let at_end = ends.iter().all(|(p, end)| {
                 *end <= 0

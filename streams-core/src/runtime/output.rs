@@ -25,7 +25,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A transactional producer's records fail by themselves after
 /// `message.timeout.ms` (librdkafka caps it at `transaction.timeout.ms`, 10 s
 /// here): one that makes no progress for this long is wedged and replaced.
-const TRANSACTIONAL_STALL: Duration = Duration::from_secs(30);
+/// So is any producer that acknowledges nothing for this long while the
+/// cluster answers (see `Output::drain`).
+const PRODUCER_STALL: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Deliveries {
@@ -81,6 +83,9 @@ pub(crate) struct Output {
     /// How long the producer may make no progress (a full queue, records
     /// not acknowledged) before it counts as broken.
     stall: Duration,
+    /// How long a drain may see no acknowledgement while the cluster
+    /// answers before the producer counts as wedged ([`PRODUCER_STALL`]).
+    unacknowledged_limit: Duration,
     /// Records sent since start.
     pub(crate) sent: u64,
     /// The delivery epoch records are sent under (see `Deliveries::epoch`).
@@ -149,13 +154,14 @@ impl Output {
         if transactional {
             retry.run(|| guarded(&producer, "initialising transactions", |p| p.init_transactions(CALL_TIMEOUT)))?;
         }
-        let stall = if transactional { TRANSACTIONAL_STALL } else { retry.timeout };
+        let stall = if transactional { PRODUCER_STALL } else { retry.timeout };
         Ok(Self {
             producer,
             transactional,
             in_transaction: false,
             partitions: Mutex::default(),
             stall,
+            unacknowledged_limit: PRODUCER_STALL,
             sent: 0,
             epoch: 0,
         })
@@ -175,12 +181,41 @@ impl Output {
     /// slices, which would cost every commit at least that long). Records
     /// fail by themselves after `message.timeout.ms`; this bounds the wait
     /// by `task.timeout.ms` in case they do not.
+    ///
+    /// Without a transaction the wait may be long (the cluster away for up
+    /// to `task.timeout.ms`), but a producer that acknowledges nothing for
+    /// [`PRODUCER_STALL`] while the cluster answers its metadata
+    /// requests is wedged (seen after broker restarts: librdkafka holding
+    /// records for minutes after its broker came back), and is replaced.
     fn drain(&self, retry: RetryPolicy<'_>) -> Result<(), StreamsError> {
         let started = Instant::now();
         let mut waiting = false;
+        // The fewest records in flight so far, and when the next check for
+        // a wedged producer is due.
+        let mut fewest = self.producer.in_flight_count();
+        let mut check_at = Instant::now() + self.unacknowledged_limit;
         while self.producer.in_flight_count() > 0 {
             if self.transactional && started.elapsed() >= self.stall {
                 return Err(self.wedged("waiting for records to be acknowledged").into());
+            }
+            let in_flight = self.producer.in_flight_count();
+            if in_flight < fewest {
+                fewest = in_flight;
+                check_at = Instant::now() + self.unacknowledged_limit;
+            } else if Instant::now() >= check_at {
+                if self.cluster_answers() {
+                    return Err(KafkaCallError::with_class(
+                        format!(
+                            "waiting for {in_flight} records to be acknowledged: none was for {} s although the cluster answers; the producer is replaced",
+                            self.unacknowledged_limit.as_secs()
+                        ),
+                        KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
+                        ErrorClass::Fatal,
+                    )
+                    .into());
+                }
+                // Away: wait on, asking again a while later.
+                check_at = Instant::now() + Duration::from_secs(5);
             }
             if started.elapsed() >= retry.timeout {
                 let source = KafkaCallError::with_class(
@@ -203,6 +238,11 @@ impl Output {
             );
         }
         Ok(())
+    }
+
+    /// Whether the cluster answers a metadata request through this producer.
+    fn cluster_answers(&self) -> bool {
+        self.producer.client().fetch_metadata(None, Duration::from_secs(2)).is_ok_and(|m| !m.brokers().is_empty())
     }
 
     /// The producer made no progress for longer than its records may take:
@@ -371,5 +411,48 @@ impl RecordCollector for Output {
             cache.insert(topic.to_owned(), n);
             n
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+    use crate::runtime::listener::Counters;
+
+    #[test]
+    fn a_producer_that_acknowledges_nothing_while_the_cluster_answers_is_replaced(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let cluster = MockCluster::new(1)?;
+        cluster.create_topic("out", 1, 1)?;
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", cluster.bootstrap_servers()).set("enable.idempotence", "true");
+        let counters = Counters::default();
+        // Far longer than the test: only the wedge check can end the wait.
+        let retry = RetryPolicy { timeout: Duration::from_secs(600), counters: &counters };
+        let mut output = Output::new(&config, false, retry)?;
+        output.unacknowledged_limit = Duration::from_secs(2);
+        // Every produce request fails retriably: librdkafka retries on and on
+        // while the broker answers everything else.
+        cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 2_000]);
+        output.send(RawRecord {
+            topic: "out".to_owned(),
+            partition: Some(0),
+            offset: None,
+            timestamp: 1,
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            headers: crate::record::Headers::default(),
+        })?;
+        let error = match output.commit(&TopicPartitionList::new(), None, retry) {
+            Ok(_) => return Err("a record no broker acknowledged was reported as written".into()),
+            Err(e) => e,
+        };
+        assert_eq!(error.kafka_class(), Some(ErrorClass::Fatal), "{error}");
+        assert!(error.to_string().contains("the producer is replaced"), "{error}");
+        Ok(())
     }
 }

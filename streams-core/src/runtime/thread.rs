@@ -2,7 +2,7 @@
 //! partitions assigned to it, and the commit protocol of DESIGN.md.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -59,8 +59,6 @@ struct ThreadState {
     /// (behind a fetch that long-polls an empty partition, every offset
     /// query on the connection waits up to `fetch.wait.max.ms`).
     unfetched: HashMap<(String, i32), i64>,
-    /// Bumped by every rebalance callback: records polled before it are stale.
-    generation: u64,
     /// An error raised inside a callback, for the loop to report.
     error: Option<StreamsError>,
     last_commit: Instant,
@@ -152,6 +150,9 @@ struct ThreadContext {
     state: Arc<Mutex<ThreadState>>,
     env: Arc<Env>,
     index: usize,
+    /// Bumped by every rebalance callback: records polled before it belong
+    /// to tasks that are closed; records polled after it, to the new ones.
+    rebalances: AtomicU64,
 }
 
 fn lock(state: &Mutex<ThreadState>) -> MutexGuard<'_, ThreadState> {
@@ -191,8 +192,8 @@ impl ClientContext for ThreadContext {
 
 impl ConsumerContext for ThreadContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::AcqRel);
         let mut st = lock(&self.state);
-        st.generation += 1;
         st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
         if let Rebalance::Assign(tpl) = rebalance {
             (st.unfetched, st.group_offsets) = st.unfetched_partitions(tpl, consumer);
@@ -229,8 +230,8 @@ impl ConsumerContext for ThreadContext {
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::AcqRel);
         let mut st = lock(&self.state);
-        st.generation += 1;
         match rebalance {
             Rebalance::Assign(tpl) => {
                 st.assigned = Some((*tpl).clone());
@@ -878,7 +879,6 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         group_offsets: None,
         assigned: None,
         unfetched: HashMap::new(),
-        generation: 0,
         error: None,
         last_commit: Instant::now(),
         dirty: false,
@@ -886,7 +886,12 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         failing_since: None,
     }));
     let consumer: BaseConsumer<ThreadContext> = client::consumer(&env.config, &format!("{client_id}-consumer"))
-        .create_with_context(ThreadContext { state: Arc::clone(&state), env: Arc::clone(&env), index })
+        .create_with_context(ThreadContext {
+            state: Arc::clone(&state),
+            env: Arc::clone(&env),
+            index,
+            rebalances: AtomicU64::new(0),
+        })
         .map_err(|e| kafka_error("creating the consumer", &e))?;
     let topics: Vec<&str> = env.source_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| kafka_error("subscribing", &e))?;
@@ -928,9 +933,9 @@ fn run_loop(
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     let mut idle = false;
     while !env.stop.load(Ordering::Acquire) {
-        let (generation, restoring, running) = {
+        let (restoring, running) = {
             let st = lock(state);
-            (st.generation, st.changelogs.is_restoring(), st.running_tasks())
+            (st.changelogs.is_restoring(), st.running_tasks())
         };
         // While stores restore, the wait is short: with no task running the
         // restore's read waits instead.
@@ -939,8 +944,21 @@ fn run_loop(
             (true, true, true) => Duration::from_millis(5),
             (true, false, _) => Duration::from_millis(50),
         };
+        let mut rebalances = consumer.context().rebalances.load(Ordering::Acquire);
         for i in 0..POLL_BATCH {
-            match consumer.poll(if i == 0 { wait } else { Duration::ZERO }) {
+            let polled = consumer.poll(if i == 0 { wait } else { Duration::ZERO });
+            let now = consumer.context().rebalances.load(Ordering::Acquire);
+            if now != rebalances {
+                // A rebalance inside this poll: what was polled before it
+                // belongs to tasks that were closed (their offsets were not
+                // committed, so the partitions' owners read them again);
+                // what this poll returned belongs to the new assignment and
+                // is kept, or the consumer's position would pass records
+                // that nobody processes.
+                rebalances = now;
+                batch.clear();
+            }
+            match polled {
                 Some(Ok(m)) => batch.push(to_raw(&m)),
                 // The cluster being away is waited out: librdkafka reconnects
                 // and fetches on by itself; commits retry meanwhile.
@@ -962,11 +980,6 @@ fn run_loop(
         let mut st = lock(state);
         if let Some(e) = st.error.take() {
             return Err(e);
-        }
-        if st.generation != generation {
-            // A rebalance happened while polling: these records belong to
-            // tasks that were closed; their offsets were not committed.
-            batch.clear();
         }
         if let Some(partitions) = st.assigned.take() {
             st.take_assignment(partitions, consumer)?;
