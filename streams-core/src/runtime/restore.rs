@@ -21,7 +21,6 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::kafka_error;
-use super::errors::{ErrorClass, KafkaCallError};
 use super::listener::{Counters, StateRestoreListener};
 use super::retry::RetryPolicy;
 use crate::error::StreamsError;
@@ -35,6 +34,15 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between checks of a changelog whose open transaction a
 /// restore waits out.
 const MAX_STABLE_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a restore waits for a changelog's open transaction to end. A
+/// live one ends within `transaction.timeout.ms` (10 s for our producers)
+/// plus the coordinator's abort sweep (10 s by default). One still open
+/// after this is hanging: the coordinator has no record of it (seen after a
+/// broker was killed mid-commit), so no marker will come until this task's
+/// own next transaction on the partition ends it. Nothing committed lies
+/// past its first offset (a later commit would have ended it), so the
+/// restore stops at the stable end, as a read_committed reader would.
+const HANGING_TRANSACTION_AFTER: Duration = Duration::from_secs(60);
 
 /// How a registered task came out of a step.
 #[derive(Debug)]
@@ -137,7 +145,9 @@ impl ChangelogReader {
     /// thread) until the stable end reaches what was written when it looked.
     /// Only this task's producers write its changelog: the wait is for our
     /// own last transaction, or at worst a dead instance's until
-    /// `transaction.timeout.ms` aborts it.
+    /// `transaction.timeout.ms` aborts it; a transaction that outlives
+    /// that by far is hanging, and the restore stops at the stable end
+    /// (see [`HANGING_TRANSACTION_AFTER`]).
     pub(crate) fn register<'a>(
         &mut self,
         task: TaskId,
@@ -344,26 +354,22 @@ impl ChangelogReader {
             let s = &mut restore.stores[i];
             let Phase::AwaitingStable { written, since, next_check, backoff } = &mut s.phase else { continue };
             if stable < *written {
-                if since.elapsed() >= cx.retry.timeout {
-                    let source = KafkaCallError::with_class(
-                        format!(
-                            "changelog {topic}-{} has a transaction open since before offset {written} \
-                             (stable end {stable})",
-                            id.partition
-                        ),
-                        rdkafka::error::KafkaError::MessageConsumption(
-                            rdkafka::error::RDKafkaErrorCode::OperationTimedOut,
-                        ),
-                        ErrorClass::Retriable,
-                    );
-                    return Err(StreamsError::TaskTimeout {
-                        timeout: cx.retry.timeout,
-                        source: Box::new(source.into()),
-                    });
+                if since.elapsed() < HANGING_TRANSACTION_AFTER.min(cx.retry.timeout) {
+                    *backoff = (*backoff * 2).min(MAX_STABLE_BACKOFF);
+                    *next_check = now + *backoff;
+                    continue;
                 }
-                *backoff = (*backoff * 2).min(MAX_STABLE_BACKOFF);
-                *next_check = now + *backoff;
-                continue;
+                tracing::warn!(
+                    task = %id,
+                    changelog = topic,
+                    partition = id.partition,
+                    stable,
+                    written = *written,
+                    waited_s = since.elapsed().as_secs(),
+                    "a transaction on the changelog stays open (a hanging transaction: its coordinator \
+                     will not end it); restoring up to the stable end. `kafka-transactions.sh \
+                     describe-producers` shows it; this task's next commit on the partition ends it"
+                );
             }
             restore.last_progress = Instant::now();
             match begin_reading(id, s, low, stable, cx) {
