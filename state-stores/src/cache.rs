@@ -1,7 +1,9 @@
 //! A per-store record cache: collapses repeated updates of a key between
 //! commits so that downstream sees one update per key per flush, bounded by bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 /// A dirty entry leaving the cache: to write to the store and emit downstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +49,15 @@ impl RecordCache {
     /// A cache holding at most `max_bytes` (approximately: keys, values and
     /// per-entry overhead).
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes, bytes: 0, next_tick: 0, entries: HashMap::new(), lru: BTreeMap::new(), hits: 0, misses: 0 }
+        Self {
+            max_bytes,
+            bytes: 0,
+            next_tick: 0,
+            entries: HashMap::default(),
+            lru: BTreeMap::new(),
+            hits: 0,
+            misses: 0,
+        }
     }
 
     fn touch(&mut self, key: &[u8]) {

@@ -253,7 +253,7 @@ pub(crate) struct TaskEngine {
     id: TaskId,
     application_id: String,
     nodes: Vec<NodeSlot>,
-    decoders: HashMap<String, (usize, Arc<dyn crate::topology::SourceDecoder>)>,
+    decoders: foldhash::HashMap<String, (usize, Arc<dyn crate::topology::SourceDecoder>)>,
     stores: HashMap<String, StoreEntry>,
     book: ScheduleBook,
     stream_time: i64,
@@ -282,7 +282,7 @@ struct Changelog {
 /// the order each key was first written.
 #[derive(Default)]
 struct HeldChanges {
-    index: HashMap<Vec<u8>, usize>,
+    index: foldhash::HashMap<Vec<u8>, usize>,
     /// Key, latest value (`None`: deleted), timestamp of the latest write.
     entries: Vec<(Vec<u8>, Option<Vec<u8>>, i64)>,
     bytes: u64,
@@ -340,7 +340,7 @@ impl TaskEngine {
         let ids = node_ids.unwrap_or(&all);
         let position: HashMap<usize, usize> = ids.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
         let mut nodes = Vec::with_capacity(ids.len());
-        let mut decoders = HashMap::new();
+        let mut decoders = foldhash::HashMap::default();
         let mut store_names = Vec::new();
         for &i in ids {
             let def = &topology.nodes[i];

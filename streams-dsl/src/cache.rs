@@ -3,7 +3,9 @@
 //! full) with the value the key had before the first of them, as Kafka
 //! Streams' caching stores do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use streams_core::prelude::*;
@@ -43,7 +45,7 @@ impl<K: Data, V: Data> Forwarder<K, V> {
             identity,
             max_bytes: 0,
             bytes: 0,
-            index: HashMap::new(),
+            index: HashMap::default(),
             entries: BTreeMap::new(),
             next: 0,
         }

@@ -13,9 +13,9 @@ pub(crate) const MAX_BUFFERED: usize = 20_000;
 pub(crate) struct StreamTask {
     pub(crate) engine: TaskEngine,
     /// Records read but not processed, by topic (the partition is the task's).
-    queues: HashMap<String, VecDeque<RawRecord>>,
+    queues: foldhash::HashMap<String, VecDeque<RawRecord>>,
     /// Topic → next offset to commit (last processed + 1), since the last commit.
-    pub(crate) consumed: HashMap<String, i64>,
+    pub(crate) consumed: foldhash::HashMap<String, i64>,
     /// Topic → where to rewind the consumer to redo the work since the last
     /// commit: the committed offset, or the first record received since
     /// the task was created (nothing readable lies before it).
@@ -44,8 +44,8 @@ impl StreamTask {
     pub(crate) fn new(engine: TaskEngine) -> Self {
         Self {
             engine,
-            queues: HashMap::new(),
-            consumed: HashMap::new(),
+            queues: foldhash::HashMap::default(),
+            consumed: foldhash::HashMap::default(),
             rewind: HashMap::new(),
             unfetched: HashMap::new(),
             wait_deadline: std::time::Instant::now(),
