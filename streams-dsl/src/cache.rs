@@ -4,10 +4,9 @@
 //! Streams' caching stores do.
 
 use std::collections::BTreeMap;
-
-use foldhash::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use streams_core::prelude::*;
 
 use crate::builder::Data;

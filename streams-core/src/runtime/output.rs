@@ -194,32 +194,28 @@ impl Output {
         // a wedged producer is due.
         let mut fewest = self.producer.in_flight_count();
         let mut check_at = Instant::now() + self.unacknowledged_limit;
-        while self.producer.in_flight_count() > 0 {
-            if self.transactional && started.elapsed() >= self.stall {
-                return Err(self.wedged("waiting for records to be acknowledged").into());
-            }
+        loop {
             let in_flight = self.producer.in_flight_count();
+            if in_flight == 0 {
+                break;
+            }
+            if self.transactional && started.elapsed() >= self.stall {
+                return Err(self.wedged("waiting for records to be acknowledged", self.stall).into());
+            }
             if in_flight < fewest {
                 fewest = in_flight;
                 check_at = Instant::now() + self.unacknowledged_limit;
             } else if Instant::now() >= check_at {
                 if self.cluster_answers() {
-                    return Err(KafkaCallError::with_class(
-                        format!(
-                            "waiting for {in_flight} records to be acknowledged: none was for {} s although the cluster answers; the producer is replaced",
-                            self.unacknowledged_limit.as_secs()
-                        ),
-                        KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
-                        ErrorClass::Fatal,
-                    )
-                    .into());
+                    let what = format!("waiting for {in_flight} records to be acknowledged while the cluster answers");
+                    return Err(self.wedged(&what, self.unacknowledged_limit).into());
                 }
                 // Away: wait on, asking again a while later.
                 check_at = Instant::now() + Duration::from_secs(5);
             }
             if started.elapsed() >= retry.timeout {
                 let source = KafkaCallError::with_class(
-                    format!("waiting for {} records to be acknowledged", self.producer.in_flight_count()),
+                    format!("waiting for {in_flight} records to be acknowledged"),
                     KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
                     ErrorClass::Retriable,
                 );
@@ -245,11 +241,11 @@ impl Output {
         self.producer.client().fetch_metadata(None, Duration::from_secs(2)).is_ok_and(|m| !m.brokers().is_empty())
     }
 
-    /// The producer made no progress for longer than its records may take:
-    /// it is replaced (the thread rejoins with a new one).
-    fn wedged(&self, what: &str) -> KafkaCallError {
+    /// The producer made no progress for `after`, longer than its records
+    /// may take: it is replaced (the thread rejoins with a new one).
+    fn wedged(&self, what: &str, after: Duration) -> KafkaCallError {
         KafkaCallError::with_class(
-            format!("{what}: the producer made no progress for {} s", self.stall.as_secs()),
+            format!("{what}: the producer made no progress for {} s", after.as_secs()),
             KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
             ErrorClass::Fatal,
         )
@@ -386,7 +382,7 @@ impl RecordCollector for Output {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // Back-pressure: serve delivery reports until there is room.
                     if full_since.get_or_insert_with(Instant::now).elapsed() >= self.stall {
-                        let source = self.wedged(&format!("sending a record to topic `{}`", record.topic));
+                        let source = self.wedged(&format!("sending a record to topic `{}`", record.topic), self.stall);
                         return Err(ProcessorError::Send { topic: record.topic.clone(), source });
                     }
                     base = back;
@@ -452,7 +448,7 @@ mod tests {
             Err(e) => e,
         };
         assert_eq!(error.kafka_class(), Some(ErrorClass::Fatal), "{error}");
-        assert!(error.to_string().contains("the producer is replaced"), "{error}");
+        assert!(error.to_string().contains("acknowledged while the cluster answers"), "{error}");
         Ok(())
     }
 }

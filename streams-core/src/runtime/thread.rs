@@ -947,15 +947,15 @@ fn run_loop(
         let mut rebalances = consumer.context().rebalances.load(Ordering::Acquire);
         for i in 0..POLL_BATCH {
             let polled = consumer.poll(if i == 0 { wait } else { Duration::ZERO });
-            let now = consumer.context().rebalances.load(Ordering::Acquire);
-            if now != rebalances {
+            let current = consumer.context().rebalances.load(Ordering::Acquire);
+            if current != rebalances {
                 // A rebalance inside this poll: what was polled before it
                 // belongs to tasks that were closed (their offsets were not
                 // committed, so the partitions' owners read them again);
                 // what this poll returned belongs to the new assignment and
                 // is kept, or the consumer's position would pass records
                 // that nobody processes.
-                rebalances = now;
+                rebalances = current;
                 batch.clear();
             }
             match polled {
