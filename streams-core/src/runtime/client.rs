@@ -12,12 +12,18 @@ use crate::topology::OffsetReset;
 
 fn base(config: &StreamsConfig, client_id: &str, overrides: &BTreeMap<String, String>) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap_servers).set("client.id", client_id);
+    c.set("bootstrap.servers", &config.bootstrap_servers).set("client.id", client_id).set(NO_DELAY, "true");
     for (k, v) in overrides {
         c.set(k, v);
     }
     c
 }
+
+/// TCP_NODELAY, as the Java clients set it (librdkafka leaves Nagle's
+/// algorithm on): a commit is a chain of small requests (offsets into the
+/// transaction, its end, the fetch that sees it), each of which would
+/// otherwise wait for the previous segment's delayed acknowledgement.
+const NO_DELAY: &str = "socket.nagle.disable";
 
 fn eos(config: &StreamsConfig) -> bool {
     config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
@@ -28,6 +34,7 @@ pub(crate) fn consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig 
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", client_id)
+        .set(NO_DELAY, "true")
         .set("group.id", &config.application_id)
         // Eager range assignment: partition p of every co-partitioned topic
         // lands on the same member.
@@ -70,6 +77,7 @@ pub(crate) fn producer(config: &StreamsConfig, client_id: &str, transactional_id
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", client_id)
+        .set(NO_DELAY, "true")
         // Same partitioning as the Java client, so that keys line up.
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")

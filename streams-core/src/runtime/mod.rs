@@ -159,7 +159,7 @@ pub(crate) struct Env {
     /// Non-global sub-topologies.
     subtopologies: Vec<Subtopology>,
     /// Topic as on the cluster → sub-topology reading it.
-    topic_sub: HashMap<String, u32>,
+    topic_sub: foldhash::HashMap<String, u32>,
     /// Sub-topology → the topics it reads, as on the cluster.
     sub_topics: HashMap<u32, Vec<String>>,
     /// Sub-topology → its partition count (its number of tasks).
@@ -591,7 +591,7 @@ impl KafkaStreams {
         }
         let process_id = process_id(&self.config.state_dir.join(app))?;
         let subtopologies: Vec<Subtopology> = self.topology.subtopologies().into_iter().filter(|s| !s.global).collect();
-        let mut topic_sub = HashMap::new();
+        let mut topic_sub = foldhash::HashMap::default();
         let mut sub_topics: HashMap<u32, Vec<String>> = HashMap::new();
         for sub in &subtopologies {
             for t in &sub.source_topics {

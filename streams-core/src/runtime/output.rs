@@ -31,8 +31,9 @@ const PRODUCER_STALL: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Deliveries {
-    /// (topic, partition) → highest offset written.
-    offsets: HashMap<(String, i32), i64>,
+    /// Topic → partition → highest offset written. By topic first so that a
+    /// report looks its topic up by `&str`: no allocation per record.
+    offsets: foldhash::HashMap<String, foldhash::HashMap<i32, i64>>,
     /// The first failed delivery since the last commit.
     error: Option<(String, KafkaError)>,
     /// Bumped by every abort: a record sent before it is reported under its
@@ -59,8 +60,13 @@ impl ProducerContext for DeliveryContext {
         }
         match result {
             Ok(m) => {
-                let slot = d.offsets.entry((m.topic().to_owned(), m.partition())).or_insert(-1);
-                *slot = (*slot).max(m.offset());
+                if !d.offsets.contains_key(m.topic()) {
+                    d.offsets.insert(m.topic().to_owned(), foldhash::HashMap::default());
+                }
+                if let Some(partitions) = d.offsets.get_mut(m.topic()) {
+                    let slot = partitions.entry(m.partition()).or_insert(-1);
+                    *slot = (*slot).max(m.offset());
+                }
             }
             Err((e, m)) => {
                 if d.error.is_none() {
@@ -307,7 +313,10 @@ impl Output {
             self.delivery_error()?;
         }
         let mut d = self.producer.context().deliveries.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(std::mem::take(&mut d.offsets).into_iter().map(|(tp, o)| (tp, o + 1)).collect())
+        Ok(std::mem::take(&mut d.offsets)
+            .into_iter()
+            .flat_map(|(topic, partitions)| partitions.into_iter().map(move |(p, o)| ((topic.clone(), p), o + 1)))
+            .collect())
     }
 
     /// Aborts the open transaction (exactly-once) or forgets what was sent

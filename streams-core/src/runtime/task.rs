@@ -19,7 +19,7 @@ pub(crate) struct StreamTask {
     /// Topic → where to rewind the consumer to redo the work since the last
     /// commit: the committed offset, or the first record received since
     /// the task was created (nothing readable lies before it).
-    pub(crate) rewind: HashMap<String, i64>,
+    pub(crate) rewind: foldhash::HashMap<String, i64>,
     /// Input topics that had records waiting when the task was created, with
     /// the end offset then. Until each has a record buffered or its position
     /// reached that end, the task waits (Kafka Streams' `max.task.idle.ms=0`
@@ -46,7 +46,7 @@ impl StreamTask {
             engine,
             queues: foldhash::HashMap::default(),
             consumed: foldhash::HashMap::default(),
-            rewind: HashMap::new(),
+            rewind: foldhash::HashMap::default(),
             unfetched: HashMap::new(),
             wait_deadline: std::time::Instant::now(),
             reported_drops: std::collections::BTreeMap::new(),
