@@ -81,7 +81,7 @@ pub mod record;
 pub mod runtime;
 pub mod serde;
 pub mod store;
-mod task;
+mod task_engine;
 pub mod test_driver;
 pub mod topology;
 
@@ -97,7 +97,7 @@ pub use store::{
     StoreBuilder, StoreKind, StoreQueryParameters, StoreSupplier, Stores, TimestampedKeyValueStoreHandle, Window,
     WindowStoreHandle, WindowStoreType, Windowed,
 };
-pub use task::TaskId;
+pub use task_engine::TaskId;
 pub use test_driver::{TestDriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use topology::{InternalTopic, OffsetReset, RawRecord, SinkSpec, Topology, TopologyDescription};
 

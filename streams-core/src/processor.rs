@@ -13,7 +13,7 @@ use crate::record::{Record, RecordMetadata};
 use crate::store::{
     KeyValueStoreHandle, SessionStoreHandle, StoreEntry, TimestampedKeyValueStoreHandle, WindowStoreHandle,
 };
-use crate::task::TaskId;
+use crate::task_engine::TaskId;
 
 /// A node that receives records of `(KIn, VIn)` and forwards `(KOut, VOut)`.
 ///

@@ -20,7 +20,7 @@ use crate::store::{
     KeyValueStoreHandle, SessionStoreHandle, StoreContext, StoreEntry, TimestampedKeyValueStoreHandle,
     WindowStoreHandle,
 };
-use crate::task::{RecordCollector, TaskEngine, TaskId};
+use crate::task_engine::{RecordCollector, TaskEngine, TaskId};
 use crate::topology::{RawRecord, Topology};
 
 /// Settings of a [`TopologyTestDriver`].

@@ -15,7 +15,7 @@ use super::Env;
 use crate::config::StreamsConfig;
 use crate::error::{ProcessorError, StreamsError};
 use crate::store::{StoreContext, StoreEntry};
-use crate::task::{RecordCollector, TaskEngine, TaskId};
+use crate::task_engine::{RecordCollector, TaskEngine, TaskId};
 use crate::topology::{RawRecord, Topology};
 
 const COMMIT_EVERY: Duration = Duration::from_millis(100);

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::StreamsError;
-use crate::task::TaskId;
+use crate::task_engine::TaskId;
 
 /// The state of a [`KafkaStreams`](super::KafkaStreams) instance, as in Kafka Streams.
 ///

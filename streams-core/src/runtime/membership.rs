@@ -35,7 +35,7 @@ use super::client::{self, kafka_error};
 use super::{guard, Env};
 use crate::error::StreamsError;
 use crate::internal_topics::InternalTopicSpec;
-use crate::task::TaskId;
+use crate::task_engine::TaskId;
 
 /// The endpoints topic of an application.
 pub(crate) fn topic(application_id: &str) -> String {

@@ -9,7 +9,7 @@ use super::Env;
 use crate::error::StreamsError;
 use crate::record::Headers;
 use crate::serde::Serde;
-use crate::task::TaskId;
+use crate::task_engine::TaskId;
 
 /// An instance's `application.server`: where its HTTP server (or the
 /// application's own RPC layer) answers.

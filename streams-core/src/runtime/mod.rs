@@ -43,7 +43,7 @@ mod output;
 mod restore;
 mod retry;
 mod standby;
-mod task;
+mod stream_task;
 mod thread;
 mod topics;
 
@@ -178,20 +178,20 @@ pub(crate) struct Env {
     stop: AtomicBool,
     lifecycle: Arc<Lifecycle>,
     /// The tasks each stream thread runs.
-    tasks: Mutex<BTreeMap<usize, Vec<crate::task::TaskId>>>,
+    tasks: Mutex<BTreeMap<usize, Vec<crate::task_engine::TaskId>>>,
     /// Each stream thread's consumer lag at its last check.
     lag: Mutex<BTreeMap<usize, u64>>,
     /// Task → the input offsets its stores' last commit went with. Outlives
     /// tasks and threads (the stores stay on disk): stores found ahead of
     /// the group's committed offsets hold work whose transaction did not
     /// commit after all, and are wiped.
-    store_positions: Mutex<HashMap<crate::task::TaskId, HashMap<String, i64>>>,
+    store_positions: Mutex<HashMap<crate::task_engine::TaskId, HashMap<String, i64>>>,
     /// Figures for the metrics endpoint beyond `counters`.
     metrics: http::RuntimeMetrics,
     /// The stores of every task running here, restored, for interactive
     /// queries: a task is listed once its stores are up to date and unlisted
     /// before they close.
-    local_stores: Mutex<BTreeMap<crate::task::TaskId, Vec<(String, crate::store::StoreEntry)>>>,
+    local_stores: Mutex<BTreeMap<crate::task_engine::TaskId, Vec<(String, crate::store::StoreEntry)>>>,
 }
 
 impl Env {
@@ -199,7 +199,7 @@ impl Env {
         guard(&self.lag).insert(index, lag);
     }
 
-    fn set_thread_tasks(&self, index: usize, tasks: Vec<crate::task::TaskId>) {
+    fn set_thread_tasks(&self, index: usize, tasks: Vec<crate::task_engine::TaskId>) {
         guard(&self.tasks).insert(index, tasks);
         self.membership.tasks_changed();
     }
@@ -325,7 +325,7 @@ impl KafkaStreams {
 
     /// The standby copies held here, with each one's lag (changelog records
     /// not read yet).
-    pub fn standby_tasks(&self) -> BTreeMap<crate::task::TaskId, u64> {
+    pub fn standby_tasks(&self) -> BTreeMap<crate::task_engine::TaskId, u64> {
         guard(&self.env).as_ref().map(|e| e.standbys.lags()).unwrap_or_default()
     }
 
@@ -439,7 +439,7 @@ impl KafkaStreams {
     }
 
     /// The tasks this instance runs now, over all its threads, sorted.
-    pub fn local_tasks(&self) -> Vec<crate::task::TaskId> {
+    pub fn local_tasks(&self) -> Vec<crate::task_engine::TaskId> {
         let mut tasks: Vec<_> = guard(&self.env)
             .as_ref()
             .map(|e| guard(&e.tasks).values().flatten().copied().collect())

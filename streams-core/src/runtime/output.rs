@@ -16,7 +16,7 @@ use rdkafka::TopicPartitionList;
 use super::errors::{by_code, ErrorClass, KafkaCallError};
 use super::retry::RetryPolicy;
 use crate::error::{ProcessorError, StreamsError};
-use crate::task::RecordCollector;
+use crate::task_engine::RecordCollector;
 use crate::topology::RawRecord;
 
 /// The time-out of one transactional call; a call that times out is

@@ -25,7 +25,7 @@ use super::listener::{Counters, StateRestoreListener};
 use super::retry::RetryPolicy;
 use crate::error::StreamsError;
 use crate::store::StoreEntry;
-use crate::task::TaskId;
+use crate::task_engine::TaskId;
 
 /// Records applied to a store in one write (and checkpoint): small enough
 /// that one write does not hold up the running tasks for long.

@@ -33,7 +33,7 @@ use super::client::{self, kafka_error};
 use super::{guard, Env};
 use crate::error::StreamsError;
 use crate::store::{StoreContext, StoreEntry};
-use crate::task::TaskId;
+use crate::task_engine::TaskId;
 
 /// For each task, the instances that should hold a standby copy of it:
 /// `replicas` of the members other than its owner, chosen by partition.

@@ -18,13 +18,13 @@ use super::message::{now_ms, to_raw};
 use super::output::Output;
 use super::restore;
 use super::retry::RetryPolicy;
-use super::task::{StreamTask, MAX_BUFFERED};
+use super::stream_task::{StreamTask, MAX_BUFFERED};
 use super::{Env, ThreadStatus};
 use crate::config::{ErrorHandling, ProcessingGuarantee};
 use crate::error::{ProcessorError, StreamsError};
 use crate::serde::SerdeError;
 use crate::store::StoreContext;
-use crate::task::{TaskEngine, TaskId};
+use crate::task_engine::{TaskEngine, TaskId};
 use crate::topology::RawRecord;
 
 /// Records polled per loop before processing.
@@ -836,7 +836,7 @@ fn handle_error(
                 .add("__streams.errors.offset", Some(offset.to_string().into_bytes()))
                 .add("__streams.errors.timestamp", Some(raw.timestamp.to_string().into_bytes()));
             let record = RawRecord { topic: dlq.clone(), partition: None, offset: None, headers, ..raw };
-            crate::task::RecordCollector::send(output, record)
+            crate::task_engine::RecordCollector::send(output, record)
                 .map_err(|source| StreamsError::Processing { metadata: None, source })?;
             Counters::add(&env.counters.dead_lettered, 1);
             tracing::warn!(%task, %topic, partition, offset, %error, dead_letter_topic = %dlq, "record dead-lettered");

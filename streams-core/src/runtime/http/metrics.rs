@@ -29,7 +29,7 @@ pub(crate) struct RuntimeMetrics {
     pub(crate) partition_lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// (task, store) → changelog records a store being restored still has
     /// to read; a store leaves when its restore ends or stops.
-    pub(crate) restoring: Mutex<BTreeMap<(crate::task::TaskId, String), u64>>,
+    pub(crate) restoring: Mutex<BTreeMap<(crate::task_engine::TaskId, String), u64>>,
 }
 
 impl Default for RuntimeMetrics {
@@ -82,7 +82,7 @@ struct StoreLabels {
 }
 
 /// Task → the name of the stream thread running it.
-fn task_threads(env: &Env) -> BTreeMap<crate::task::TaskId, String> {
+fn task_threads(env: &Env) -> BTreeMap<crate::task_engine::TaskId, String> {
     let app = &env.config.application_id;
     guard(&env.tasks)
         .iter()
@@ -91,12 +91,12 @@ fn task_threads(env: &Env) -> BTreeMap<crate::task::TaskId, String> {
 }
 
 /// RocksDB's figures per store and task.
-fn register_rocksdb(registry: &mut Registry, env: &Env, threads: &BTreeMap<crate::task::TaskId, String>) {
+fn register_rocksdb(registry: &mut Registry, env: &Env, threads: &BTreeMap<crate::task_engine::TaskId, String>) {
     let memtable = Family::<StoreLabels, Gauge>::default();
     let cache = Family::<StoreLabels, Gauge>::default();
     let readers = Family::<StoreLabels, Gauge>::default();
     let keys = Family::<StoreLabels, Gauge>::default();
-    let listed: Vec<(crate::task::TaskId, String, crate::store::StoreEntry)> = guard(&env.local_stores)
+    let listed: Vec<(crate::task_engine::TaskId, String, crate::store::StoreEntry)> = guard(&env.local_stores)
         .iter()
         .flat_map(|(task, stores)| stores.iter().map(move |(name, entry)| (*task, name.clone(), entry.clone())))
         .collect();
@@ -215,8 +215,10 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
 
     let lag = Family::<PartitionLabels, Gauge>::default();
     for ((topic, partition), n) in guard(&env.metrics.partition_lag).iter() {
-        let task =
-            env.topic_sub.get(topic).map(|&subtopology| crate::task::TaskId { subtopology, partition: *partition });
+        let task = env
+            .topic_sub
+            .get(topic)
+            .map(|&subtopology| crate::task_engine::TaskId { subtopology, partition: *partition });
         let labels = PartitionLabels {
             topic: topic.clone(),
             partition: *partition,

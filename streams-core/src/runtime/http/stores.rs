@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::super::{guard, metadata, Env, State};
 use crate::store::{JsonEntry, JsonQueryError, JsonView, LocalStores, StoreEntry, StoreKind};
-use crate::task::TaskId;
+use crate::task_engine::TaskId;
 
 /// Marks a request one instance sends another: answer from local state only.
 pub(super) const FORWARDED: &str = "x-rivulet-forwarded";

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::task::TaskEngine;
+use crate::task_engine::TaskEngine;
 use crate::topology::RawRecord;
 
 /// Records buffered per partition before the partition is paused
