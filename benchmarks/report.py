@@ -1,4 +1,5 @@
-"""Turns the harness's JSON lines into benchmarks/results/latest.{json,md}.
+"""Turns the harness's JSON lines into benchmarks/results/latest.{json,md} and,
+with matplotlib installed, the chart latest.png.
 
 Usage: report.py RESULTS_DIR RECORDS R1_RECORDS
 """
@@ -21,10 +22,11 @@ def lines(name):
 F1 = "F1 failover"
 R2 = "R2 restore beside processing"
 rows, latency = lines("latest.jsonl"), lines("latency.jsonl")
-# F1's and R2's rows have their own figures and tables.
+# F1's, R2's and the scaling rows have their own figures and tables.
 failover = [r for r in rows if r["workload"] == F1]
 beside = [r for r in rows if r["workload"] == R2]
-rows = [r for r in rows if r["workload"] not in (F1, R2)]
+scaling_rows = [r for r in rows if r.get("scaling")]
+rows = [r for r in rows if r["workload"] not in (F1, R2) and not r.get("scaling")]
 cpu = next(
     (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
     platform.processor(),
@@ -60,9 +62,33 @@ def ratios():
     return result
 
 
+def scaling_summary():
+    """The threads rows' records/s ratio (2 threads ÷ 1) and the keys rows' spread of CPU-µs/record."""
+    threads = {r["threads"]: r for r in scaling_rows if r["scaling"] == "threads" and r.get("verified")}
+    keys = [r for r in scaling_rows if r["scaling"] == "keys" and r.get("verified")]
+    result = {"rows": scaling_rows}
+    if 1 in threads and 2 in threads:
+        result["threads"] = {
+            "records_per_s_ratio": threads[2]["records_per_s"] / threads[1]["records_per_s"],
+            "cpu_us_per_record": {str(t): r["cpu_us_per_record"] for t, r in sorted(threads.items())},
+            "target_ratio": 1.7,
+        }
+    if len(keys) >= 2:
+        cpu = [r["cpu_us_per_record"] for r in keys]
+        mean = sum(cpu) / len(cpu)
+        result["keys"] = {
+            "cpu_us_per_record_max_over_min": max(cpu) / min(cpu),
+            # The requirement is "within ±15%": the largest distance from the rows' mean.
+            "cpu_us_per_record_max_deviation": max(abs(c / mean - 1) for c in cpu),
+            "target_deviation": 0.15,
+        }
+    return result
+
+
 summary = ratios()
+scaling = scaling_summary()
 json.dump({"machine": machine, "results": rows, "latency": latency, "failover": failover,
-           "restore_beside_processing": beside, "ratios": summary},
+           "restore_beside_processing": beside, "scaling": scaling, "ratios": summary},
           open(os.path.join(out, "latest.json"), "w"), indent=2)
 
 
@@ -99,6 +125,28 @@ with open(os.path.join(out, "latest.md"), "w") as f:
                     f"{fmt(s.get('rate_vs_raw'), '.2f')} | {fmt(s.get('cpu_vs_kafka-streams'), '.2f')} | "
                     f"{fmt(s.get('rate_vs_kafka-streams'), '.2f')} | {fmt(s.get('cpu_vs_quix'), '.2f')} | "
                     f"{fmt(s.get('rate_vs_quix'), '.2f')} |\n")
+    if scaling_rows:
+        f.write("\nScaling (rivulet, W2 word count, exactly_once_v2, the same number of input lines per row): "
+                "`threads` on plain W2's input with num.stream.threads=1 and 2; `keys` with words drawn from "
+                "larger vocabularies (distinct keys = words in the store at the end).\n\n")
+        f.write("| scaling | stream threads | vocabulary | distinct keys | wall s | records/s | CPU s | CPU µs/record "
+                "| peak RSS MB | verified |\n|---|---|---|---|---|---|---|---|---|---|\n")
+        for r in scaling_rows:
+            verified = "yes" if r.get("verified") else f"**no**: {r.get('error', '')}"
+            f.write(f"| {r['scaling']} | {r.get('threads', '—')} | {fmt(r.get('vocabulary'), ',')} | "
+                    f"{fmt(r.get('distinct_keys'), ',')} | {r['wall_s']:.1f} | {r['records_per_s']:.0f} | "
+                    f"{r['cpu_s']:.1f} | {r['cpu_us_per_record']:.2f} | {r['peak_rss_mb']:.0f} | {verified} |\n")
+        if "threads" in scaling:
+            t = scaling["threads"]
+            f.write(f"\nThreads: 2 stream threads give {t['records_per_s_ratio']:.2f}× the records/s of 1 "
+                    f"(target ≥ {t['target_ratio']}×); CPU µs/record {t['cpu_us_per_record']['1']:.2f} with 1, "
+                    f"{t['cpu_us_per_record']['2']:.2f} with 2.\n")
+        if "keys" in scaling:
+            k = scaling["keys"]
+            f.write(f"\nKeys (verified rows): CPU µs/record max ÷ min {k['cpu_us_per_record_max_over_min']:.2f}; "
+                    f"the farthest row "
+                    f"is {100 * k['cpu_us_per_record_max_deviation']:.0f}% from their mean "
+                    f"(target: within ±{100 * k['target_deviation']:.0f}%).\n")
     if beside:
         f.write("\nR2 restore beside processing (exactly_once_v2, 100 ms commits): one stream thread, a persistent "
                 "key-value store; task 0_1 restores its changelog (written straight into it) while task 0_0 passes "
@@ -167,4 +215,119 @@ with open(os.path.join(out, "latest.md"), "w") as f:
         for r in latency:
             f.write(f"| {r['workload']} | {r['contender']} | {r['rate']} | {r['results']} | {r['p50_ms']} | "
                     f"{r['p99_ms']} | {r['max_ms']} |\n")
+
+
+def chart(path):
+    """Throughput rows as grouped bars (CPU-µs/record above records/s) and the scaling rows below."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((r["workload"], r["guarantee"]) for r in rows))
+    contenders = list(dict.fromkeys(r["contender"] for r in rows))
+    by = {(r["workload"], r["guarantee"], r["contender"]): r for r in rows}
+    colors = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(contenders)}
+    # Two rows of throughput panels (when there are throughput rows), one of scaling panels (when there are those).
+    panels = ["cpu", "rate"] if rows else []
+    panels += ["scaling"] if scaling_rows else []
+    heights = {"cpu": 1, "rate": 1, "scaling": 0.8}
+    fig = plt.figure(figsize=(max(12, 2.2 * len(groups)), 1 + 4.2 * sum(heights[p] for p in panels)),
+                     layout="constrained")
+    grid = fig.add_gridspec(len(panels), 2, height_ratios=[heights[p] for p in panels])
+    restores = f" (R1 restores {r1_records:,})" if any(r["workload"] == "R1 restore" for r in rows) else ""
+    title = f"Rivulet benchmarks: {records:,} records per workload{restores}; {machine['cores']} cores, {cpu}"
+    if not all(r.get("verified") for r in rows + scaling_rows):
+        title += "\nhatched, ✗: output not verified"
+    fig.suptitle(title, fontsize=13)
+    width = 0.8 / max(1, len(contenders))
+    for row, (metric, label, fmt_value) in enumerate([
+        ("cpu_us_per_record", "CPU µs per record (lower is better)", lambda v: f"{v:.3g}"),
+        ("records_per_s", "records/s (higher is better)", lambda v: f"{v / 1000:.3g}k"),
+    ][: 2 if rows else 0]):
+        ax = fig.add_subplot(grid[row, :])
+        values = []
+        for i, c in enumerate(contenders):
+            xs, ys, unverified = [], [], []
+            for g, (w, guarantee) in enumerate(groups):
+                r = by.get((w, guarantee, c))
+                if r is None or not r.get(metric):
+                    continue
+                xs.append(g + (i - (len(contenders) - 1) / 2) * width)
+                ys.append(r[metric])
+                unverified.append(not r.get("verified"))
+            bars = ax.bar(xs, ys, width, label=c, color=colors[c])
+            for bar, y, bad in zip(bars, ys, unverified):
+                if bad:
+                    bar.set_hatch("//")
+                ax.annotate(fmt_value(y) + (" ✗" if bad else ""), (bar.get_x() + bar.get_width() / 2, y),
+                            ha="center", va="bottom", fontsize=7, xytext=(0, 1), textcoords="offset points")
+            values += ys
+        # quix and raw are 100× apart on some workloads: linear bars would hide the rest.
+        if values and min(values) > 0 and max(values) / min(values) >= 100:
+            ax.set_yscale("log")
+            label += ", log scale"
+            # Room above the tallest bar for the legend and the labels.
+            ax.set_ylim(top=max(values) * 4)
+        elif values:
+            ax.set_ylim(top=max(values) * 1.25)
+        ax.set_ylabel(label)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{w}\n{g}" for w, g in groups], fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        if row == 0:
+            ax.legend(ncol=len(contenders), fontsize=9, loc="upper left")
+    if scaling_rows:
+        threads = sorted((r for r in scaling_rows if r["scaling"] == "threads"), key=lambda r: r["threads"])
+        keys = sorted((r for r in scaling_rows if r["scaling"] == "keys"), key=lambda r: r["vocabulary"])
+        for col, (title, subset, label) in enumerate([
+            ("Scaling: stream threads (W2, rivulet)", threads, lambda r: f"{r['threads']} thread(s)"),
+            ("Scaling: distinct keys (W2, rivulet)", keys, lambda r: f"{r.get('distinct_keys', 0):,} keys\n"
+                                                                   f"(vocabulary {r['vocabulary']:,})"),
+        ]):
+            ax = fig.add_subplot(grid[len(panels) - 1, col])
+            ax.set_title(title, fontsize=10)
+            if not subset:
+                ax.axis("off")
+                continue
+            xs = range(len(subset))
+            rates = ax.bar([x - 0.2 for x in xs], [r["records_per_s"] for r in subset], 0.4,
+                           label="records/s", color="tab:blue")
+            ax.set_ylabel("records/s")
+            ax.set_ylim(top=max(r["records_per_s"] for r in subset) * 1.3)
+            ax.set_xticks(list(xs))
+            ax.set_xticklabels([label(r) for r in subset], fontsize=8)
+            cpu_ax = ax.twinx()
+            cpu_bars = cpu_ax.bar([x + 0.2 for x in xs], [r["cpu_us_per_record"] for r in subset], 0.4,
+                                  label="CPU µs/record", color="tab:orange")
+            cpu_ax.set_ylabel("CPU µs per record")
+            cpu_ax.set_ylim(top=max(r["cpu_us_per_record"] for r in subset) * 1.3)
+            for bars, text in ((rates, lambda v: f"{v / 1000:.3g}k"), (cpu_bars, lambda v: f"{v:.3g}")):
+                for r, bar in zip(subset, bars):
+                    if not r.get("verified"):
+                        bar.set_hatch("//")
+                    bar.axes.annotate(text(bar.get_height()) + ("" if r.get("verified") else " ✗"),
+                                      (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                                      va="bottom", fontsize=7, xytext=(0, 1), textcoords="offset points")
+            ax.legend(handles=[rates, cpu_bars], fontsize=8, loc="upper left", ncol=2)
+            if col == 0 and "threads" in scaling:
+                ax.set_title(f"{title}: 2 ÷ 1 = {scaling['threads']['records_per_s_ratio']:.2f}× records/s",
+                             fontsize=10)
+            if col == 1 and "keys" in scaling:
+                ax.set_title(f"{title}: CPU max ÷ min = {scaling['keys']['cpu_us_per_record_max_over_min']:.2f}",
+                             fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+try:
+    import matplotlib  # noqa: F401  (only whether it is there)
+except ImportError:
+    print("report.py: matplotlib is not installed, so no chart (latest.png); "
+          "run.sh installs it into benchmarks/.venv", file=sys.stderr)
+else:
+    if rows or scaling_rows:
+        try:
+            chart(os.path.join(out, "latest.png"))
+        except Exception as e:  # a chart's failure must not cost a finished run its tables
+            print(f"report.py: no chart (latest.png): {e!r}", file=sys.stderr)
 print(open(os.path.join(out, "latest.md")).read())

@@ -2,7 +2,7 @@
 # The benchmark harness: one broker, preloaded input, each contender in turn on
 # the same data, outputs verified, results in benchmarks/results/latest.{json,md}.
 #
-#   ./benchmarks/run.sh [--records N] [--quick]
+#   ./benchmarks/run.sh [--records N] [--quick] [--profile W1|W2|W3|W4]
 #
 # Contenders so far: `raw` (a hand-written rdkafka loop with the same commits),
 # `rivulet` (release build) and `kafka-streams` (Apache Kafka Streams 4.4.0,
@@ -17,17 +17,34 @@
 # stream thread restores R1's number of changelog records.
 # F1 failover: two instances of W2's word count, one killed (rivulet and
 # kafka-streams, each with one standby replica and, as `…-nostandby`, none).
-# BENCH_CONTENDERS="raw rivulet" and BENCH_WORKLOADS="w3 r1 latency" narrow the run.
+# Scaling rows (rivulet, W2 word count, exactly_once_v2): `threads` runs it
+# with num.stream.threads=1 and 2 on the same input, `keys` with vocabularies
+# of 10,000, 1,000,000 and 10,000,000 distinct words (plain W2 draws from 500).
+# BENCH_CONTENDERS="raw rivulet" and BENCH_WORKLOADS="w3 r1 latency" narrow the run
+# (all: w1 w2 w2q w3 w4 threads keys r1 r2 f1 latency).
+# Results: benchmarks/results/latest.{jsonl,json,md} and the chart latest.png
+# (matplotlib, installed into benchmarks/.venv).
+#
+# --profile W runs only rivulet on workload W (exactly_once_v2, verified as in a
+# full run) under `perf record` (cpu-clock samples, DWARF call stacks), writes
+# the flame graph benchmarks/results/profile-<w>.svg and the verified result
+# line with the top 25 self-time frames to profile-<w>.txt (also printed).
+# It leaves latest.* alone; perf.data lives in a temporary directory.
+# BENCH_PROFILE_INLINE=0 leaves inlined frames out of the stacks (much faster).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RECORDS=2000000
+PROFILE=
+usage() { echo "usage: $0 [--records N] [--quick] [--profile W1|W2|W3|W4]" >&2; exit 2; }
 while (($#)); do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
         --quick) RECORDS=200000; shift ;;
-        *) echo "usage: $0 [--records N] [--quick]" >&2; exit 2 ;;
+        --profile) [[ $# -ge 2 ]] || usage; PROFILE="${2,,}"; shift 2 ;;
+        *) usage ;;
     esac
 done
+case "$PROFILE" in ""|w1|w2|w3|w4) ;; *) usage ;; esac
 # Release builds get their own target directory (RocksDB compiles once per profile).
 export CARGO_TARGET_DIR="${RIVULET_BENCH_TARGET_DIR:-$HOME/.cache/rivulet-bench}"
 bash scripts/install-deps.sh
@@ -35,13 +52,7 @@ bash scripts/kafka.sh start
 cargo build --release -p rivulet-benchmarks --locked
 BENCH="$CARGO_TARGET_DIR/release/rivulet-bench"
 PEER=benchmarks/peers/kafka-streams
-mvn -q -B -f "$PEER/pom.xml" package -DskipTests dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
-PEER_CP="$PEER/target/classes:$(cat "$PEER/target/classpath.txt")"
 VENV=benchmarks/.venv
-if [[ ! -x "$VENV/bin/python" ]]; then
-    python3 -m venv "$VENV"
-fi
-"$VENV/bin/pip" install -q quixstreams==3.28.1
 SERVERS=127.0.0.1:39092
 RUN_ID="$(date +%s)"
 # Event times start six hours back: inside the broker's retention, and the
@@ -49,13 +60,8 @@ RUN_ID="$(date +%s)"
 BASE_TS=$(( (RUN_ID - 6 * 3600) * 1000 ))
 OUT=benchmarks/results
 mkdir -p "$OUT"
-: > "$OUT/latest.jsonl"
-: > "$OUT/latency.jsonl"
 STATE="$(mktemp -d)"
 trap 'rm -rf "$STATE"' EXIT
-CONTENDERS="${BENCH_CONTENDERS:-raw rivulet kafka-streams quix}"
-WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w2q w3 w4 r1 r2 f1 latency}"
-wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 # R1 restores a changelog of one entry per input record: 1,000,000 (--quick: the quick size).
 R1_RECORDS=$(( RECORDS < 1000000 ? RECORDS : 1000000 ))
 # F1's store: as many distinct words; its consumers' session time-out and
@@ -78,6 +84,73 @@ contender() {
            if [[ -n "$restore" ]]; then CMD+=(--restore-from "$restore"); fi ;;
     esac
 }
+
+# --profile: rivulet alone on workload $1 under `perf record -- CONTENDER`;
+# the harness verifies the output and, with `--measure child`, measures the
+# contender (perf's child), not perf. DWARF call stacks unwind through the
+# release profile's line tables, RocksDB, librdkafka and glibc alike (97% of
+# W2's samples reach the thread's start); frame pointers would need a
+# separate build and still miss the C and C++ code.
+profile() {
+    local w="$1" tools="${RIVULET_TOOLS:-$HOME/.cache/rivulet-tools}"
+    if ! command -v perf >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq linux-perf
+    fi
+    export PATH="$tools/bin:$PATH"
+    if ! command -v inferno-collapse-perf >/dev/null 2>&1; then
+        # Not into the benchmark's target directory: a temporary one.
+        env -u CARGO_TARGET_DIR cargo install inferno --locked --root "$tools"
+    fi
+    local input="bench-profile-$w-$RUN_ID" app="bench-rivulet-profile-$w-$RUN_ID" data="$STATE/perf.data"
+    local svg="$OUT/profile-$w.svg" text="$OUT/profile-$w.txt"
+    echo "[run.sh] preloading $RECORDS records into $input" >&2
+    "$BENCH" preload --workload "$w" --topic "$input" --records "$RECORDS" --partitions 8 --base-ts "$BASE_TS"
+    contender rivulet "$w" exactly_once_v2 "$input" "$app-out" "$app"
+    echo "[run.sh] rivulet $w exactly_once_v2 under perf record" >&2
+    "$BENCH" run --workload "$w" --records "$RECORDS" --output "$app-out" --contender rivulet \
+        --guarantee exactly_once_v2 --base-ts "$BASE_TS" --measure child \
+        -- perf record -F 499 -e cpu-clock -g --call-graph dwarf,16384 -o "$data" -- "${CMD[@]}" > "$STATE/result.json"
+    # Inlined frames (through addr2line) double the stacks' depth in Rust code
+    # and take minutes; BENCH_PROFILE_INLINE=0 leaves them out (seconds).
+    local no_inline=
+    [[ "${BENCH_PROFILE_INLINE:-1}" == 0 ]] && no_inline=--no-inline
+    echo "[run.sh] unwinding $(du -h "$data" | cut -f1) of samples${no_inline:+ (no inlined frames)}" >&2
+    local began=$SECONDS
+    perf script $no_inline -i "$data" 2>/dev/null | inferno-collapse-perf > "$STATE/folded"
+    echo "[run.sh] unwound in $((SECONDS - began)) s" >&2
+    # Folded counts are cpu-clock sample periods, in nanoseconds of CPU.
+    inferno-flamegraph --countname "ns of CPU" \
+        --title "rivulet ${w^^} exactly_once_v2, $RECORDS records, cpu-clock 499 Hz" \
+        --subtitle "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores" \
+        < "$STATE/folded" > "$svg"
+    {
+        cat "$STATE/result.json"
+        echo
+        echo "Top 25 frames by self time (share of all CPU samples, CPU ms):"
+        # Folded lines are `thread;frame;…;leaf NS`; frames may hold spaces.
+        awk '{ n = $NF; sub(/ [0-9]+$/, ""); k = split($0, f, ";"); self[f[k]] += n; total += n }
+             END { for (s in self) printf "%6.2f%%  %9.1f  %s\n", 100 * self[s] / total, self[s] / 1e6, s }' \
+            "$STATE/folded" | sort -rn | awk 'NR <= 25'
+    } | tee "$text"
+    echo "[run.sh] flame graph: $svg; the above: $text" >&2
+    grep -q '"verified":true' "$STATE/result.json"
+}
+if [[ -n "$PROFILE" ]]; then
+    profile "$PROFILE"
+    exit
+fi
+
+mvn -q -B -f "$PEER/pom.xml" package -DskipTests dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+PEER_CP="$PEER/target/classes:$(cat "$PEER/target/classpath.txt")"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q quixstreams==3.28.1 matplotlib
+: > "$OUT/latest.jsonl"
+: > "$OUT/latency.jsonl"
+CONTENDERS="${BENCH_CONTENDERS:-raw rivulet kafka-streams quix}"
+WORKLOADS="${BENCH_WORKLOADS:-w1 w2 w2q w3 w4 threads keys r1 r2 f1 latency}"
+wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 for W in w1 w2 w3 w4; do
     wanted "$W" || continue
@@ -104,6 +177,43 @@ for W in w1 w2 w3 w4; do
             --guarantee exactly_once_v2 --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
     fi
 done
+
+# Scaling rows (rivulet, W2, exactly_once_v2, RECORDS lines each): `threads`
+# on W2's input with num.stream.threads=1 and 2, back to back; `keys` on
+# inputs whose words come from larger vocabularies (the rows name the
+# distinct words the store ends with).
+if [[ " $CONTENDERS " == *" rivulet "* ]] && { wanted threads || wanted keys; }; then
+    G=exactly_once_v2
+    if wanted threads; then
+        INPUT="bench-w2-$RUN_ID"
+        if ! wanted w2; then
+            echo "[run.sh] preloading $RECORDS records into $INPUT" >&2
+            "$BENCH" preload --workload w2 --topic "$INPUT" --records "$RECORDS" --partitions 8 --base-ts "$BASE_TS"
+        fi
+        for T in 1 2; do
+            APP="bench-rivulet-threads$T-$RUN_ID"
+            echo "[run.sh] rivulet w2 $G num.stream.threads=$T" >&2
+            contender rivulet w2 "$G" "$INPUT" "$APP-out" "$APP"
+            CMD+=(--threads "$T")
+            "$BENCH" run --workload w2 --records "$RECORDS" --output "$APP-out" --contender rivulet --guarantee "$G" \
+                --scaling threads --threads "$T" --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+            rm -rf "${STATE:?}/$APP"
+        done
+    fi
+    for V in 10000 1000000 10000000; do
+        wanted keys || break
+        INPUT="bench-keys$V-$RUN_ID"
+        APP="bench-rivulet-keys$V-$RUN_ID"
+        echo "[run.sh] preloading $RECORDS records of $V distinct words into $INPUT" >&2
+        "$BENCH" preload --workload w2 --vocabulary "$V" --topic "$INPUT" --records "$RECORDS" --partitions 8 \
+            --base-ts "$BASE_TS"
+        echo "[run.sh] rivulet w2 $G vocabulary $V" >&2
+        contender rivulet w2 "$G" "$INPUT" "$APP-out" "$APP"
+        "$BENCH" run --workload w2 --vocabulary "$V" --records "$RECORDS" --output "$APP-out" --contender rivulet \
+            --guarantee "$G" --scaling keys --base-ts "$BASE_TS" -- "${CMD[@]}" >> "$OUT/latest.jsonl"
+        rm -rf "${STATE:?}/$APP"
+    done
+fi
 
 # R1: each contender builds its store from R1_RECORDS distinct words (not
 # measured), is stopped cleanly, loses its state directory, and is started
@@ -195,4 +305,4 @@ for W in w1 w2 w4; do
     done
 done
 
-python3 benchmarks/report.py "$OUT" "$RECORDS" "$R1_RECORDS"
+"$VENV/bin/python" benchmarks/report.py "$OUT" "$RECORDS" "$R1_RECORDS"

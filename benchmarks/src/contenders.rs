@@ -37,6 +37,8 @@ pub(crate) struct Job {
     /// Rivulet on W2 only: interactive-query gets per second to run beside
     /// the processing (0: none).
     pub(crate) query_rate: u32,
+    /// `num.stream.threads` (the threads scaling row), when set.
+    pub(crate) threads: Option<u32>,
     /// `num.standby.replicas` (F1), when set.
     pub(crate) standby_replicas: Option<u32>,
     /// `consumer.session.timeout.ms` (F1), when set.
@@ -272,8 +274,8 @@ fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> Resu
     }
 }
 
-/// Rivulet: the workload's topology, one stream thread, until SIGTERM (then
-/// a clean close: final commit, group left).
+/// Rivulet: the workload's topology, one stream thread unless `--threads`
+/// says otherwise, until SIGTERM (then a clean close: final commit, group left).
 pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
     let mut config = StreamsConfig::new(&job.app, &job.servers);
     config.set("processing.guarantee", if job.eos { "exactly_once_v2" } else { "at_least_once" })?;
@@ -289,6 +291,9 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
     }
     if let Some(ms) = job.heartbeat_ms {
         config.set("consumer.heartbeat.interval.ms", &ms.to_string())?;
+    }
+    if let Some(n) = job.threads {
+        config.set("num.stream.threads", &n.to_string())?;
     }
     if job.workload == Workload::R2 {
         // Both tasks on one thread: the restoring one beside the running one.
@@ -367,7 +372,7 @@ fn query_load(streams: &KafkaStreams, stop: &AtomicBool, rate: u32) -> (u64, u64
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let word = format!("w{}", x % 500);
+        let word = workloads::w2_word(x % workloads::vocabulary());
         if let Ok(Some(_)) = streams.store(params()).and_then(|s| s.get(&word)) {
             found += 1;
         }

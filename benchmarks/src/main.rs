@@ -8,7 +8,14 @@
 //! - `run -- COMMAND…`: starts a contender (any program: ours, the Kafka
 //!   Streams peer), waits until the output is complete, samples the process's
 //!   CPU time and peak RSS from `/proc`, stops it, verifies the output and
-//!   prints one JSON result line.
+//!   prints one JSON result line. With `--measure child`, COMMAND is a
+//!   wrapper such as `perf record … -- CONTENDER`: its child is measured and
+//!   it is stopped with SIGINT. `--scaling threads|keys` marks a scaling row,
+//!   which also names `--threads` and `--vocabulary` and the store's
+//!   distinct keys.
+//! - W2 takes `--vocabulary N` (default 500 distinct words) in `preload`,
+//!   `run` and `contender`; the rivulet contender `--threads N`
+//!   (`num.stream.threads`).
 //! - `latency -- COMMAND…`: the rate-limited pass (p50/p99 from event time
 //!   to a read_committed consumer).
 //! - `failover -- COMMAND…`: F1, two instances of COMMAND (`{instance}` in
@@ -78,6 +85,11 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
     if let Some(ts) = f.get("base-ts") {
         workloads::set_base_ts(ts.parse()?);
     }
+    // W2's words: preload, run (the expected counts) and contender (its
+    // query load) must agree on it.
+    if let Some(words) = f.get("vocabulary") {
+        workloads::set_vocabulary(words.parse()?);
+    }
     let workload = || -> Result<Workload, Error> {
         let name = get(&f, "workload")?;
         Workload::parse(name).ok_or_else(|| format!("unknown workload `{name}` (w1, w2, w3, w4, r1, r2)").into())
@@ -100,6 +112,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 state_dir: f.get("state-dir").cloned().unwrap_or_default(),
                 restore_from: f.get("restore-from").cloned(),
                 query_rate: f.get("query-rate").map_or(Ok(0), |r| r.parse())?,
+                threads: f.get("threads").map(|n| n.parse()).transpose()?,
                 standby_replicas: f.get("standby-replicas").map(|n| n.parse()).transpose()?,
                 session_timeout_ms: f.get("session-timeout-ms").map(|n| n.parse()).transpose()?,
                 heartbeat_ms: f.get("heartbeat-ms").map(|n| n.parse()).transpose()?,
@@ -120,7 +133,18 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
                 _ => workloads::expected(workload, records),
             };
             let stop = if f.get("stop").map(String::as_str) == Some("term") { Stop::Term } else { Stop::Kill };
-            let result = measure::run(&servers, &expected, records, get(&f, "output")?, &tail, timeout, stop)?;
+            let measure_child = f.get("measure").map(String::as_str) == Some("child");
+            let how = measure::How { timeout, stop, measure_child };
+            let mut result = measure::run(&servers, &expected, records, get(&f, "output")?, &tail, &how)?;
+            if let Some(kind) = f.get("scaling") {
+                // A scaling row says what it varied and how many keys its store ended with.
+                result["scaling"] = serde_json::Value::from(kind.as_str());
+                result["vocabulary"] = serde_json::Value::from(workloads::vocabulary());
+                result["threads"] = serde_json::Value::from(f.get("threads").map_or(Ok(1), |n| n.parse::<u32>())?);
+                if let workloads::Expected::Latest { map, .. } = &expected {
+                    result["distinct_keys"] = serde_json::Value::from(map.len());
+                }
+            }
             print_line(&f, workload.name(), result)
         }
         "latency" => {

@@ -276,6 +276,55 @@ pub(crate) fn verifier(servers: &str, topic: &str) -> Result<BaseConsumer, Error
     Ok(consumer)
 }
 
+/// How [`run`] runs a contender.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct How {
+    /// Given up (output incomplete) after this long.
+    pub(crate) timeout: Duration,
+    /// How the contender is stopped once its output is complete.
+    pub(crate) stop: Stop,
+    /// The command is a wrapper running the contender as its child
+    /// (`perf record … -- CONTENDER`): the child is measured, and the wrapper
+    /// is stopped with SIGINT instead (perf then stops the child and writes
+    /// its file). Attaching with `perf record -p` instead spins perf on
+    /// this kernel (millions of wake-ups, seconds of system time, the
+    /// contender's records/s halved on 2 cores) once an attached thread exits.
+    pub(crate) measure_child: bool,
+}
+
+/// The first child of `wrapper`, once it has one (`None` if it exits or
+/// has none within 30 s).
+fn first_child(wrapper: &mut Child) -> Option<u32> {
+    let pid = wrapper.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !matches!(wrapper.try_wait(), Ok(Some(_))) {
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        if let Some(child) = children.split_whitespace().find_map(|c| c.parse().ok()) {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Stops a wrapper (see [`How::measure_child`]) with SIGINT, waits for it to
+/// write its results, and makes sure its child `inner` is gone too.
+fn stop_wrapper(wrapper: &mut Child, inner: u32) {
+    let _ = Command::new("kill").arg("-INT").arg(wrapper.id().to_string()).status();
+    // perf waits for the contender's clean close, then writes build ids.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline && !matches!(wrapper.try_wait(), Ok(Some(_))) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !matches!(wrapper.try_wait(), Ok(Some(_))) {
+        eprintln!("rivulet-bench: the wrapper did not stop within 600 s; killed");
+        stop(wrapper, Stop::Kill);
+    }
+    if std::path::Path::new(&format!("/proc/{inner}")).exists() {
+        let _ = Command::new("kill").arg("-KILL").arg(inner.to_string()).status();
+    }
+}
+
 /// Starts `command`, waits until `output` holds `expected`, samples the
 /// process, stops it, and says how it did: a JSON object with the figures
 /// and `verified`, plus `error` when the output was incomplete or wrong.
@@ -285,8 +334,7 @@ pub(crate) fn run(
     records: u64,
     output: &str,
     command: &[String],
-    timeout: Duration,
-    how: Stop,
+    how: &How,
 ) -> Result<serde_json::Value, Error> {
     // The output topic exists before anyone subscribes to it.
     create_topic(servers, output, 8)?;
@@ -295,7 +343,17 @@ pub(crate) fn run(
     let ticks = clock_ticks();
     let started = Instant::now();
     let mut child = Command::new(program).args(args).stdout(Stdio::null()).spawn()?;
-    let pid = child.id();
+    let pid = if how.measure_child {
+        match first_child(&mut child) {
+            Some(inner) => inner,
+            None => {
+                stop(&mut child, Stop::Kill);
+                return Err(format!("{program} started no contender").into());
+            }
+        }
+    } else {
+        child.id()
+    };
     let mut seen = Seen::default();
     let mut last_sample = (0.0, 0);
     let done = loop {
@@ -309,7 +367,7 @@ pub(crate) fn run(
         if seen.complete(expected) {
             break true;
         }
-        if started.elapsed() > timeout || matches!(child.try_wait(), Ok(Some(_))) {
+        if started.elapsed() > how.timeout || matches!(child.try_wait(), Ok(Some(_))) {
             break false;
         }
     };
@@ -327,7 +385,11 @@ pub(crate) fn run(
             }
         }
     }
-    stop(&mut child, how);
+    if how.measure_child {
+        stop_wrapper(&mut child, pid);
+    } else {
+        stop(&mut child, how.stop);
+    }
     let (cpu, rss) = last_sample;
     let mut result = serde_json::json!({
         "wall_s": wall,
