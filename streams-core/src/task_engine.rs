@@ -276,6 +276,9 @@ struct Changelog {
     /// Streams' caching layer sits above its change-logging layer, a key
     /// updated many times between commits is logged once.
     held: Option<HeldChanges>,
+    /// The buffer's previous contents, emptied: swapped in on every ship so
+    /// that neither side allocates per record.
+    spare: Vec<crate::store::LoggedChange>,
 }
 
 /// Changelog writes held back until the next flush, last value per key, in
@@ -383,7 +386,13 @@ impl TaskEngine {
                     entry.observe(Arc::clone(&buffer));
                     let held =
                         (builder.caching_enabled() && store_context.cache_max_bytes > 0).then(HeldChanges::default);
-                    changelogs.push(Changelog { store: builder.name().to_owned(), topic: changelog, buffer, held });
+                    changelogs.push(Changelog {
+                        store: builder.name().to_owned(),
+                        topic: changelog,
+                        buffer,
+                        held,
+                        spare: Vec::new(),
+                    });
                 }
                 stores.insert(builder.name().to_owned(), entry);
             }
@@ -527,7 +536,8 @@ impl TaskEngine {
         let partition = self.id.partition;
         let budget = self.cache_max_bytes;
         for log in &mut self.changelogs {
-            let changes = std::mem::take(&mut *lock_buffer(&log.buffer));
+            let mut changes = std::mem::take(&mut log.spare);
+            std::mem::swap(&mut changes, &mut *lock_buffer(&log.buffer));
             let send = |collector: &mut dyn RecordCollector, key, value, timestamp| {
                 collector.send(RawRecord {
                     topic: log.topic.clone(),
@@ -541,12 +551,12 @@ impl TaskEngine {
             };
             match &mut log.held {
                 None => {
-                    for (key, value) in changes {
+                    for (key, value) in changes.drain(..) {
                         send(collector, key, value, timestamp)?;
                     }
                 }
                 Some(held) => {
-                    for (key, value) in changes {
+                    for (key, value) in changes.drain(..) {
                         held.hold(key, value, timestamp);
                     }
                     if flush || held.bytes > budget {
@@ -556,6 +566,7 @@ impl TaskEngine {
                     }
                 }
             }
+            log.spare = changes;
         }
         Ok(())
     }
