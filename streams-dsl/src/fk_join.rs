@@ -300,11 +300,11 @@ impl<K: Data, V: Data> KTable<K, V> {
             t.connect_processor_and_state_stores(&resolve, &[&left.store])?;
             Ok(())
         });
-        KTable { shared, node: resolve, store: None, key_serde: Some(ks), value_serde: None, windowing: None }
+        KTable::new(shared, resolve, None, Some(ks), None)
     }
 
     fn fk_placeholder<VR>(&self, node: String) -> KTable<K, VR> {
-        KTable { shared: self.shared.clone(), node, store: None, key_serde: None, value_serde: None, windowing: None }
+        KTable::unbuilt(self.shared.clone(), node)
     }
 }
 

@@ -1,7 +1,6 @@
 //! Stream–stream windowed joins and table–table joins.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use streams_core::prelude::*;
 use streams_core::StoreBuilder;
@@ -9,7 +8,8 @@ use streams_core::StoreBuilder;
 use crate::builder::{Data, SerdeRef};
 use crate::kstream::KStream;
 use crate::ktable::{Change, KTable, ValueGetter};
-use crate::windows::JoinWindows;
+use crate::window_close::WindowClose;
+use crate::windows::{millis, JoinWindows};
 
 /// Which records of a stream–stream join are emitted without a partner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +101,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         let other_store = format!("{other_name}-store");
         let outer_store = format!("{this_name}-outer-store");
         let size = windows.before_ms.saturating_add(windows.after_ms);
-        let retention = Duration::from_millis(u64::try_from(size.saturating_add(windows.grace_ms)).unwrap_or(0));
-        let window = Duration::from_millis(u64::try_from(size).unwrap_or(0));
+        let retention = millis(windows.close().retention_ms(size));
+        let window = millis(size);
         let merge = shared.name("KSTREAM-MERGE");
         let (lparent, rparent) = (left.node.clone(), right.node.clone());
         let flipped = {
@@ -115,7 +115,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             outer_store: outer_store.clone(),
             before: windows.before_ms,
             after: windows.after_ms,
-            grace: windows.grace_ms,
+            close: windows.close(),
             is_left: true,
             emit_unmatched: outer != Outer::None,
             key_serde: Arc::clone(&ks),
@@ -128,7 +128,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             outer_store: outer_store.clone(),
             before: windows.after_ms,
             after: windows.before_ms,
-            grace: windows.grace_ms,
+            close: windows.close(),
             is_left: false,
             emit_unmatched: outer == Outer::Both,
             key_serde: Arc::clone(&ks),
@@ -186,7 +186,8 @@ struct JoinSide<K, V1, V2> {
     before: i64,
     /// How much later a partner may be.
     after: i64,
-    grace: i64,
+    /// When a record's window closes, counted from the latest time a partner may have.
+    close: WindowClose,
     is_left: bool,
     emit_unmatched: bool,
     key_serde: SerdeRef<K>,
@@ -217,7 +218,7 @@ impl<K: Data, V1: Data, V2: Data, VR: Data> StreamJoinProc<K, V1, V2, VR> {
             // A left record waits for right partners up to `after` later, and
             // the other way round.
             let look_ahead = if is_left == self.side.is_left { self.side.after } else { self.side.before };
-            if ts.saturating_add(look_ahead).saturating_add(self.side.grace) >= stream_time {
+            if !self.side.close.is_expired(ts.saturating_add(look_ahead), stream_time) {
                 break;
             }
             outer.delete(&key)?;
@@ -266,8 +267,9 @@ impl<K: Data, V1: Data, V2: Data, VR: Data> Processor<K, V1, K, VR> for StreamJo
         let (this, other, outer) =
             self.handles.clone().ok_or_else(|| ProcessorError::Internal("join used before init".into()))?;
         let ts = r.timestamp();
-        if ts.saturating_add(self.side.after).saturating_add(self.side.grace) < ctx.current_stream_time_ms()
-            && ts.saturating_add(self.side.before).saturating_add(self.side.grace) < ctx.current_stream_time_ms()
+        let (close, stream_time) = (self.side.close, ctx.current_stream_time_ms());
+        if close.is_expired(ts.saturating_add(self.side.after), stream_time)
+            && close.is_expired(ts.saturating_add(self.side.before), stream_time)
         {
             ctx.record_dropped("record too late for its join window");
             return Ok(());
@@ -372,14 +374,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             t.add_processor(&merge, crate::processors::PassProc::<K, Change<VR>>::new, &[&this_name, &other_name])?;
             Ok(())
         });
-        KTable {
-            shared,
-            node: merge,
-            store: None,
-            key_serde: self.key_serde.clone(),
-            value_serde: None,
-            windowing: None,
-        }
+        KTable::new(shared, merge, None, self.key_serde.clone(), None)
     }
 }
 

@@ -48,6 +48,7 @@ impl<K, V> fmt::Debug for KStream<K, V> {
 }
 
 impl<K: Data, V: Data> KStream<K, V> {
+    /// The stream out of `node`.
     pub(crate) fn new(
         shared: Shared,
         node: String,
@@ -80,6 +81,20 @@ impl<K: Data, V: Data> KStream<K, V> {
         KStream::new(self.shared.clone(), name, key_serde, value_serde, repartition_required)
     }
 
+    /// As [`derive`](Self::derive) for an operator that keeps each record's
+    /// key, and so the key serde and whether a repartition is due.
+    fn derive_keyed<V2: Data, P>(
+        &self,
+        prefix: &str,
+        processor: impl Fn() -> P + Send + Sync + 'static,
+        value_serde: Option<SerdeRef<V2>>,
+    ) -> KStream<K, V2>
+    where
+        P: Processor<K, V, K, V2>,
+    {
+        self.derive(prefix, processor, self.key_serde.clone(), value_serde, self.repartition_required)
+    }
+
     /// Keeps records for which `predicate` holds.
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Self {
         self.filter_keeping(Arc::new(predicate), true)
@@ -92,12 +107,10 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Keeps records whose predicate result equals `keep_when`.
     fn filter_keeping(&self, p: Arc<dyn Fn(&K, &V) -> bool + Send + Sync>, keep_when: bool) -> Self {
-        self.derive(
+        self.derive_keyed(
             "KSTREAM-FILTER",
             move || FilterProc { predicate: Arc::clone(&p), keep_when },
-            self.key_serde.clone(),
             self.value_serde.clone(),
-            self.repartition_required,
         )
     }
 
@@ -110,26 +123,13 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Replaces each record's value; the key (and partitioning) stays.
     pub fn map_values<V2: Data>(&self, f: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
-        let f: Arc<dyn Fn(&K, V) -> V2 + Send + Sync> = Arc::new(move |_, v| f(v));
-        self.derive(
-            "KSTREAM-MAPVALUES",
-            move || MapProc { f: Arc::clone(&f) },
-            self.key_serde.clone(),
-            None,
-            self.repartition_required,
-        )
+        self.map_values_with_key(move |_, v| f(v))
     }
 
     /// Replaces each record's value, seeing the key.
     pub fn map_values_with_key<V2: Data>(&self, f: impl Fn(&K, V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
         let f: Arc<dyn Fn(&K, V) -> V2 + Send + Sync> = Arc::new(f);
-        self.derive(
-            "KSTREAM-MAPVALUES",
-            move || MapProc { f: Arc::clone(&f) },
-            self.key_serde.clone(),
-            None,
-            self.repartition_required,
-        )
+        self.derive_keyed("KSTREAM-MAPVALUES", move || MapProc { f: Arc::clone(&f) }, None)
     }
 
     /// Turns each record into any number of records (with new keys).
@@ -148,13 +148,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     {
         let f: Arc<dyn Fn(K, V) -> Vec<(K, V2)> + Send + Sync> =
             Arc::new(move |k, v| f(v).into_iter().map(|v2| (k.clone(), v2)).collect());
-        self.derive(
-            "KSTREAM-FLATMAPVALUES",
-            move || FlatMapProc { f: Arc::clone(&f) },
-            self.key_serde.clone(),
-            None,
-            self.repartition_required,
-        )
+        self.derive_keyed("KSTREAM-FLATMAPVALUES", move || FlatMapProc { f: Arc::clone(&f) }, None)
     }
 
     /// Sets a new key computed from key and value; the value stays.
@@ -172,12 +166,10 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// Calls `f` on each record and passes the record on unchanged.
     pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> Self {
         let f: Arc<dyn Fn(&K, &V) + Send + Sync> = Arc::new(f);
-        self.derive(
+        self.derive_keyed(
             "KSTREAM-PEEK",
             move || ForeachProc { f: Arc::clone(&f), forward: true },
-            self.key_serde.clone(),
             self.value_serde.clone(),
-            self.repartition_required,
         )
     }
 
@@ -347,10 +339,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     where
         P: Processor<K, V, K2, V2>,
     {
-        let out: KStream<K2, V2> = self.derive("KSTREAM-PROCESSOR", supplier, None, None, true);
-        let name = out.node.clone();
-        self.shared.add(|t| t.connect_processor_and_state_stores(&name, stores).map(|_| ()));
-        out
+        connect_stores(self.derive("KSTREAM-PROCESSOR", supplier, None, None, true), stores)
     }
 
     /// As [`process`](Self::process) for processors that keep the key.
@@ -362,11 +351,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     where
         P: Processor<K, V, K, V2>,
     {
-        let out: KStream<K, V2> =
-            self.derive("KSTREAM-PROCESSVALUES", supplier, self.key_serde.clone(), None, self.repartition_required);
-        let name = out.node.clone();
-        self.shared.add(|t| t.connect_processor_and_state_stores(&name, stores).map(|_| ()));
-        out
+        connect_stores(self.derive_keyed("KSTREAM-PROCESSVALUES", supplier, None), stores)
     }
 
     /// A table of the latest value per key of this stream.
@@ -429,6 +414,13 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.shared.add(|t| t.connect_processor_and_state_stores(&name, &[&store]).map(|_| ()));
         out
     }
+}
+
+/// Gives `stream`'s processor access to the named `stores`.
+fn connect_stores<K, V>(stream: KStream<K, V>, stores: &[&str]) -> KStream<K, V> {
+    let name = stream.node.clone();
+    stream.shared.add(|t| t.connect_processor_and_state_stores(&name, stores).map(|_| ()));
+    stream
 }
 
 /// A stream being split into named branches (Kafka Streams' `BranchedKStream`).

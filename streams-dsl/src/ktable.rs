@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use streams_core::prelude::*;
 use streams_core::serde::Nullable;
-use streams_core::StoreBuilder;
 
 use crate::builder::{Data, DslError, SerdeRef, Shared};
 use crate::grouped::KGroupedTable;
 use crate::kstream::KStream;
 use crate::options::{Consumed, Grouped, Materialized};
-use crate::windows::TimeWindows;
+use crate::window_close::WindowClose;
 
 /// A table update: the key's new value and the one it replaces (`None`:
 /// absent or deleted).
@@ -45,12 +44,6 @@ impl<K: 'static, V> ValueGetter<K, V> {
     }
 }
 
-/// Windowing of a windowed table (for `suppress`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Windowing {
-    pub(crate) grace_ms: i64,
-}
-
 /// A changelog stream seen as a table, as Kafka Streams' `KTable`.
 pub struct KTable<K, V> {
     pub(crate) shared: Shared,
@@ -58,7 +51,9 @@ pub struct KTable<K, V> {
     pub(crate) store: Option<String>,
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
-    pub(crate) windowing: Option<Windowing>,
+    /// When the windows of a windowed table close (`suppress` waits for
+    /// it); `None` for a table that is not windowed.
+    pub(crate) windowing: Option<WindowClose>,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -92,24 +87,57 @@ pub(crate) fn table_store<K: Data, V: Data>(
     let hint = "Materialized::with(key_serde, value_serde)";
     let ks = shared.need(&materialized.key.clone().or(key_serde), operator, "key", hint)?;
     let vs = shared.need(&materialized.value.clone().or(value_serde), operator, "value", hint)?;
-    let name = materialized.name.clone().unwrap_or_else(|| shared.name(&format!("{operator}-STATE-STORE")));
+    let name = materialized.store_name(shared, operator);
     let supplier = if materialized.persistent {
         Stores::persistent_key_value_store(&name)
     } else {
         Stores::in_memory_key_value_store(&name)
     };
-    let mut builder: StoreBuilder = Stores::timestamped_key_value_store_builder(supplier, ks, vs);
-    if !materialized.logging {
-        builder = builder.without_logging();
-    }
-    if materialized.caching {
-        builder = builder.with_caching();
-    }
+    let builder = materialized.configure(Stores::timestamped_key_value_store_builder(supplier, ks, vs));
     shared.add(|t| t.add_state_store(builder, &[processor]).map(|_| ()));
     Some(name)
 }
 
+impl<K, V> KTable<K, V> {
+    /// A table that is not windowed.
+    pub(crate) fn new(
+        shared: Shared,
+        node: String,
+        store: Option<String>,
+        key_serde: Option<SerdeRef<K>>,
+        value_serde: Option<SerdeRef<V>>,
+    ) -> Self {
+        Self { shared, node, store, key_serde, value_serde, windowing: None }
+    }
+
+    /// The table of an operator that could not be built (a serde was
+    /// missing, and `shared` holds the error that `build` will return).
+    pub(crate) fn unbuilt(shared: Shared, node: String) -> Self {
+        Self::new(shared, node, None, None, None)
+    }
+
+    /// The table of a windowed aggregation, kept in `store`.
+    pub(crate) fn windowed(
+        shared: Shared,
+        node: String,
+        store: String,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        close: WindowClose,
+    ) -> Self {
+        Self {
+            shared,
+            node,
+            store: Some(store),
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            windowing: Some(close),
+        }
+    }
+}
+
 impl<K: Data, V: Data> KTable<K, V> {
+    /// A table read from `topic` (Kafka Streams' `builder.table`).
     pub(crate) fn from_topic(
         shared: &Shared,
         topic: &str,
@@ -151,7 +179,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         let key_serde = materialized.key.clone().or_else(|| stream.key_serde.clone());
         let value_serde = materialized.value.clone().or(value_serde);
         let parent = stream.node.clone();
-        let store_name = materialized.name.clone().unwrap_or_else(|| shared.name(&format!("{prefix}-STATE-STORE")));
+        let store_name = materialized.store_name(&shared, prefix);
         let store_for_proc = store_name.clone();
         let ks_for_proc = key_serde.clone();
         shared.add(|t| {
@@ -168,9 +196,11 @@ impl<K: Data, V: Data> KTable<K, V> {
         });
         let materialized = Materialized { name: Some(store_name), ..materialized };
         let store = table_store(&shared, &materialized, key_serde.clone(), value_serde.clone(), &name, prefix);
-        Self { shared, node: name, store, key_serde, value_serde, windowing: None }
+        Self::new(shared, name, store, key_serde, value_serde)
     }
 
+    /// A table derived from this one by `processor`, given the store it
+    /// writes to when `materialized` asks for one.
     pub(crate) fn derive<V2: Data, P>(
         &self,
         prefix: &str,
@@ -183,9 +213,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     {
         let name = self.shared.name(prefix);
         let parent = self.node.clone();
-        let store_name = materialized
-            .as_ref()
-            .map(|m| m.name.clone().unwrap_or_else(|| self.shared.name(&format!("{prefix}-STATE-STORE"))));
+        let store_name = materialized.as_ref().map(|m| m.store_name(&self.shared, prefix));
         let for_proc = store_name.clone();
         self.shared.add(|t| t.add_processor(&name, move || processor(for_proc.clone()), &[&parent]).map(|_| ()));
         let mut store = None;
@@ -319,11 +347,6 @@ impl<K: Data, V: Data> KTable<K, V> {
                 }
             }
         }
-    }
-
-    pub(crate) fn with_windowing(mut self, windows: TimeWindows) -> Self {
-        self.windowing = Some(Windowing { grace_ms: windows.grace_ms });
-        self
     }
 }
 

@@ -105,6 +105,7 @@ mod processors;
 mod serdes;
 mod sliding;
 mod suppress;
+mod window_close;
 mod windows;
 
 pub use builder::{Data, DslError, SerdeRef, StreamsBuilder};

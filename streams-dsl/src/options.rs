@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::serde::{DefaultSerde, Serde};
-use streams_core::{OffsetReset, Record};
+use streams_core::{OffsetReset, Record, StoreBuilder};
 
 use crate::builder::{Data, SerdeRef, Shared};
 
@@ -213,6 +213,42 @@ impl<K, V> Default for Materialized<K, V> {
     /// A RocksDB store with a generated name, logged and cached, with the stream's serdes.
     fn default() -> Self {
         Self { name: None, key: None, value: None, persistent: true, logging: true, caching: true, retention: None }
+    }
+}
+
+impl<K, V> Materialized<K, V> {
+    /// These options for values of another type, kept with `value`.
+    pub(crate) fn with_value_type<V2>(self, value: Option<SerdeRef<V2>>) -> Materialized<K, V2> {
+        Materialized {
+            name: self.name,
+            key: self.key,
+            value,
+            persistent: self.persistent,
+            logging: self.logging,
+            caching: self.caching,
+            retention: self.retention,
+        }
+    }
+
+    /// These options, with `serde` for values unless they name one.
+    pub(crate) fn or_value_serde(self, serde: Option<SerdeRef<V>>) -> Self {
+        Self { value: self.value.or(serde), ..self }
+    }
+
+    /// The store's name: the one asked for, or a new `<prefix>-STATE-STORE-…`.
+    pub(crate) fn store_name(&self, shared: &Shared, prefix: &str) -> String {
+        self.name.clone().unwrap_or_else(|| shared.name(&format!("{prefix}-STATE-STORE")))
+    }
+
+    /// `builder` with the changelog and the record cache these options ask for.
+    pub(crate) fn configure(&self, mut builder: StoreBuilder) -> StoreBuilder {
+        if !self.logging {
+            builder = builder.without_logging();
+        }
+        if self.caching {
+            builder = builder.with_caching();
+        }
+        builder
     }
 }
 

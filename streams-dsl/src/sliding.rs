@@ -9,11 +9,11 @@ use streams_core::prelude::*;
 use streams_core::StoreBuilder;
 
 use crate::builder::{Data, SerdeRef};
-use crate::grouped::{millis, KGroupedStream};
-use crate::ktable::{Change, KTable, Windowing};
+use crate::grouped::{window_result_store, AggregationNodes, Init, KGroupedStream};
+use crate::ktable::{Change, KTable};
 use crate::options::Materialized;
 use crate::serdes::WindowedSerde;
-use crate::windows::SlidingWindows;
+use crate::windows::{millis, SlidingWindows};
 
 /// A grouped stream over sliding windows.
 pub struct SlidingWindowedKStream<K, V> {
@@ -42,25 +42,20 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
-        let shared = self.grouped.shared().clone();
-        let store = materialized.name.clone().unwrap_or_else(|| shared.name("KSTREAM-AGGREGATE-STATE-STORE"));
-        let records = format!("{store}-records");
-        let input = self.grouped.input(&store);
-        let name = shared.name("KSTREAM-AGGREGATE");
-        let hint = "Materialized::with(key_serde, value_serde)";
-        let ks = shared.need(&materialized.key.clone().or(input.key_serde.clone()), &name, "key", hint);
-        let vs = shared.need(&materialized.value.clone(), &name, "value", hint);
+        let nodes = self.grouped.aggregation(&materialized, "KSTREAM-AGGREGATE");
+        let records = format!("{}-records", nodes.store);
+        let (ks, vs) = nodes.result_serdes(&materialized);
+        let AggregationNodes { shared, store, input, name } = nodes;
         let rvs = shared.need(&input.value_serde, &name, "value", "Grouped::with(key_serde, value_serde)");
-        let (Some(ks), Some(vs), Some(rvs)) = (ks, vs, rvs) else {
-            return KTable { shared, node: name, store: None, key_serde: None, value_serde: None, windowing: None };
-        };
+        let (Some(ks), Some(vs), Some(rvs)) = (ks, vs, rvs) else { return KTable::unbuilt(shared, name) };
         let windows = self.windows;
-        let init: Arc<dyn Fn() -> VA + Send + Sync> = Arc::new(initializer);
+        let init: Init<VA> = Arc::new(initializer);
         let agg: Agg<K, V, VA> = Arc::new(aggregator);
         let (s1, s2, kser) = (store.clone(), records.clone(), Arc::clone(&ks));
         let parent = input.node.clone();
         let diff = windows.time_difference_ms;
-        let retention = millis(diff.saturating_mul(2).saturating_add(windows.grace_ms).saturating_add(1));
+        let retention = millis(windows.close().retention_ms(diff.saturating_mul(2)).saturating_add(1));
+        let size = millis(diff);
         shared.add(|t| {
             t.add_processor(
                 &name,
@@ -75,21 +70,8 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                 },
                 &[&parent],
             )?;
-            let size = millis(diff);
-            let supplier = if materialized.persistent {
-                Stores::persistent_window_store(&store, retention, size, false)
-            } else {
-                Stores::in_memory_window_store(&store, retention, size, false)
-            };
-            let mut builder: StoreBuilder =
-                Stores::timestamped_window_store_builder(supplier, Arc::clone(&ks), Arc::clone(&vs));
-            if !materialized.logging {
-                builder = builder.without_logging();
-            }
-            if materialized.caching {
-                builder = builder.with_caching();
-            }
-            t.add_state_store(builder, &[&name])?;
+            let results = window_result_store(&materialized, &store, retention, size, Arc::clone(&ks), Arc::clone(&vs));
+            t.add_state_store(results, &[&name])?;
             let raw: StoreBuilder = Stores::window_store_builder(
                 Stores::persistent_window_store(&records, retention, size, true),
                 Arc::clone(&ks),
@@ -99,14 +81,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             Ok(())
         });
         let key_serde: SerdeRef<Windowed<K>> = Arc::new(WindowedSerde::time_ref(ks, diff));
-        KTable {
-            shared,
-            node: name,
-            store: Some(store),
-            key_serde: Some(key_serde),
-            value_serde: Some(vs),
-            windowing: Some(Windowing { grace_ms: windows.grace_ms }),
-        }
+        KTable::windowed(shared, name, store, key_serde, vs, windows.close())
     }
 }
 
@@ -116,7 +91,7 @@ struct SlidingAggProc<K, V, VA> {
     windows_store: String,
     records_store: String,
     windows: SlidingWindows,
-    init: Arc<dyn Fn() -> VA + Send + Sync>,
+    init: Init<VA>,
     agg: Agg<K, V, VA>,
     key_serde: SerdeRef<K>,
     handles: Option<SlidingHandles<K, V, VA>>,
@@ -180,8 +155,10 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
             self.handles.clone().ok_or_else(|| ProcessorError::Internal("aggregation used before init".into()))?;
         let diff = self.windows.time_difference_ms;
         let t = r.timestamp();
-        let close = ctx.current_stream_time_ms().saturating_sub(self.windows.grace_ms);
-        if t.saturating_add(diff) <= close {
+        let close = self.windows.close();
+        let stream_time = ctx.current_stream_time_ms();
+        let closed = |end: i64| close.is_closed(end, stream_time);
+        if closed(t.saturating_add(diff)) {
             ctx.record_dropped("record for an expired window");
             return Ok(());
         }
@@ -207,7 +184,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
                 right_exists = true;
                 continue;
             }
-            if start <= t && t <= end && end > close {
+            if start <= t && t <= end && !closed(end) {
                 let new = (self.agg)(&key, r.value().clone(), agg.clone());
                 self.emit(&windows, &key, start, (new, Some(agg), ts.max(t)), ctx)?;
             }
@@ -216,7 +193,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
         if let Some(prev) = previous {
             let start = prev.saturating_add(1);
             let end = start.saturating_add(diff);
-            if t <= end && end > close && windows.fetch(&key, start)?.is_none() {
+            if t <= end && !closed(end) && windows.fetch(&key, start)?.is_none() {
                 if let Some((agg, ts)) = self.fold(&records, &key, start, end)? {
                     self.emit(&windows, &key, start, (agg, None, ts), ctx)?;
                 }
@@ -224,7 +201,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
         }
         // This record's left window.
         let left_end = left_start.saturating_add(diff);
-        if !left_exists && left_end > close {
+        if !left_exists && !closed(left_end) {
             if let Some((agg, ts)) = self.fold(&records, &key, left_start, left_end)? {
                 self.emit(&windows, &key, left_start, (agg, None, ts), ctx)?;
             }
@@ -232,7 +209,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
         // This record's right window, when later records are already there.
         let right_start = t.saturating_add(1);
         let right_end = right_start.saturating_add(diff);
-        if !right_exists && right_end > close {
+        if !right_exists && !closed(right_end) {
             if let Some((agg, ts)) = self.fold(&records, &key, right_start, right_end)? {
                 self.emit(&windows, &key, right_start, (agg, None, ts), ctx)?;
             }

@@ -11,6 +11,7 @@ use streams_core::StoreBuilder;
 
 use crate::builder::{Data, SerdeRef};
 use crate::ktable::{Change, KTable};
+use crate::window_close::WindowClose;
 
 /// What a full suppression buffer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,8 @@ type TimeOf<K> = Arc<dyn Fn(&K, i64) -> i64 + Send + Sync>;
 /// When suppressed updates are let through (Kafka Streams' `Suppressed`).
 pub struct Suppressed<K> {
     time_of: TimeOf<K>,
-    /// `None`: the grace period of the windowed table.
+    /// How long after its time an entry is due; `None`: when the windowed
+    /// table's windows close.
     delay: Option<i64>,
     buffer: BufferConfig,
     name: Option<String>,
@@ -125,7 +127,10 @@ const BY_KEY: u8 = b'k';
 impl<K: Data, V: Data> KTable<K, V> {
     /// Holds updates back as `suppressed` says.
     pub fn suppress(&self, suppressed: Suppressed<K>) -> Self {
-        let delay = suppressed.delay.unwrap_or_else(|| self.windowing.map_or(0, |w| w.grace_ms));
+        // A time limit is the window-close rule with the entry's time as the
+        // window end and the limit as grace (Kafka Streams' suppressDuration).
+        let due =
+            suppressed.delay.map(WindowClose::after_grace).or(self.windowing).unwrap_or(WindowClose::after_grace(0));
         let shared = self.shared.clone();
         let name = suppressed.name.clone().unwrap_or_else(|| shared.name("KTABLE-SUPPRESS"));
         let store = format!("{name}-STORE");
@@ -141,7 +146,7 @@ impl<K: Data, V: Data> KTable<K, V> {
                 &name,
                 move || SuppressProc {
                     store: store_for_proc.clone(),
-                    delay,
+                    due,
                     buffer,
                     time_of: Arc::clone(&time_of),
                     key_serde: Arc::clone(&ks2),
@@ -171,7 +176,8 @@ impl<K: Data, V: Data> KTable<K, V> {
 
 struct SuppressProc<K, V> {
     store: String,
-    delay: i64,
+    /// When a buffered entry may be emitted.
+    due: WindowClose,
     buffer: BufferConfig,
     time_of: TimeOf<K>,
     key_serde: SerdeRef<K>,
@@ -272,9 +278,8 @@ impl<K: Data, V: Data> Processor<K, Change<V>> for SuppressProc<K, V> {
         buffer.put(&entry, &value)?;
 
         self.observed = self.observed.max(r.timestamp());
-        let stream_time = self.observed;
-        let delay = self.delay;
-        while self.emit_oldest(&buffer, |t| t.saturating_add(delay) <= stream_time, ctx)? {}
+        let (stream_time, due) = (self.observed, self.due);
+        while self.emit_oldest(&buffer, |t| due.is_due(t, stream_time), ctx)? {}
         while self.full() {
             match self.buffer.when_full {
                 WhenFull::EmitEarly => {

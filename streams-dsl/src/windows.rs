@@ -5,8 +5,15 @@ use std::time::Duration;
 
 use streams_core::Window;
 
+use crate::window_close::WindowClose;
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A length in ms as a `Duration` (negative lengths as zero), for store retention and sizes.
+pub(crate) fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Fixed-size windows: tumbling (advance = size) or hopping (advance < size).
@@ -38,6 +45,11 @@ impl TimeWindows {
     pub fn advance_by(mut self, advance: Duration) -> Self {
         self.advance_ms = ms(advance).clamp(1, self.size_ms);
         self
+    }
+
+    /// When these windows close: `grace` after their end.
+    pub(crate) fn close(&self) -> WindowClose {
+        WindowClose::after_grace(self.grace_ms)
     }
 
     /// The windows a record at `timestamp` falls in (none start below 0).
@@ -72,6 +84,26 @@ impl SessionWindows {
     pub fn of_inactivity_gap_and_grace(gap: Duration, grace: Duration) -> Self {
         Self { gap_ms: ms(gap), grace_ms: ms(grace) }
     }
+
+    /// When sessions close: `grace` after the last time a record could still
+    /// extend them ([`extendable_until`](Self::extendable_until)).
+    pub(crate) fn close(&self) -> WindowClose {
+        WindowClose::after_grace(self.grace_ms)
+    }
+
+    /// The last time a record can still extend a session ending at `end`;
+    /// the grace runs from here (Kafka Streams counts the gap into the
+    /// session aggregation's close time).
+    pub(crate) fn extendable_until(&self, end: i64) -> i64 {
+        end.saturating_add(self.gap_ms)
+    }
+
+    /// When `suppress` finds a session-windowed table's windows closed: gap
+    /// plus grace after their end, the grace Kafka Streams' final-results
+    /// suppression takes from session windows.
+    pub(crate) fn table_close(&self) -> WindowClose {
+        WindowClose::after_grace(self.grace_ms.saturating_add(self.gap_ms))
+    }
 }
 
 /// Sliding windows: a window of `time_difference` ending at each record.
@@ -87,6 +119,11 @@ impl SlidingWindows {
     /// Sliding windows of `time_difference`, accepting records up to `grace` late.
     pub fn of_time_difference_and_grace(time_difference: Duration, grace: Duration) -> Self {
         Self { time_difference_ms: ms(time_difference), grace_ms: ms(grace) }
+    }
+
+    /// When these windows close: `grace` after their end.
+    pub(crate) fn close(&self) -> WindowClose {
+        WindowClose::after_grace(self.grace_ms)
     }
 }
 
@@ -113,6 +150,12 @@ impl JoinWindows {
     /// As [`of_time_difference_and_grace`](Self::of_time_difference_and_grace) without grace.
     pub fn of_time_difference_with_no_grace(difference: Duration) -> Self {
         Self::of_time_difference_and_grace(difference, Duration::ZERO)
+    }
+
+    /// When a record's join window closes: `grace` after the latest time a
+    /// partner may have.
+    pub(crate) fn close(&self) -> WindowClose {
+        WindowClose::after_grace(self.grace_ms)
     }
 }
 
