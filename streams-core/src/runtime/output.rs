@@ -335,23 +335,28 @@ impl Output {
                         Some((send_offsets(&group)?, group))
                     }
                 };
-                if let Err(e) = self.drain(retry) {
-                    // Whatever comes next (an abort, a new producer) must
-                    // not race the call still under way.
-                    if let Some((call, _)) = offsets_sent {
-                        let _ = call.wait();
-                    }
-                    return Err(e);
-                }
+                let mut drained = self.drain(retry);
+                // Waited for whatever the drain did: an abort or a new
+                // producer must not race the call still under way.
                 if let Some((first, group)) = offsets_sent {
-                    // The first attempt is the one already under way; a
-                    // retriable failure starts new ones.
-                    let mut first = Some(first);
-                    retry.run(|| match first.take() {
-                        Some(call) => call.wait(),
-                        None => send_offsets(&group)?.wait(),
-                    })?;
+                    match first.wait() {
+                        Ok(()) => {}
+                        // The cluster was away: as when the two ran one after
+                        // the other, the offsets are retried until they are
+                        // in, then what is in flight is drained again.
+                        Err(e)
+                            if e.kafka_class() == Some(ErrorClass::Retriable)
+                                && !matches!(drained, Err(StreamsError::TaskTimeout { .. })) =>
+                        {
+                            retry.run(|| send_offsets(&group)?.wait())?;
+                            if drained.is_err() {
+                                drained = self.drain(retry);
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
+                drained?;
                 self.delivery_error()?;
                 retry.run(|| {
                     guarded(&self.producer, "committing the transaction", |p| p.commit_transaction(CALL_TIMEOUT))
