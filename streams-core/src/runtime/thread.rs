@@ -594,7 +594,11 @@ impl ThreadState {
         (out, Some(group))
     }
 
-    /// Drops waits on partitions whose position reached the end they had.
+    /// Drops waits on partitions whose position reached the end they had,
+    /// or the offset before it: a transactional writer's last commit marker
+    /// takes the last offset, is never delivered, and so never moves the
+    /// position past it (waiting for it would stall the task until
+    /// `FIRST_FETCH_WAIT`).
     fn check_fetch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         if self.tasks.values().all(|t| t.unfetched.is_empty()) {
             return;
@@ -604,7 +608,7 @@ impl ThreadState {
             task.unfetched.retain(|topic, end| {
                 !positions
                     .find_partition(topic, id.partition)
-                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end))
+                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end - 1))
             });
         }
     }
