@@ -339,15 +339,18 @@ impl Output {
                 // Waited for whatever the drain did: an abort or a new
                 // producer must not race the call still under way.
                 if let Some((first, group)) = offsets_sent {
-                    match first.wait() {
+                    let sent = first.wait();
+                    // task.timeout.ms is spent: that is the answer, whatever
+                    // the offsets did.
+                    if matches!(drained, Err(StreamsError::TaskTimeout { .. })) {
+                        return drained.map(|()| HashMap::new());
+                    }
+                    match sent {
                         Ok(()) => {}
                         // The cluster was away: as when the two ran one after
                         // the other, the offsets are retried until they are
                         // in, then what is in flight is drained again.
-                        Err(e)
-                            if e.kafka_class() == Some(ErrorClass::Retriable)
-                                && !matches!(drained, Err(StreamsError::TaskTimeout { .. })) =>
-                        {
+                        Err(e) if e.kafka_class() == Some(ErrorClass::Retriable) => {
                             retry.run(|| send_offsets(&group)?.wait())?;
                             if drained.is_err() {
                                 drained = self.drain(retry);
