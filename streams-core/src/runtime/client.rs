@@ -10,9 +10,16 @@ use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::error::StreamsError;
 use crate::topology::OffsetReset;
 
-fn base(config: &StreamsConfig, client_id: &str, overrides: &BTreeMap<String, String>) -> ClientConfig {
+/// What every client of the instance starts from: where the cluster is,
+/// its name, and the socket settings.
+fn connection(config: &StreamsConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers).set("client.id", client_id).set(NO_DELAY, "true");
+    c
+}
+
+fn base(config: &StreamsConfig, client_id: &str, overrides: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = connection(config, client_id);
     for (k, v) in overrides {
         c.set(k, v);
     }
@@ -40,11 +47,8 @@ fn eos(config: &StreamsConfig) -> bool {
 
 /// The group consumer of a stream thread.
 pub(crate) fn consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap_servers)
-        .set("client.id", client_id)
-        .set(NO_DELAY, "true")
-        .set("group.id", &config.application_id)
+    let mut c = connection(config, client_id);
+    c.set("group.id", &config.application_id)
         // Eager range assignment: partition p of every co-partitioned topic
         // lands on the same member.
         .set("partition.assignment.strategy", "range")
@@ -85,15 +89,9 @@ pub(crate) fn restore_consumer(config: &StreamsConfig, client_id: &str) -> Clien
 
 /// The producer of a stream thread; transactional under exactly-once.
 pub(crate) fn producer(config: &StreamsConfig, client_id: &str, transactional_id: Option<&str>) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap_servers)
-        .set("client.id", client_id)
-        .set(NO_DELAY, "true")
-        // Same partitioning as the Java client, so that keys line up.
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("acks", "all")
-        .set("enable.idempotence", "true");
+    let mut c = connection(config, client_id);
+    // Same partitioning as the Java client, so that keys line up.
+    c.set("partitioner", "murmur2_random").set("linger.ms", "5").set("acks", "all").set("enable.idempotence", "true");
     if let Some(id) = transactional_id {
         // Kafka Streams' EOS default: a crashed instance's open transaction
         // blocks read_committed readers for at most this long.

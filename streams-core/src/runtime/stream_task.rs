@@ -21,7 +21,8 @@ pub(crate) struct StreamTask {
     /// the task was created (nothing readable lies before it).
     pub(crate) rewind: foldhash::HashMap<String, i64>,
     /// Input topics that had records waiting when the task was created, with
-    /// the end offset then. Until its position reached that end, the task
+    /// the end offset then. Until its position reached that end (or the
+    /// offset before it: see the thread's `check_fetch_positions`), the task
     /// does not process while that topic's queue is empty (Kafka Streams'
     /// `max.task.idle.ms=0` rule for partitions with lag): so that a table's
     /// existing records are joined before newer stream records, not after.
@@ -66,7 +67,7 @@ impl StreamTask {
     /// Whether the task may process: no input partition that is still short
     /// of the end it had when the task was created has an empty queue. A
     /// partition stays waited for until the consumer's position reaches that
-    /// end (the thread drops it then), not just until its first record is
+    /// end or the offset before it (the thread drops it then), not just until its first record is
     /// buffered: a table read in several fetches would otherwise run dry
     /// between them while newer stream records, buffered, passed its
     /// not-yet-fetched rows and missed their joins (seen: W4 lost ~300
@@ -77,7 +78,7 @@ impl StreamTask {
             return self.idled();
         }
         if std::time::Instant::now() >= self.wait_deadline {
-            tracing::warn!(partitions = ?self.unfetched.keys().collect::<Vec<_>>(), "gave up waiting for the first fetch");
+            tracing::warn!(partitions = ?self.unfetched.keys().collect::<Vec<_>>(), "gave up waiting to read what these partitions held when the task started");
             self.unfetched.clear();
             return true;
         }
