@@ -32,7 +32,8 @@ pub(crate) struct Job {
     pub(crate) app: String,
     pub(crate) state_dir: String,
     /// Raw only: a topic of (key, count) records to load before starting,
-    /// its "restore" (R1 reads the output of the run before it).
+    /// its "restore" (R1 reads the output of the run before it), timed by
+    /// restore lines as the other contenders' restores are.
     pub(crate) restore_from: Option<String>,
     /// Rivulet on W2 only: interactive-query gets per second to run beside
     /// the processing (0: none).
@@ -59,8 +60,12 @@ pub(crate) fn terminated() -> Arc<AtomicBool> {
     flag
 }
 
-/// Reads every partition of `topic` from its beginning to its current end.
-fn read_table(servers: &str, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, Error> {
+/// A topic read as a table: the latest value of every key.
+type Table = HashMap<Vec<u8>, Vec<u8>>;
+
+/// Reads every partition of `topic` from its beginning to its current end:
+/// the table, and how many records it was read from.
+fn read_table(servers: &str, topic: &str) -> Result<(Table, u64), Error> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("group.id", format!("raw-table-{}", uuid::Uuid::new_v4().simple()))
@@ -76,10 +81,11 @@ fn read_table(servers: &str, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, E
     }
     consumer.assign(&list)?;
     let mut table = HashMap::new();
-    let mut at_end = 0;
+    let (mut at_end, mut records) = (0, 0);
     while at_end < partitions {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                records += 1;
                 let key = m.key().unwrap_or_default().to_vec();
                 match m.payload() {
                     Some(v) => table.insert(key, v.to_vec()),
@@ -91,7 +97,20 @@ fn read_table(servers: &str, topic: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, E
             None => {}
         }
     }
-    Ok(table)
+    Ok((table, records))
+}
+
+/// R1's restore: the counts `topic` (the output of the run before) holds,
+/// between the restore lines that time it (see `restore_phase.rs`).
+fn restore_counts(servers: &str, topic: &str) -> Result<HashMap<Vec<u8>, u64>, Error> {
+    crate::restore_phase::start(topic, "counts");
+    let (table, records) = read_table(servers, topic)?;
+    let counts = table
+        .into_iter()
+        .map(|(k, v)| (k, std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(0)))
+        .collect();
+    crate::restore_phase::end(topic, "counts", records);
+    Ok(counts)
 }
 
 /// The raw loop's state between commits.
@@ -117,13 +136,10 @@ pub(crate) fn raw(job: &Job) -> Result<(), Error> {
     let eos = job.eos;
     let mut state = RawState::default();
     if job.workload == Workload::W4 {
-        state.customers = read_table(&job.servers, &workloads::customers_topic(&job.input))?;
+        state.customers = read_table(&job.servers, &workloads::customers_topic(&job.input))?.0;
     }
     if let Some(topic) = &job.restore_from {
-        for (k, v) in read_table(&job.servers, topic)? {
-            let n = std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-            state.counts.insert(k, n);
-        }
+        state.counts = restore_counts(&job.servers, topic)?;
     }
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &job.servers)
@@ -300,8 +316,10 @@ pub(crate) fn rivulet(job: &Job) -> Result<(), Error> {
         config.set("num.stream.threads", "1")?;
     }
     let streams = KafkaStreams::new(workloads::topology(job.workload, &job.input, &job.output)?, config)?;
-    if job.workload == Workload::R2 {
-        streams.set_restore_listener(Arc::new(crate::restore_latency::Announce));
+    match job.workload {
+        Workload::R2 => streams.set_restore_listener(Arc::new(crate::restore_latency::Announce)),
+        Workload::R1 => streams.set_restore_listener(Arc::new(crate::restore_phase::Announce)),
+        _ => {}
     }
     if job.status_every.is_some() {
         // F1: state changes as they happen, beside the periodic status lines.

@@ -4,7 +4,8 @@
 //!   (W4: and its customers table); `probe`: writes R1's probe line.
 //! - `contender --kind raw|rivulet`: runs one contender on a preloaded topic
 //!   until SIGTERM (rivulet with `--query-rate N`: and N interactive-query
-//!   gets per second on its word-count store, W2 only).
+//!   gets per second on its word-count store, W2 only). On R1 both print
+//!   a line to stdout when a restore starts and ends (`restore_phase.rs`).
 //! - `run -- COMMAND…`: starts a contender (any program: ours, the Kafka
 //!   Streams peer), waits until the output is complete, samples the process's
 //!   CPU time and peak RSS from `/proc`, stops it, verifies the output and
@@ -12,7 +13,8 @@
 //!   wrapper such as `perf record … -- CONTENDER`: its child is measured and
 //!   it is stopped with SIGINT. `--scaling threads|keys` marks a scaling row,
 //!   which also names `--threads` and `--vocabulary` and the store's
-//!   distinct keys.
+//!   distinct keys. The contender's stdout is read for restore lines (R1:
+//!   the restore phase apart from start-up, see `restore_phase.rs`).
 //! - W2 takes `--vocabulary N` (default 500 distinct words) in `preload`,
 //!   `run` and `contender`; the rivulet contender `--threads N`
 //!   (`num.stream.threads`).
@@ -29,6 +31,7 @@ mod failover;
 mod latency;
 mod measure;
 mod restore_latency;
+mod restore_phase;
 mod workloads;
 
 use std::collections::BTreeMap;

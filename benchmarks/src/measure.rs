@@ -13,7 +13,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::workloads::{self, Expected, Workload};
-use crate::Error;
+use crate::{restore_phase, Error};
 
 fn config(servers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -325,9 +325,17 @@ fn stop_wrapper(wrapper: &mut Child, inner: u32) {
     }
 }
 
+/// How long, after the output is complete, the contender's restores that
+/// started may take to end (R1: the tasks restore side by side and end
+/// within seconds of each other; a restore that never ends is reported).
+const RESTORE_END_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Starts `command`, waits until `output` holds `expected`, samples the
 /// process, stops it, and says how it did: a JSON object with the figures
 /// and `verified`, plus `error` when the output was incomplete or wrong.
+/// When the contender prints restore lines (R1), also its restore phase:
+/// once the output is complete, every restore that started has up to
+/// [`RESTORE_END_TIMEOUT`] to end (see [`restore_phase`]).
 pub(crate) fn run(
     servers: &str,
     expected: &Expected,
@@ -342,7 +350,10 @@ pub(crate) fn run(
     let consumer = verifier(servers, output)?;
     let ticks = clock_ticks();
     let started = Instant::now();
-    let mut child = Command::new(program).args(args).stdout(Stdio::null()).spawn()?;
+    let launched_us = restore_phase::now_us();
+    let mut child = Command::new(program).args(args).stdout(Stdio::piped()).spawn()?;
+    // The contender's stdout carries its restore lines (R1); the rest is dropped.
+    let restore = restore_phase::Watch::start(child.stdout.take());
     let pid = if how.measure_child {
         match first_child(&mut child) {
             Some(inner) => inner,
@@ -376,6 +387,11 @@ pub(crate) fn run(
     if let Some(s) = sample(pid, ticks) {
         last_sample = s;
     }
+    // R1: the probe's task may run before other tasks have restored; the
+    // restore phase ends with the last of them.
+    if done {
+        restore.wait_ended(RESTORE_END_TIMEOUT);
+    }
     // Duplicates written right after completion still count against `once`.
     if done {
         let settle = Instant::now() + Duration::from_millis(500);
@@ -400,6 +416,9 @@ pub(crate) fn run(
         "output_records": seen.count,
         "verified": done && seen.correct(expected),
     });
+    if let Some(obj) = result.as_object_mut() {
+        obj.extend(restore.figures(launched_us));
+    }
     if !done || !seen.correct(expected) {
         let what = if done { "output wrong" } else { "output incomplete" };
         let error = format!("{program}: {what} after {wall:.1} s ({})", seen.describe_difference(expected));

@@ -2,6 +2,8 @@ package dev.rivulet.bench;
 
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -45,6 +47,9 @@ import org.apache.kafka.streams.state.WindowStore;
  * membership (two instances share the application id), a status line on stdout every
  * 100 ms (see {@link #status}), and a line on every change of the client's state:
  * {@code STATE new=REBALANCING old=RUNNING at_ms=T}.
+ *
+ * <p>Workload r1 prints a line to stdout when a store's restore starts and ends (see
+ * {@link AnnounceRestores}).
  */
 public final class Peer {
     /** W3's window aggregate: count and sum as two big-endian longs. */
@@ -74,6 +79,36 @@ public final class Peer {
         int at = json.indexOf("\"" + field + "\":\"");
         int start = at + field.length() + 4;
         return json.substring(start, json.indexOf('"', start));
+    }
+
+    /** Wall-clock microseconds since the epoch, for the restore lines. */
+    static long nowMicros() {
+        return ChronoUnit.MICROS.between(Instant.EPOCH, Instant.now());
+    }
+
+    /**
+     * R1's restore lines, the same as rivulet-bench's contenders print (the harness times the
+     * restore phase from the first start to the last end):
+     * {@code RESTORE start source=<changelog partition> store=S at_us=T} and
+     * {@code RESTORE end source=<changelog partition> store=S records=N at_us=T}, N being the
+     * records restored into the store from that partition.
+     */
+    static final class AnnounceRestores implements StateRestoreListener {
+        @Override
+        public void onRestoreStart(TopicPartition partition, String store, long start, long end) {
+            System.out.println("RESTORE start source=" + partition + " store=" + store + " at_us=" + nowMicros());
+            System.out.flush();
+        }
+
+        @Override
+        public void onBatchRestored(TopicPartition partition, String store, long batchEnd, long n) {}
+
+        @Override
+        public void onRestoreEnd(TopicPartition partition, String store, long total) {
+            System.out.println("RESTORE end source=" + partition + " store=" + store + " records=" + total
+                + " at_us=" + nowMicros());
+            System.out.flush();
+        }
     }
 
     /** Changelog records restored into active stores since the start (F1). */
@@ -209,6 +244,8 @@ public final class Peer {
             }, "f1-status");
             reporter.setDaemon(true);
             reporter.start();
+        } else if (workload.equals("r1")) {
+            streams.setGlobalStateRestoreListener(new AnnounceRestores());
         }
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
