@@ -11,6 +11,11 @@
 # Workloads: W1 stateless (at_least_once and exactly_once_v2); W2 word count,
 # W3 windowed aggregation, W4 stream-table join, R1 restore (exactly_once_v2);
 # then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2).
+# R1's row also has the restore phase alone, apart from start-up: from the
+# first store's restore start to the last one's end, as each contender prints
+# them on stdout (`RESTORE start|end …` lines from Rivulet's and Kafka Streams'
+# restore listeners, the raw loop around its table read; see
+# benchmarks/src/restore_phase.rs), and the restored records/s in it.
 # W2Q: rivulet on W2's input again with 1,000 interactive-query gets/s beside
 # the processing (contender `rivulet+queries`), to compare with plain W2.
 # R2 (rivulet only): a running task's latency while another task of the same
@@ -217,7 +222,8 @@ fi
 
 # R1: each contender builds its store from R1_RECORDS distinct words (not
 # measured), is stopped cleanly, loses its state directory, and is started
-# again; measured is the time until it has restored and answered a probe.
+# again; measured is the time until it has restored and answered a probe,
+# and (its restore lines) the restore phase within it.
 G=exactly_once_v2
 for C in $CONTENDERS; do
     wanted r1 || break
