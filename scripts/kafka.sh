@@ -6,10 +6,12 @@
 #
 #   start          fetch the jars once, format fresh storage, start, wait for
 #                  metadata (a no-op when this instance is already running)
-#   stop           stop the broker this script started (SIGTERM, by its PID file)
+#   stop           stop the broker (and its controller) this script started
+#                  (SIGTERM, by their PID files)
 #   down [--hard]  take the broker down but keep its data: SIGTERM and wait for
 #                  it to exit (a controlled shutdown); --hard: SIGKILL
-#   up             start it again on its existing data (no format), wait for metadata
+#   up             start it again on its existing data (no format), wait for
+#                  metadata
 #   restart [--hard]  down, then up
 #   status         exit 0 when the broker answers a metadata request
 #   address        print its bootstrap address (HOST:PORT)
@@ -22,6 +24,21 @@
 # `chaos` on ${KAFKA_CHAOS_PORT:-29192} (controller ${KAFKA_CHAOS_CONTROLLER_PORT:-29193}),
 # in $RIVULET_RUN/kafka-chaos. Any other NAME needs KAFKA_<NAME>_PORT and
 # KAFKA_<NAME>_CONTROLLER_PORT and lives in $RIVULET_RUN/kafka-<name>.
+#
+# `default` is one process in both KRaft roles. `chaos` (and any instance with
+# KAFKA_<NAME>_SPLIT=1) runs its controller in a process of its own, as
+# production clusters do, and `down`/`up`/`restart` act on the broker alone:
+# a broker restart then meets a controller that fenced it during the outage.
+# Restarting a combined node hard restarts its controller too, which still
+# holds the killed broker's registration as live; the broker comes back
+# leading its partitions on that stale registration, its transaction
+# coordinator retries a PREPARE_COMMIT's markers, the registration's session
+# expires (broker.session.timeout.ms) leaving every partition leaderless for
+# a moment, and Kafka (4.4.0) then drops the markers as if the partitions
+# were deleted ("Couldn't find leader endpoint ... likely deleted"): a
+# hanging transaction that blocks read_committed readers and the group's
+# committed offsets for good. Outages shorter than that session timeout (9 s)
+# can still meet it on a split instance.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
@@ -67,6 +84,12 @@ case "$INSTANCE" in
         ;;
 esac
 PIDFILE="$DIR/kafka.pid"
+CONTROLLER_PIDFILE="$DIR/controller.pid"
+SPLIT=0
+if [[ "$INSTANCE" == chaos ]]; then SPLIT=1; fi
+split_var="KAFKA_${INSTANCE^^}_SPLIT"
+[[ -n "${!split_var:-}" ]] && SPLIT="${!split_var}"
+[[ "$SPLIT" == 0 || "$SPLIT" == 1 ]] || die "$split_var must be 0 or 1"
 # Outside $DIR: `start` wipes $DIR, and a lock must outlive that.
 LOCKFILE="$RIVULET_RUN/kafka-$INSTANCE.lock"
 NAME="kafka ($INSTANCE)"
@@ -88,14 +111,51 @@ broker_answers() {
         --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list >/dev/null 2>&1
 }
 
-running() { pid_alive "$PIDFILE" && tcp_open 127.0.0.1 "$KAFKA_PORT"; }
+running() {
+    pid_alive "$PIDFILE" && tcp_open 127.0.0.1 "$KAFKA_PORT" && { ((!SPLIT)) || controller_running; }
+}
+
+controller_running() { pid_alive "$CONTROLLER_PIDFILE" && tcp_open 127.0.0.1 "$CONTROLLER_PORT"; }
+
+# log4j_config FILE LOG: a log4j2 configuration writing everything to LOG.
+log4j_config() {
+    cat > "$1" <<LOG
+Configuration:
+  Appenders:
+    File:
+      name: file
+      fileName: "$2"
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: file
+LOG
+}
 
 write_config() {
+    local roles="broker,controller" listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT"
+    if ((SPLIT)); then
+        roles="broker" listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+        # Node 2: a controller's id may not be a broker's.
+        cat > "$DIR/controller.properties" <<PROPS
+process.roles=controller
+node.id=2
+controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
+listeners=CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DIR/controller-data
+PROPS
+        log4j_config "$DIR/controller-log4j2.yaml" "$DIR/controller.log"
+    fi
     cat > "$DIR/server.properties" <<PROPS
-process.roles=broker,controller
+process.roles=$roles
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+listeners=$listeners
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -119,20 +179,7 @@ log.retention.ms=-1
 log.cleaner.dedupe.buffer.size=16777216
 transaction.remove.expired.transaction.cleanup.interval.ms=60000
 PROPS
-    cat > "$DIR/log4j2.yaml" <<LOG
-Configuration:
-  Appenders:
-    File:
-      name: file
-      fileName: "$DIR/server.log"
-      PatternLayout:
-        pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: INFO
-      AppenderRef:
-        - ref: file
-LOG
+    log4j_config "$DIR/log4j2.yaml" "$DIR/server.log"
 }
 
 # ready_or_gone: the broker answers, or its JVM has exited (so waiting longer
@@ -182,20 +229,69 @@ launch() {
     done
 }
 
+# launch_controller: a split instance's controller, on its formatted storage;
+# waits until it accepts connections. A launch that dies on a taken port is
+# tried again, up to 5 times.
+launch_controller() {
+    local attempt mark
+    for attempt in 1 2 3 4 5; do
+        log "starting the KRaft controller ($INSTANCE) on 127.0.0.1:$CONTROLLER_PORT (logs: $DIR/controller.log)"
+        mark="$(log_size "$DIR/controller-stdout.log")"
+        setsid java -Xms64m -Xmx256m -XX:+UseG1GC -Djava.awt.headless=true \
+            -Dlog4j2.configurationFile="$DIR/controller-log4j2.yaml" \
+            -cp "$JARS/*" kafka.Kafka "$DIR/controller.properties" >> "$DIR/controller-stdout.log" 2>&1 < /dev/null &
+        echo $! > "$CONTROLLER_PIDFILE"
+        if ! wait_for "" 120 controller_up_or_gone; then
+            tail -n 50 "$DIR/controller-stdout.log" "$DIR/controller.log" >&2 || true
+            stop_pid "$CONTROLLER_PIDFILE" "controller ($INSTANCE)"
+            die "the controller did not accept connections within 120 s"
+        fi
+        pid_alive "$CONTROLLER_PIDFILE" && return 0
+        rm -f "$CONTROLLER_PIDFILE"
+        if { tail -c +"$((mark + 1))" "$DIR/controller-stdout.log"; tail -n 200 "$DIR/controller.log"; } 2>/dev/null \
+            | grep -q -e "Address already in use" -e "BindException" && ((attempt < 5)); then
+            log "controller ($INSTANCE) exited: 127.0.0.1:$CONTROLLER_PORT was taken; starting it again"
+            sleep 2
+            continue
+        fi
+        tail -n 50 "$DIR/controller-stdout.log" "$DIR/controller.log" >&2 || true
+        die "the controller ($INSTANCE) exited during start-up (logs above)"
+    done
+}
+
+controller_up_or_gone() { controller_running || ! pid_alive "$CONTROLLER_PIDFILE"; }
+
+# format DIR_CONFIG [FLAG...]: formats the storage of the node configured there.
+format() {
+    local config="$1"; shift
+    java -cp "$JARS/*" -Dlog4j2.configurationFile="$DIR/log4j2.yaml" kafka.tools.StorageTool format \
+        -t "$CLUSTER_ID" -c "$config" "$@" >> "$DIR/format.log" 2>&1 \
+        || { cat "$DIR/format.log" >&2; die "formatting the storage of $config failed"; }
+}
+
+stop_all() {
+    stop_pid "$PIDFILE" "$NAME"
+    stop_pid "$CONTROLLER_PIDFILE" "controller ($INSTANCE)"
+}
+
 start() {
     if running; then
         log "broker ($INSTANCE) already running on 127.0.0.1:$KAFKA_PORT"
         return 0
     fi
     fetch_jars
-    stop_pid "$PIDFILE" "$NAME"
+    stop_all
     rm -rf "$DIR"; mkdir -p "$DIR/data"
     write_config
-    local cluster_id
-    cluster_id="$(java -cp "$JARS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
-    java -cp "$JARS/*" -Dlog4j2.configurationFile="$DIR/log4j2.yaml" kafka.tools.StorageTool format \
-        --standalone -t "$cluster_id" -c "$DIR/server.properties" > "$DIR/format.log" 2>&1 \
-        || { cat "$DIR/format.log" >&2; die "formatting the broker's storage failed"; }
+    CLUSTER_ID="$(java -cp "$JARS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    if ((SPLIT)); then
+        mkdir -p "$DIR/controller-data"
+        format "$DIR/controller.properties" --standalone
+        format "$DIR/server.properties"
+        launch_controller
+    else
+        format "$DIR/server.properties" --standalone
+    fi
     launch
 }
 
@@ -236,6 +332,10 @@ up() {
     stop_pid "$PIDFILE" "$NAME"
     # The ports may have been overridden since it was formatted.
     write_config
+    if ((SPLIT)) && ! controller_running; then
+        stop_pid "$CONTROLLER_PIDFILE" "controller ($INSTANCE)"
+        launch_controller
+    fi
     launch
 }
 
@@ -243,7 +343,7 @@ cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
     start) [[ $# -eq 0 ]] || usage; start ;;
-    stop) [[ $# -eq 0 ]] || usage; stop_pid "$PIDFILE" "$NAME" ;;
+    stop) [[ $# -eq 0 ]] || usage; stop_all ;;
     down) down "$@" ;;
     up) [[ $# -eq 0 ]] || usage; up ;;
     restart) down "$@"; up ;;
