@@ -37,11 +37,13 @@ const MAX_STABLE_BACKOFF: Duration = Duration::from_millis(500);
 /// How long a restore waits for a changelog's open transaction to end. A
 /// live one ends within `transaction.timeout.ms` (10 s for our producers)
 /// plus the coordinator's abort sweep (10 s by default). One still open
-/// after this is hanging: the coordinator has no record of it (seen after a
-/// broker was killed mid-commit), so no marker will come until this task's
-/// own next transaction on the partition ends it. Nothing committed lies
-/// past its first offset (a later commit would have ended it), so the
-/// restore stops at the stable end, as a read_committed reader would.
+/// after this is hanging: its coordinator will write no marker (seen after a
+/// broker was killed mid-commit), so none will come until this task's own
+/// next transaction on the partition ends it. The restore then stops at the
+/// stable end, as a read_committed reader would, unless the store's
+/// checkpoint lies inside the open transaction: a checkpoint follows a
+/// commit, so the transaction is this task's own and committed, and the
+/// store is kept as checkpointed.
 const HANGING_TRANSACTION_AFTER: Duration = Duration::from_secs(60);
 
 /// How a registered task came out of a step.
@@ -353,26 +355,53 @@ impl ChangelogReader {
             let Some(restore) = self.tasks.get_mut(&id) else { continue };
             let s = &mut restore.stores[i];
             let Phase::AwaitingStable { written, since, next_check, backoff } = &mut s.phase else { continue };
+            let mut end = stable;
             if stable < *written {
                 if since.elapsed() < HANGING_TRANSACTION_AFTER.min(cx.retry.timeout) {
                     *backoff = (*backoff * 2).min(MAX_STABLE_BACKOFF);
                     *next_check = now + *backoff;
                     continue;
                 }
-                tracing::warn!(
-                    task = %id,
-                    changelog = topic,
-                    partition = id.partition,
-                    stable,
-                    written = *written,
-                    waited_s = since.elapsed().as_secs(),
-                    "a transaction on the changelog stays open (a hanging transaction: its coordinator \
-                     will not end it); restoring up to the stable end. `kafka-transactions.sh \
-                     describe-producers` shows it; this task's next commit on the partition ends it"
-                );
+                let (written, waited_s) = (*written, since.elapsed().as_secs());
+                match s.store.checkpoint().and_then(|c| i64::try_from(c).ok()) {
+                    // A checkpoint is written only once its transaction has
+                    // committed: the open transaction holds this task's own
+                    // committed updates, whose markers the coordinator lost
+                    // (Kafka drops them when it finds the partition without a
+                    // leader while a restarted broker re-registers). The
+                    // store is right as checkpointed; restoring to the stable
+                    // end would wipe it and lose them.
+                    Some(checkpoint) if checkpoint > stable => {
+                        tracing::warn!(
+                            task = %id,
+                            changelog = topic,
+                            partition = id.partition,
+                            stable,
+                            written,
+                            checkpoint,
+                            waited_s,
+                            "a transaction on the changelog stays open (a hanging transaction: its coordinator \
+                             will not end it) and holds updates this store committed; keeping the store as \
+                             checkpointed. `kafka-transactions.sh find-hanging` shows it; this task's next \
+                             commit on the partition ends it"
+                        );
+                        end = checkpoint;
+                    }
+                    _ => tracing::warn!(
+                        task = %id,
+                        changelog = topic,
+                        partition = id.partition,
+                        stable,
+                        written,
+                        waited_s,
+                        "a transaction on the changelog stays open (a hanging transaction: its coordinator \
+                         will not end it); restoring up to the stable end. `kafka-transactions.sh \
+                         find-hanging` shows it; this task's next commit on the partition ends it"
+                    ),
+                }
             }
             restore.last_progress = Instant::now();
-            match begin_reading(id, s, low, stable, cx) {
+            match begin_reading(id, s, low, end, cx) {
                 Ok(()) => self.reassign |= matches!(s.phase, Phase::Reading),
                 Err(StreamsError::TaskCorrupted { reason, .. }) => corrupted.push((id, reason)),
                 Err(e) => return Err(e),

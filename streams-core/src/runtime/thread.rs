@@ -40,6 +40,11 @@ const PROCESS_BATCH: usize = 1000;
 const RESTORE_SLICE: usize = 5_000;
 /// ... and while every task restores.
 const RESTORE_ONLY_SLICE: usize = 50_000;
+/// How long a running task's input partition may stay without a fetch
+/// position before the thread reports it as an error.
+const POSITIONLESS_REPORT_AFTER: Duration = Duration::from_secs(60);
+/// How often an idle thread looks for such partitions.
+const POSITION_WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// What the consumer's rebalance callbacks and the loop share.
 struct ThreadState {
@@ -68,6 +73,28 @@ struct ThreadState {
     /// Since when commits fail and the work is rolled back; past
     /// `task.timeout.ms` the error goes to the handler.
     failing_since: Option<Instant>,
+    /// Watching for input partitions left without a fetch position.
+    positions: PositionWatch,
+}
+
+/// Input partitions of running tasks that have no fetch position: librdkafka
+/// starts fetching a partition at the group's committed offset, and under
+/// exactly-once it reads only a stable one. A transaction on the group's
+/// offsets that never ends (a hanging transaction: Kafka can leave one when a
+/// broker is killed mid-commit) keeps the offsets unstable, and the
+/// partitions unread, for good. Nothing here can end it; the thread reports
+/// it once, loudly, with the remedy.
+#[derive(Debug)]
+struct PositionWatch {
+    last_check: Instant,
+    since: Option<Instant>,
+    reported: bool,
+}
+
+impl PositionWatch {
+    fn new() -> Self {
+        Self { last_check: Instant::now(), since: None, reported: false }
+    }
 }
 
 /// The group's committed offsets of some partitions, as read from the
@@ -750,6 +777,46 @@ impl ThreadState {
         Ok(processed)
     }
 
+    /// Reports input partitions of running tasks that stay without a fetch
+    /// position (see [`PositionWatch`]); checked at most once a second.
+    fn watch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        if self.positions.last_check.elapsed() < POSITION_WATCH_EVERY {
+            return;
+        }
+        self.positions.last_check = Instant::now();
+        let Ok(positions) = consumer.position() else { return };
+        let stuck: Vec<String> = positions
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+            .filter(|e| {
+                self.env.topic_sub.get(e.topic()).is_some_and(|&subtopology| {
+                    self.tasks.get(&TaskId { subtopology, partition: e.partition() }).is_some_and(|t| !t.restoring)
+                })
+            })
+            .map(|e| format!("{}-{}", e.topic(), e.partition()))
+            .collect();
+        if stuck.is_empty() {
+            self.positions.since = None;
+            self.positions.reported = false;
+            return;
+        }
+        let since = *self.positions.since.get_or_insert_with(Instant::now);
+        if !self.positions.reported && since.elapsed() >= POSITIONLESS_REPORT_AFTER {
+            self.positions.reported = true;
+            tracing::error!(
+                thread = self.index,
+                partitions = ?stuck,
+                waited_s = since.elapsed().as_secs(),
+                "input partitions get no fetch position: the group's committed offsets cannot be read. \
+                 Most likely a transaction on the group's offsets stays open (a hanging transaction, which \
+                 Kafka can leave when a broker is killed mid-commit); `kafka-transactions.sh find-hanging \
+                 --broker-id N` lists it and `kafka-transactions.sh abort` ends it, after which these \
+                 partitions are read"
+            );
+        }
+    }
+
     /// Pauses partitions whose queues are full and resumes drained ones.
     fn back_pressure(&mut self, consumer: &BaseConsumer<ThreadContext>) -> Result<(), StreamsError> {
         let mut pause = TopicPartitionList::new();
@@ -888,6 +955,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         dirty: false,
         paused: BTreeSet::new(),
         failing_since: None,
+        positions: PositionWatch::new(),
     }));
     let consumer: BaseConsumer<ThreadContext> = client::consumer(&env.config, &format!("{client_id}-consumer"))
         .create_with_context(ThreadContext {
@@ -1019,6 +1087,9 @@ fn run_loop(
         };
         st.output.poll();
         idle = processed == 0;
+        if idle {
+            st.watch_positions(consumer);
+        }
     }
     Ok(())
 }
