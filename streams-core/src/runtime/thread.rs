@@ -796,7 +796,10 @@ impl ThreadState {
             })
             .map(|e| format!("{}-{}", e.topic(), e.partition()))
             .collect();
-        if stuck.is_empty() {
+        // While the cluster is away nothing has a position for long, and
+        // nothing is wrong with the group's offsets.
+        let cluster_away = self.env.counters.unreachable_since_ms.load(Ordering::Relaxed) != 0;
+        if stuck.is_empty() || cluster_away {
             self.positions.since = None;
             self.positions.reported = false;
             return;
