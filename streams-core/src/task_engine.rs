@@ -248,12 +248,22 @@ impl NodeContext for Ctx<'_, '_> {
     }
 }
 
+/// A source topic of a task, its source node and its decoder.
+struct SourceEntry {
+    topic: String,
+    node: usize,
+    decoder: Arc<dyn crate::topology::SourceDecoder>,
+}
+
 /// One task: its own processor instances and stores, its stream time and schedules.
 pub(crate) struct TaskEngine {
     id: TaskId,
     application_id: String,
     nodes: Vec<NodeSlot>,
-    decoders: foldhash::HashMap<String, (usize, Arc<dyn crate::topology::SourceDecoder>)>,
+    /// Source topic → its source node and decoder. A task reads one to a
+    /// few topics: finding one by comparing names costs less per record than
+    /// hashing the (long) name.
+    decoders: Vec<SourceEntry>,
     stores: HashMap<String, StoreEntry>,
     book: ScheduleBook,
     stream_time: i64,
@@ -343,14 +353,16 @@ impl TaskEngine {
         let ids = node_ids.unwrap_or(&all);
         let position: HashMap<usize, usize> = ids.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
         let mut nodes = Vec::with_capacity(ids.len());
-        let mut decoders = foldhash::HashMap::default();
+        let mut decoders: Vec<SourceEntry> = Vec::new();
         let mut store_names = Vec::new();
         for &i in ids {
             let def = &topology.nodes[i];
             let slot = match &def.kind {
                 NodeKind::Source { topics, decoder } => {
                     for t in topics {
-                        decoders.insert(topology.resolve_topic(application_id, t), (nodes.len(), Arc::clone(decoder)));
+                        let topic = topology.resolve_topic(application_id, t);
+                        decoders.retain(|d| d.topic != topic);
+                        decoders.push(SourceEntry { topic, node: nodes.len(), decoder: Arc::clone(decoder) });
                     }
                     Slot::Source
                 }
@@ -463,7 +475,7 @@ impl TaskEngine {
 
     /// The topics this task's sources read.
     pub(crate) fn reads(&self, topic: &str) -> bool {
-        self.decoders.contains_key(topic)
+        self.decoders.iter().any(|d| d.topic == topic)
     }
 
     pub(crate) fn store(&self, name: &str) -> Option<&StoreEntry> {
@@ -489,9 +501,10 @@ impl TaskEngine {
         collector: &mut dyn RecordCollector,
         wall_clock: i64,
     ) -> Result<(), Box<(StreamsError, RawRecord)>> {
-        let Some((source, decoder)) = self.decoders.get(&raw.topic).cloned() else {
+        let Some(entry) = self.decoders.iter().find(|d| d.topic == raw.topic) else {
             return Err(Box::new((StreamsError::UnknownTopic(raw.topic.clone()), raw)));
         };
+        let (source, decoder) = (entry.node, &entry.decoder);
         let metadata = RecordMetadata {
             topic: raw.topic.clone(),
             partition: raw.partition.unwrap_or(0),
@@ -512,11 +525,15 @@ impl TaskEngine {
             }
         };
         self.stream_time = self.stream_time.max(record.timestamp());
-        let (nodes, mut exec) = self.exec(collector, Some(metadata.clone()), wall_clock);
         let ts = record.timestamp();
-        let result = forward(nodes, &mut exec, source, record, None)
+        // The metadata goes into the processors' context and comes back out
+        // for an error: one copy of the topic name per record, not two.
+        let (nodes, mut exec) = self.exec(collector, Some(metadata), wall_clock);
+        let forwarded = forward(nodes, &mut exec, source, record, None);
+        let metadata = exec.metadata.take();
+        let result = forwarded
             .and_then(|()| self.ship_changes(collector, ts, false))
-            .map_err(|source| StreamsError::Processing { metadata: Some(metadata), source });
+            .map_err(|source| StreamsError::Processing { metadata, source });
         if let Err(e) = result {
             return Err(Box::new((e, raw)));
         }

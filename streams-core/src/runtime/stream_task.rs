@@ -10,16 +10,25 @@ use crate::topology::RawRecord;
 /// (Kafka Streams' `buffered.records.per.partition`).
 pub(crate) const MAX_BUFFERED: usize = 20_000;
 
+/// One input topic of a task.
+struct Input {
+    topic: String,
+    queue: VecDeque<RawRecord>,
+    /// The next offset to commit (last processed + 1), since the last commit.
+    consumed: Option<i64>,
+    /// Where to rewind the consumer to redo the work since the last commit:
+    /// the committed offset, or the first record received since the task
+    /// was created (nothing readable lies before it).
+    rewind: Option<i64>,
+}
+
 pub(crate) struct StreamTask {
     pub(crate) engine: TaskEngine,
-    /// Records read but not processed, by topic (the partition is the task's).
-    queues: foldhash::HashMap<String, VecDeque<RawRecord>>,
-    /// Topic → next offset to commit (last processed + 1), since the last commit.
-    pub(crate) consumed: foldhash::HashMap<String, i64>,
-    /// Topic → where to rewind the consumer to redo the work since the last
-    /// commit: the committed offset, or the first record received since
-    /// the task was created (nothing readable lies before it).
-    pub(crate) rewind: foldhash::HashMap<String, i64>,
+    /// Per input topic (the partition is the task's): records read but not
+    /// processed, and offsets. A task has one to a few input topics, found
+    /// by comparing names: cheaper per record than hashing them, for topic
+    /// names are long (application id, store and suffix).
+    inputs: Vec<Input>,
     /// Input topics that had records waiting when the task was created, with
     /// the end offset then. Until its position reached that end (or the
     /// offset before it: see the thread's `check_fetch_positions`), the task
@@ -45,9 +54,7 @@ impl StreamTask {
     pub(crate) fn new(engine: TaskEngine) -> Self {
         Self {
             engine,
-            queues: foldhash::HashMap::default(),
-            consumed: foldhash::HashMap::default(),
-            rewind: foldhash::HashMap::default(),
+            inputs: Vec::new(),
             unfetched: HashMap::new(),
             wait_deadline: std::time::Instant::now(),
             reported_drops: std::collections::BTreeMap::new(),
@@ -82,8 +89,7 @@ impl StreamTask {
             self.unfetched.clear();
             return true;
         }
-        let queues = &self.queues;
-        let starved = self.unfetched.keys().any(|t| queues.get(t).is_none_or(VecDeque::is_empty));
+        let starved = self.unfetched.keys().any(|t| self.queue_len(t) == 0);
         !starved && self.idled()
     }
 
@@ -92,7 +98,7 @@ impl StreamTask {
     /// when that happens and ends when every input has records (or none).
     fn idled(&mut self) -> bool {
         let Some((inputs, max_idle)) = &self.idle else { return true };
-        let buffered = inputs.iter().filter(|t| self.queues.get(*t).is_some_and(|q| !q.is_empty())).count();
+        let buffered = inputs.iter().filter(|t| self.queue_len(t) > 0).count();
         if buffered == 0 || buffered == inputs.len() {
             self.waiting_since = None;
             return true;
@@ -101,17 +107,26 @@ impl StreamTask {
         since.elapsed() >= *max_idle
     }
 
+    fn input(&self, topic: &str) -> Option<&Input> {
+        self.inputs.iter().find(|i| i.topic == topic)
+    }
+
     pub(crate) fn push(&mut self, record: RawRecord) {
-        if !self.rewind.contains_key(&record.topic) {
-            self.rewind.insert(record.topic.clone(), record.offset.unwrap_or(0));
-        }
-        // Look up before inserting: no topic-name allocation per record.
-        match self.queues.get_mut(&record.topic) {
-            Some(queue) => queue.push_back(record),
+        let at = match self.inputs.iter().position(|i| i.topic == record.topic) {
+            Some(at) => at,
             None => {
-                self.queues.insert(record.topic.clone(), VecDeque::from([record]));
+                self.inputs.push(Input {
+                    topic: record.topic.clone(),
+                    queue: VecDeque::new(),
+                    consumed: None,
+                    rewind: None,
+                });
+                self.inputs.len() - 1
             }
-        }
+        };
+        let input = &mut self.inputs[at];
+        input.rewind.get_or_insert(record.offset.unwrap_or(0));
+        input.queue.push_back(record);
     }
 
     /// The next record to process: the head with the smallest timestamp
@@ -119,30 +134,41 @@ impl StreamTask {
     /// consumed: its offset is committed with the task's next commit (on an
     /// error nothing is committed).
     pub(crate) fn next_record(&mut self) -> Option<RawRecord> {
-        let (_, queue) = self
-            .queues
-            .iter_mut()
-            .filter_map(|(t, q)| q.front().map(|r| (r.timestamp, t.as_str())).map(|key| (key, q)))
-            .min_by(|a, b| a.0.cmp(&b.0))?;
-        let record = queue.pop_front()?;
-        let next = record.offset.unwrap_or(-1) + 1;
-        match self.consumed.get_mut(&record.topic) {
-            Some(offset) => *offset = next,
-            None => {
-                self.consumed.insert(record.topic.clone(), next);
-            }
-        }
+        let at = (0..self.inputs.len())
+            .filter_map(|at| {
+                let input = &self.inputs[at];
+                input.queue.front().map(|r| ((r.timestamp, input.topic.as_str()), at))
+            })
+            .min()?
+            .1;
+        let input = &mut self.inputs[at];
+        let record = input.queue.pop_front()?;
+        input.consumed = Some(record.offset.unwrap_or(-1) + 1);
         Some(record)
+    }
+
+    /// Topic → next offset to commit (last processed + 1), of the topics
+    /// processed since the last commit.
+    pub(crate) fn consumed(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
+        self.inputs.iter().filter_map(|i| i.consumed.map(|o| (i.topic.as_str(), o)))
+    }
+
+    /// Where to rewind `topic` to redo the work since the last commit (see
+    /// [`Input::rewind`]); `None` if nothing of it was received.
+    pub(crate) fn rewind(&self, topic: &str) -> Option<i64> {
+        self.input(topic).and_then(|i| i.rewind)
     }
 
     /// After a commit: the committed offsets are where a rewind goes.
     pub(crate) fn committed(&mut self) {
-        for (topic, offset) in self.consumed.drain() {
-            self.rewind.insert(topic, offset);
+        for input in &mut self.inputs {
+            if let Some(offset) = input.consumed.take() {
+                input.rewind = Some(offset);
+            }
         }
     }
 
     pub(crate) fn queue_len(&self, topic: &str) -> usize {
-        self.queues.get(topic).map_or(0, VecDeque::len)
+        self.input(topic).map_or(0, |i| i.queue.len())
     }
 }

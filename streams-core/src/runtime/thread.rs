@@ -290,7 +290,7 @@ impl ThreadState {
         }
         let mut offsets = TopicPartitionList::new();
         for (id, task) in &self.tasks {
-            for (topic, &next) in &task.consumed {
+            for (topic, next) in task.consumed() {
                 offsets
                     .add_partition_offset(topic, id.partition, Offset::Offset(next))
                     .map_err(|e| kafka_error("building the offsets to commit", &e))?;
@@ -325,10 +325,10 @@ impl ThreadState {
                 })
                 .collect();
             task.engine.commit_stores_at(&checkpoints)?;
-            if !checkpoints.is_empty() && !task.consumed.is_empty() {
+            if !checkpoints.is_empty() && task.consumed().next().is_some() {
                 let mut positions = super::guard(&self.env.store_positions);
                 let position = positions.entry(*id).or_default();
-                position.extend(task.consumed.iter().map(|(t, &o)| (t.clone(), o)));
+                position.extend(task.consumed().map(|(t, o)| (t.to_owned(), o)));
             }
             task.committed();
         }
@@ -498,7 +498,7 @@ impl ThreadState {
         for (id, task) in &self.tasks {
             for topic in env.sub_topics.get(&id.subtopology).into_iter().flatten() {
                 let committed = group.as_ref().and_then(|g| g.get(topic, id.partition));
-                if let Some(offset) = committed.or_else(|| task.rewind.get(topic).copied()) {
+                if let Some(offset) = committed.or_else(|| task.rewind(topic)) {
                     rewind
                         .add_partition_offset(topic, id.partition, Offset::Offset(offset))
                         .map_err(|e| kafka_error("listing the offsets to rewind to", &e))?;
