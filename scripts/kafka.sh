@@ -197,6 +197,16 @@ bind_failed() {
 
 log_size() { if [[ -f "$1" ]]; then wc -c < "$1"; else echo 0; fi; }
 
+# start_jvm MIN_HEAP MAX_HEAP LOG4J PROPERTIES STDOUT PIDFILE: one Kafka
+# process (broker or controller) on files in $DIR, in the background.
+# setsid: it must outlive this script but not take its signals.
+start_jvm() {
+    setsid java -Xms"$1" -Xmx"$2" -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$DIR/$3" \
+        -cp "$JARS/*" kafka.Kafka "$DIR/$4" >> "$DIR/$5" 2>&1 < /dev/null &
+    echo $! > "$6"
+}
+
 # Starts the JVM on the formatted storage in $DIR and waits for metadata; a
 # launch that dies on a taken port is tried again, up to 5 times.
 launch() {
@@ -204,11 +214,7 @@ launch() {
     for attempt in 1 2 3 4 5; do
         log "starting Kafka $KAFKA_VERSION ($INSTANCE) on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
         SERVER_LOG_MARK="$(log_size "$DIR/server.log")" STDOUT_LOG_MARK="$(log_size "$DIR/stdout.log")"
-        # setsid: the broker must outlive this script but not take its signals.
-        setsid java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-            -Dlog4j2.configurationFile="$DIR/log4j2.yaml" \
-            -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >> "$DIR/stdout.log" 2>&1 < /dev/null &
-        echo $! > "$PIDFILE"
+        start_jvm 256m 1g log4j2.yaml server.properties stdout.log "$PIDFILE"
         if ! wait_for "" 180 ready_or_gone; then
             tail -n 50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
             stop_pid "$PIDFILE" "$NAME"
@@ -237,10 +243,7 @@ launch_controller() {
     for attempt in 1 2 3 4 5; do
         log "starting the KRaft controller ($INSTANCE) on 127.0.0.1:$CONTROLLER_PORT (logs: $DIR/controller.log)"
         mark="$(log_size "$DIR/controller-stdout.log")"
-        setsid java -Xms64m -Xmx256m -XX:+UseG1GC -Djava.awt.headless=true \
-            -Dlog4j2.configurationFile="$DIR/controller-log4j2.yaml" \
-            -cp "$JARS/*" kafka.Kafka "$DIR/controller.properties" >> "$DIR/controller-stdout.log" 2>&1 < /dev/null &
-        echo $! > "$CONTROLLER_PIDFILE"
+        start_jvm 64m 256m controller-log4j2.yaml controller.properties controller-stdout.log "$CONTROLLER_PIDFILE"
         if ! wait_for "" 120 controller_up_or_gone; then
             tail -n 50 "$DIR/controller-stdout.log" "$DIR/controller.log" >&2 || true
             stop_pid "$CONTROLLER_PIDFILE" "controller ($INSTANCE)"
