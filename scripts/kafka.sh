@@ -37,8 +37,8 @@
 # a moment, and Kafka (4.4.0) then drops the markers as if the partitions
 # were deleted ("Couldn't find leader endpoint ... likely deleted"): a
 # hanging transaction that blocks read_committed readers and the group's
-# committed offsets for good. Outages shorter than that session timeout (9 s)
-# can still meet it on a split instance.
+# committed offsets for good. Whether an outage shorter than that session
+# timeout (9 s) can still meet it on a split instance is not established.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
@@ -186,12 +186,13 @@ PROPS
 # cannot help).
 ready_or_gone() { broker_answers || ! pid_alive "$PIDFILE"; }
 
-# bind_failed: the last launch's JVM exited because a port was taken. A port
-# can be held for a moment by a client connection's local end, so a broker
-# restarted mid-suite may meet one of its own ports taken.
-# Reads only what the logs gained since `launch` noted their sizes.
+# bind_failed LOG LOG_MARK STDOUT STDOUT_MARK: the last launch's JVM exited
+# because a port was taken. A port can be held for a moment by a client
+# connection's local end, so a node restarted mid-suite may meet one of its
+# own ports taken. Reads only what the two logs in $DIR gained since the
+# launch noted their sizes (the marks).
 bind_failed() {
-    { tail -c +"$((SERVER_LOG_MARK + 1))" "$DIR/server.log"; tail -c +"$((STDOUT_LOG_MARK + 1))" "$DIR/stdout.log"; } \
+    { tail -c +"$(($2 + 1))" "$DIR/$1"; tail -c +"$(($4 + 1))" "$DIR/$3"; } \
         2>/dev/null | grep -q -e "Address already in use" -e "BindException"
 }
 
@@ -210,10 +211,10 @@ start_jvm() {
 # Starts the JVM on the formatted storage in $DIR and waits for metadata; a
 # launch that dies on a taken port is tried again, up to 5 times.
 launch() {
-    local attempt
+    local attempt log_mark stdout_mark
     for attempt in 1 2 3 4 5; do
         log "starting Kafka $KAFKA_VERSION ($INSTANCE) on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
-        SERVER_LOG_MARK="$(log_size "$DIR/server.log")" STDOUT_LOG_MARK="$(log_size "$DIR/stdout.log")"
+        log_mark="$(log_size "$DIR/server.log")" stdout_mark="$(log_size "$DIR/stdout.log")"
         start_jvm 256m 1g log4j2.yaml server.properties stdout.log "$PIDFILE"
         if ! wait_for "" 180 ready_or_gone; then
             tail -n 50 "$DIR/stdout.log" "$DIR/server.log" >&2 || true
@@ -225,7 +226,7 @@ launch() {
             return 0
         fi
         rm -f "$PIDFILE"
-        if bind_failed && ((attempt < 5)); then
+        if bind_failed server.log "$log_mark" stdout.log "$stdout_mark" && ((attempt < 5)); then
             log "broker ($INSTANCE) exited: one of its ports (127.0.0.1:$KAFKA_PORT, :$CONTROLLER_PORT) was taken; starting it again"
             sleep 2
             continue
@@ -239,10 +240,10 @@ launch() {
 # waits until it accepts connections. A launch that dies on a taken port is
 # tried again, up to 5 times.
 launch_controller() {
-    local attempt mark
+    local attempt log_mark stdout_mark
     for attempt in 1 2 3 4 5; do
         log "starting the KRaft controller ($INSTANCE) on 127.0.0.1:$CONTROLLER_PORT (logs: $DIR/controller.log)"
-        mark="$(log_size "$DIR/controller-stdout.log")"
+        log_mark="$(log_size "$DIR/controller.log")" stdout_mark="$(log_size "$DIR/controller-stdout.log")"
         start_jvm 64m 256m controller-log4j2.yaml controller.properties controller-stdout.log "$CONTROLLER_PIDFILE"
         if ! wait_for "" 120 controller_up_or_gone; then
             tail -n 50 "$DIR/controller-stdout.log" "$DIR/controller.log" >&2 || true
@@ -251,8 +252,7 @@ launch_controller() {
         fi
         pid_alive "$CONTROLLER_PIDFILE" && return 0
         rm -f "$CONTROLLER_PIDFILE"
-        if { tail -c +"$((mark + 1))" "$DIR/controller-stdout.log"; tail -n 200 "$DIR/controller.log"; } 2>/dev/null \
-            | grep -q -e "Address already in use" -e "BindException" && ((attempt < 5)); then
+        if bind_failed controller.log "$log_mark" controller-stdout.log "$stdout_mark" && ((attempt < 5)); then
             log "controller ($INSTANCE) exited: 127.0.0.1:$CONTROLLER_PORT was taken; starting it again"
             sleep 2
             continue

@@ -355,51 +355,41 @@ impl ChangelogReader {
             let Some(restore) = self.tasks.get_mut(&id) else { continue };
             let s = &mut restore.stores[i];
             let Phase::AwaitingStable { written, since, next_check, backoff } = &mut s.phase else { continue };
-            let mut end = stable;
-            if stable < *written {
+            // Where the restore stops: the stable end, or a checkpoint past it.
+            let end = if stable < *written {
                 if since.elapsed() < HANGING_TRANSACTION_AFTER.min(cx.retry.timeout) {
                     *backoff = (*backoff * 2).min(MAX_STABLE_BACKOFF);
                     *next_check = now + *backoff;
                     continue;
                 }
-                let (written, waited_s) = (*written, since.elapsed().as_secs());
-                match s.store.checkpoint().and_then(|c| i64::try_from(c).ok()) {
-                    // A checkpoint is written only once its transaction has
-                    // committed: the open transaction holds this task's own
-                    // committed updates, whose markers the coordinator lost
-                    // (Kafka drops them when it finds the partition without a
-                    // leader while a restarted broker re-registers). The
-                    // store is right as checkpointed; restoring to the stable
-                    // end would wipe it and lose them.
-                    Some(checkpoint) if checkpoint > stable => {
-                        tracing::warn!(
-                            task = %id,
-                            changelog = topic,
-                            partition = id.partition,
-                            stable,
-                            written,
-                            checkpoint,
-                            waited_s,
-                            "a transaction on the changelog stays open (a hanging transaction: its coordinator \
-                             will not end it) and holds updates this store committed; keeping the store as \
-                             checkpointed. `kafka-transactions.sh find-hanging` shows it; this task's next \
-                             commit on the partition ends it"
-                        );
-                        end = checkpoint;
-                    }
-                    _ => tracing::warn!(
-                        task = %id,
-                        changelog = topic,
-                        partition = id.partition,
-                        stable,
-                        written,
-                        waited_s,
-                        "a transaction on the changelog stays open (a hanging transaction: its coordinator \
-                         will not end it); restoring up to the stable end. `kafka-transactions.sh \
-                         find-hanging` shows it; this task's next commit on the partition ends it"
-                    ),
-                }
-            }
+                // A checkpoint is written only once its transaction has
+                // committed: a checkpoint inside the open transaction means
+                // it holds this task's own committed updates, whose markers
+                // the coordinator lost (Kafka drops them when it finds the
+                // partition without a leader while a restarted broker
+                // re-registers). The store is right as checkpointed;
+                // restoring to the stable end would wipe it and lose them.
+                let kept = s.store.checkpoint().and_then(|c| i64::try_from(c).ok()).filter(|&c| c > stable);
+                let outcome = match kept {
+                    Some(_) => "holds updates this store committed; keeping the store as checkpointed",
+                    None => "restoring up to the stable end",
+                };
+                tracing::warn!(
+                    task = %id,
+                    changelog = topic,
+                    partition = id.partition,
+                    stable,
+                    written = *written,
+                    checkpoint = ?kept,
+                    waited_s = since.elapsed().as_secs(),
+                    "a transaction on the changelog stays open (a hanging transaction: its coordinator \
+                     will not end it); {outcome}. `kafka-transactions.sh find-hanging` shows it; this \
+                     task's next commit on the partition ends it"
+                );
+                kept.unwrap_or(stable)
+            } else {
+                stable
+            };
             restore.last_progress = Instant::now();
             match begin_reading(id, s, low, end, cx) {
                 Ok(()) => self.reassign |= matches!(s.phase, Phase::Reading),

@@ -43,7 +43,7 @@ const RESTORE_ONLY_SLICE: usize = 50_000;
 /// How long a running task's input partition may stay without a fetch
 /// position before the thread reports it as an error.
 const POSITIONLESS_REPORT_AFTER: Duration = Duration::from_secs(60);
-/// How often an idle thread looks for such partitions.
+/// How often the thread looks for such partitions.
 const POSITION_WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// What the consumer's rebalance callbacks and the loop share.
@@ -1090,9 +1090,8 @@ fn run_loop(
         };
         st.output.poll();
         idle = processed == 0;
-        if idle {
-            st.watch_positions(consumer);
-        }
+        // Busy or idle: a busy thread's other partitions may be the stuck ones.
+        st.watch_positions(consumer);
     }
     Ok(())
 }
