@@ -33,6 +33,7 @@ mod client;
 mod control;
 mod embedded;
 mod errors;
+mod fetch;
 mod global;
 mod http;
 mod listener;

@@ -60,12 +60,14 @@ impl ProducerContext for DeliveryContext {
         }
         match result {
             Ok(m) => {
-                if !d.offsets.contains_key(m.topic()) {
-                    d.offsets.insert(m.topic().to_owned(), foldhash::HashMap::default());
-                }
-                if let Some(partitions) = d.offsets.get_mut(m.topic()) {
-                    let slot = partitions.entry(m.partition()).or_insert(-1);
-                    *slot = (*slot).max(m.offset());
+                // One name conversion and one lookup per report: this runs
+                // for every record written.
+                let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+                if let Some(partitions) = d.offsets.get_mut(topic) {
+                    let slot = partitions.entry(partition).or_insert(-1);
+                    *slot = (*slot).max(offset);
+                } else {
+                    d.offsets.insert(topic.to_owned(), std::iter::once((partition, offset)).collect());
                 }
             }
             Err((e, m)) => {

@@ -13,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, kafka_error};
 use super::errors::{is_transient_poll_error, ErrorClass, KafkaCallError};
+use super::fetch::FetchQueue;
 use super::listener::Counters;
 use super::message::{now_ms, to_raw};
 use super::output::Output;
@@ -180,9 +181,22 @@ struct ThreadContext {
     /// Bumped by every rebalance callback: records polled before it belong
     /// to tasks that are closed; records polled after it, to the new ones.
     rebalances: AtomicU64,
+    /// Where the assigned partitions' records go (see `fetch`); set once the
+    /// consumer exists, taken out again before it goes ([`FetchGuard`]).
+    fetch: Mutex<Option<FetchQueue>>,
 }
 
-fn lock(state: &Mutex<ThreadState>) -> MutexGuard<'_, ThreadState> {
+/// Destroys the thread's fetch queue before its consumer: librdkafka
+/// requires a client's queues gone before the client.
+struct FetchGuard<'c>(&'c BaseConsumer<ThreadContext>);
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        drop(lock(&self.0.context().fetch).take());
+    }
+}
+
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the state leaves tasks that are closed dirty on
     // the error path anyway; the data is still safe to inspect.
     state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -220,6 +234,13 @@ impl ClientContext for ThreadContext {
 impl ConsumerContext for ThreadContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.rebalances.fetch_add(1, Ordering::AcqRel);
+        if let Rebalance::Assign(tpl) = rebalance {
+            // Before librdkafka starts fetching them: every record of these
+            // partitions then arrives on the fetch queue.
+            if let Some(fetch) = lock(&self.fetch).as_ref() {
+                fetch.attach(tpl);
+            }
+        }
         let mut st = lock(&self.state);
         st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
         if let Rebalance::Assign(tpl) = rebalance {
@@ -966,8 +987,15 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
             env: Arc::clone(&env),
             index,
             rebalances: AtomicU64::new(0),
+            fetch: Mutex::new(None),
         })
         .map_err(|e| kafka_error("creating the consumer", &e))?;
+    let fetch_guard = FetchGuard(&consumer);
+    // SAFETY: `fetch_guard`, declared after the consumer and dropped before
+    // it on every path, takes the queue out of the consumer's context first.
+    #[allow(unsafe_code)]
+    let fetch = unsafe { FetchQueue::new(&consumer, POLL_BATCH) };
+    *lock(&consumer.context().fetch) = fetch;
     let topics: Vec<&str> = env.source_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| kafka_error("subscribing", &e))?;
     let result = run_loop(&env, &state, &consumer);
@@ -995,8 +1023,24 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
     }
     // Leaving the group revokes nothing more: the tasks are closed.
     consumer.unsubscribe();
+    drop(fetch_guard);
     drop(consumer);
     result
+}
+
+/// A consumer error while polling: the cluster being away is waited out
+/// (librdkafka reconnects and fetches on by itself; commits retry
+/// meanwhile), anything else ends the thread.
+fn consumer_error(env: &Env, e: rdkafka::error::KafkaError) -> Result<(), StreamsError> {
+    if !is_transient_poll_error(&e) {
+        return Err(kafka_error("polling the consumer", &e));
+    }
+    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+        env.counters.cluster_unreachable(&e);
+    } else {
+        tracing::debug!(error = %e, "consumer error");
+    }
+    Ok(())
 }
 
 fn run_loop(
@@ -1008,10 +1052,11 @@ fn run_loop(
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     let mut idle = false;
     while !env.stop.load(Ordering::Acquire) {
-        let (restoring, running) = {
+        let (restoring, running, assigned) = {
             let st = lock(state);
-            (st.changelogs.is_restoring(), st.running_tasks())
+            (st.changelogs.is_restoring(), st.running_tasks(), !st.tasks.is_empty())
         };
+        let fetching = assigned && lock(&consumer.context().fetch).is_some();
         // While stores restore, the wait is short: with no task running the
         // restore's read waits instead.
         let wait = match (idle, restoring, running) {
@@ -1019,9 +1064,14 @@ fn run_loop(
             (true, true, true) => Duration::from_millis(5),
             (true, false, _) => Duration::from_millis(50),
         };
+        // With partitions assigned, their records arrive on the fetch queue
+        // and the wait is spent there; the consumer queue (rebalances,
+        // errors) is looked at every loop, so a rebalance waits at most one
+        // wait.
+        let (event_wait, fetch_wait) = if fetching { (Duration::ZERO, wait) } else { (wait, Duration::ZERO) };
         let mut rebalances = consumer.context().rebalances.load(Ordering::Acquire);
         for i in 0..POLL_BATCH {
-            let polled = consumer.poll(if i == 0 { wait } else { Duration::ZERO });
+            let polled = consumer.poll(if i == 0 { event_wait } else { Duration::ZERO });
             let current = consumer.context().rebalances.load(Ordering::Acquire);
             if current != rebalances {
                 // A rebalance inside this poll: what was polled before it
@@ -1035,19 +1085,19 @@ fn run_loop(
             }
             match polled {
                 Some(Ok(m)) => batch.push(to_raw(&m)),
-                // The cluster being away is waited out: librdkafka reconnects
-                // and fetches on by itself; commits retry meanwhile.
-                Some(Err(e)) if is_transient_poll_error(&e) => {
-                    if e.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::AllBrokersDown) {
-                        env.counters.cluster_unreachable(&e);
-                    } else {
-                        tracing::debug!(error = %e, "consumer error");
-                    }
+                Some(Err(e)) => {
+                    consumer_error(env, e)?;
                     break;
                 }
-                Some(Err(e)) => return Err(kafka_error("polling the consumer", &e)),
                 None => break,
             }
+        }
+        // After the events: a rebalance served above has closed the tasks
+        // the fetch queue's older records belonged to, and librdkafka drops
+        // those (their fetch version is outdated).
+        let fetched = lock(&consumer.context().fetch).as_mut().map(|fetch| fetch.consume(fetch_wait, &mut batch));
+        if let Some((_, Some(e))) = fetched {
+            consumer_error(env, e)?;
         }
         if !batch.is_empty() {
             env.counters.cluster_reachable();
