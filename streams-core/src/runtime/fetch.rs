@@ -328,15 +328,20 @@ mod tests {
         }
         producer.flush(Duration::from_secs(10))?;
 
-        let consumer: BaseConsumer<Attaching> = ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap_servers())
-            .set("group.id", "fetch-test")
-            // The mock cluster rebalances once the members' sessions say so.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create_with_context(Attaching::default())?;
+        // A member of the test's group (nothing committed: each assignment
+        // reads from the start).
+        let member = || {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", cluster.bootstrap_servers())
+                .set("group.id", "fetch-test")
+                // The mock cluster rebalances once the members' sessions say so.
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest");
+            c
+        };
+        let consumer: BaseConsumer<Attaching> = member().create_with_context(Attaching::default())?;
         /// Takes the queue out before the consumer goes, even when an
         /// assertion fails.
         struct Guard<'c>(&'c BaseConsumer<Attaching>);
@@ -390,15 +395,7 @@ mod tests {
         // A second member joins: every partition is revoked (its fetch
         // stopped, which ends its forwarding) and one assigned again, whose
         // records (nothing was committed) all come again through the queue.
-        let other: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap_servers())
-            .set("group.id", "fetch-test")
-            // The mock cluster rebalances once the members' sessions say so.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()?;
+        let other: BaseConsumer = member().create()?;
         other.subscribe(&["in"])?;
         let mut again = Vec::new();
         read(&mut again, 25, Some(&other));
