@@ -97,11 +97,10 @@ impl FetchQueue {
     }
 
     /// Appends up to a batch of records to `out`, waiting at most `wait` for
-    /// the first (and not for more once one is there); returns how many,
-    /// and the first consumer error of the batch if there was one (each is
-    /// logged). Every record of the batch is appended, those after an error
+    /// the first (and not for more once one is there); returns the first
+    /// consumer error of the batch if there was one (each is logged). Every record of the batch is appended, those after an error
     /// too: librdkafka's position has passed them all.
-    pub(crate) fn consume(&mut self, wait: Duration, out: &mut Vec<RawRecord>) -> (usize, Option<KafkaError>) {
+    pub(crate) fn consume(&mut self, wait: Duration, out: &mut Vec<RawRecord>) -> Option<KafkaError> {
         // librdkafka's batch call waits until the batch is full or the time
         // is up: a blocking wait asks for one record, the rest is taken
         // without waiting.
@@ -114,7 +113,6 @@ impl FetchQueue {
         }
         let mut batch = Batch { queue: self, taken: 0 };
         let mut error = None;
-        let before = out.len();
         while batch.taken < n {
             let message = batch.queue.messages[batch.taken];
             // SAFETY: a live message of this batch, destroyed right after.
@@ -131,7 +129,7 @@ impl FetchQueue {
             batch.taken += 1;
         }
         drop(batch);
-        (out.len() - before, error)
+        error
     }
 
     /// Takes messages into `messages[from..]` (one only when `timeout` is
@@ -365,8 +363,9 @@ mod tests {
                     panic!("a record of an attached partition reached the consumer queue: {m:?}");
                 }
                 let mut fetch = consumer.context().0.lock().unwrap();
-                let (n, error) = fetch.as_mut().unwrap().consume(Duration::from_millis(100), records);
-                assert!(n <= 16, "a batch larger than asked for: {n}");
+                let before = records.len();
+                let error = fetch.as_mut().unwrap().consume(Duration::from_millis(100), records);
+                assert!(records.len() - before <= 16, "a batch larger than asked for: {}", records.len() - before);
                 assert!(error.is_none(), "{error:?}");
             }
         };

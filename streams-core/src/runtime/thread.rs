@@ -1051,12 +1051,14 @@ fn run_loop(
     let commit_interval = env.config.commit_interval();
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     let mut idle = false;
+    // Set before the loop and taken out after it.
+    let has_fetch_queue = lock(&consumer.context().fetch).is_some();
     while !env.stop.load(Ordering::Acquire) {
         let (restoring, running, assigned) = {
             let st = lock(state);
             (st.changelogs.is_restoring(), st.running_tasks(), !st.tasks.is_empty())
         };
-        let fetching = assigned && lock(&consumer.context().fetch).is_some();
+        let fetching = assigned && has_fetch_queue;
         // While stores restore, the wait is short: with no task running the
         // restore's read waits instead.
         let wait = match (idle, restoring, running) {
@@ -1095,8 +1097,8 @@ fn run_loop(
         // After the events: a rebalance served above has closed the tasks
         // the fetch queue's older records belonged to, and librdkafka drops
         // those (their fetch version is outdated).
-        let fetched = lock(&consumer.context().fetch).as_mut().map(|fetch| fetch.consume(fetch_wait, &mut batch));
-        if let Some((_, Some(e))) = fetched {
+        let fetched = lock(&consumer.context().fetch).as_mut().and_then(|fetch| fetch.consume(fetch_wait, &mut batch));
+        if let Some(e) = fetched {
             consumer_error(env, e)?;
         }
         if !batch.is_empty() {
