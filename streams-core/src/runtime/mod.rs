@@ -47,6 +47,7 @@ mod standby;
 mod stream_task;
 mod thread;
 mod topics;
+mod wakeup;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

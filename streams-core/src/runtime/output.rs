@@ -15,6 +15,7 @@ use rdkafka::TopicPartitionList;
 
 use super::errors::{by_code, ErrorClass, KafkaCallError};
 use super::retry::RetryPolicy;
+use super::wakeup::ReportSignal;
 use crate::error::{ProcessorError, StreamsError};
 use crate::task_engine::RecordCollector;
 use crate::topology::RawRecord;
@@ -85,6 +86,9 @@ type Producer0 = BaseProducer<DeliveryContext>;
 pub(crate) struct Output {
     /// Shared with the watchdog threads of transactional calls.
     producer: Arc<Producer0>,
+    /// Wakes a wait for delivery reports; `None` (no socket could be made)
+    /// waits in polls with time-outs instead.
+    reports: Option<ReportSignal>,
     transactional: bool,
     in_transaction: bool,
     partitions: Mutex<HashMap<String, i32>>,
@@ -190,8 +194,13 @@ impl Output {
             retry.run(|| guarded(&producer, "initialising transactions", |p| p.init_transactions(CALL_TIMEOUT)))?;
         }
         let stall = if transactional { PRODUCER_STALL } else { retry.timeout };
+        let reports = ReportSignal::new(&producer);
+        if reports.is_none() {
+            tracing::warn!("no wake-up socket for the producer's delivery reports; waiting for them in polls");
+        }
         Ok(Self {
             producer,
+            reports,
             transactional,
             in_transaction: false,
             partitions: Mutex::default(),
@@ -212,7 +221,7 @@ impl Output {
     }
 
     /// Waits until every record sent is acknowledged or failed, serving
-    /// delivery reports in short polls (rdkafka's `flush` polls in 100 ms
+    /// delivery reports as they arrive (rdkafka's `flush` polls in 100 ms
     /// slices, which would cost every commit at least that long). Records
     /// fail by themselves after `message.timeout.ms`; this bounds the wait
     /// by `task.timeout.ms` in case they do not.
@@ -230,6 +239,7 @@ impl Output {
         let mut fewest = self.producer.in_flight_count();
         let mut check_at = Instant::now() + self.unacknowledged_limit;
         loop {
+            self.poll();
             let in_flight = self.producer.in_flight_count();
             if in_flight == 0 {
                 break;
@@ -260,7 +270,7 @@ impl Output {
                 waiting = true;
                 retry.counters.cluster_unreachable(&"records not acknowledged for 10 s");
             }
-            self.producer.poll(Duration::from_millis(1));
+            self.await_reports(Duration::from_millis(5));
         }
         if waiting {
             super::listener::Counters::add(
@@ -290,9 +300,44 @@ impl Output {
         self.in_transaction
     }
 
-    /// Serves delivery reports without blocking.
-    pub(crate) fn poll(&self) {
-        self.producer.poll(Duration::ZERO);
+    /// Serves the delivery reports that arrived, without blocking; true if
+    /// there were any (always false without a wake-up socket, where that is
+    /// not known).
+    pub(crate) fn poll(&self) -> bool {
+        match &self.reports {
+            // One event (a batch of reports) per call: as many calls as
+            // there are events, bounded in case they keep coming.
+            Some(reports) => {
+                let mut served = false;
+                for _ in 0..1024 {
+                    if !reports.pending() {
+                        break;
+                    }
+                    self.producer.poll(Duration::ZERO);
+                    served = true;
+                }
+                served
+            }
+            None => {
+                self.producer.poll(Duration::ZERO);
+                false
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for delivery reports that arrived since the
+    /// last [`poll`](Self::poll), and serves them. Returns as soon as one
+    /// arrives, unlike the producer's own `poll`, which always takes its
+    /// whole time-out (spinning through its last millisecond).
+    fn await_reports(&self, timeout: Duration) {
+        match &self.reports {
+            Some(reports) => {
+                if reports.wait(timeout) {
+                    self.poll();
+                }
+            }
+            None => self.producer.poll(timeout),
+        }
     }
 
     /// The first failed delivery since the last commit, as an error that
@@ -389,7 +434,9 @@ impl Output {
             self.producer.purge(PurgeConfig::default().queue());
             let started = Instant::now();
             while self.producer.in_flight_count() > 0 && started.elapsed() < self.stall.min(retry.timeout) {
-                self.producer.poll(Duration::from_millis(10));
+                if !self.poll() {
+                    self.await_reports(Duration::from_millis(10));
+                }
             }
             let aborted = retry
                 .run(|| guarded(&self.producer, "aborting the transaction", |p| p.abort_transaction(CALL_TIMEOUT)));
@@ -455,7 +502,9 @@ impl RecordCollector for Output {
                         return Err(ProcessorError::Send { topic: record.topic.clone(), source });
                     }
                     base = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    if !self.poll() {
+                        self.await_reports(Duration::from_millis(10));
+                    }
                 }
                 Err((e, _)) => {
                     let source = lost_batch(format!("sending a record to topic `{}`", record.topic), e);
