@@ -14,7 +14,8 @@
 //! queue is still polled for events (and for the records of a partition
 //! that could not be forwarded, which all arrive there instead).
 //!
-//! This is the crate's only FFI: rust-rdkafka exposes no batch call.
+//! One of the crate's two FFI modules (with `wakeup`): rust-rdkafka exposes
+//! no batch call.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, CStr};
