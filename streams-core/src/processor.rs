@@ -7,7 +7,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::erased::{erase, AnyRecord};
+use crate::erased::{AnySlot, Slot};
 use crate::error::{ProcessorError, StreamsError};
 use crate::record::{Record, RecordMetadata};
 use crate::store::{
@@ -81,7 +81,7 @@ pub struct ScheduleId(pub(crate) u64);
 /// hidden behind [`ProcessorContext`] so that users see no lifetimes but one.
 pub(crate) trait NodeContext {
     fn node_name(&self) -> &str;
-    fn forward(&mut self, record: AnyRecord, child: Option<&str>) -> Result<(), ProcessorError>;
+    fn forward(&mut self, record: &mut dyn AnySlot, child: Option<&str>) -> Result<(), ProcessorError>;
     fn metadata(&self) -> Option<&RecordMetadata>;
     fn schedule(&mut self, interval_ms: i64, kind: PunctuationType) -> ScheduleId;
     fn cancel(&mut self, schedule: ScheduleId);
@@ -122,12 +122,12 @@ where
 
     /// Sends `record` to every child, depth-first, before returning.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<(), ProcessorError> {
-        self.inner.forward(erase(record), None)
+        self.inner.forward(&mut Slot(Some(record)), None)
     }
 
     /// Sends `record` to the child named `child` only.
     pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> Result<(), ProcessorError> {
-        self.inner.forward(erase(record), Some(child))
+        self.inner.forward(&mut Slot(Some(record)), Some(child))
     }
 }
 
@@ -263,7 +263,7 @@ impl<P, KIn, VIn, KOut, VOut> ProcessorAdapter<P, KIn, VIn, KOut, VOut> {
 /// A processor with erased types, as the engine runs it.
 pub(crate) trait ErasedProcessor: Send {
     fn init(&mut self, ctx: &mut dyn NodeContext) -> Result<(), ProcessorError>;
-    fn process(&mut self, record: AnyRecord, ctx: &mut dyn NodeContext) -> Result<(), ProcessorError>;
+    fn process(&mut self, record: &mut dyn AnySlot, ctx: &mut dyn NodeContext) -> Result<(), ProcessorError>;
     fn punctuate(
         &mut self,
         schedule: ScheduleId,
@@ -286,8 +286,8 @@ where
         self.processor.init(&mut ProcessorContext::new(ctx))
     }
 
-    fn process(&mut self, record: AnyRecord, ctx: &mut dyn NodeContext) -> Result<(), ProcessorError> {
-        let record = crate::erased::restore::<KIn, VIn>(record)?;
+    fn process(&mut self, record: &mut dyn AnySlot, ctx: &mut dyn NodeContext) -> Result<(), ProcessorError> {
+        let record = crate::erased::take::<KIn, VIn>(record)?;
         self.processor.process(record, &mut ProcessorContext::new(ctx))
     }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use crate::erased::AnyRecord;
+use crate::erased::{AnySlot, NoSlot};
 use crate::error::{ProcessorError, StreamsError};
 use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, ScheduleId};
 use crate::record::RecordMetadata;
@@ -130,7 +130,12 @@ fn catch_panic<T>(f: impl FnOnce() -> Result<T, ProcessorError>) -> Result<T, Pr
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Err(ProcessorError::from_panic(&*p)))
 }
 
-fn dispatch(nodes: &[NodeSlot], exec: &mut Exec<'_>, idx: usize, record: AnyRecord) -> Result<(), ProcessorError> {
+fn dispatch(
+    nodes: &[NodeSlot],
+    exec: &mut Exec<'_>,
+    idx: usize,
+    record: &mut dyn AnySlot,
+) -> Result<(), ProcessorError> {
     let node = &nodes[idx];
     let result = match &node.slot {
         Slot::Processor(cell) => {
@@ -162,7 +167,7 @@ fn forward(
     nodes: &[NodeSlot],
     exec: &mut Exec<'_>,
     from: usize,
-    record: AnyRecord,
+    record: &mut dyn AnySlot,
     only: Option<&str>,
 ) -> Result<(), ProcessorError> {
     let children = &nodes[from].children;
@@ -172,10 +177,10 @@ fn forward(
         })?;
         return dispatch(nodes, exec, child, record);
     }
-    // Clone for all children but the last, which takes the record itself.
+    // Copied for all children but the last, which takes the record itself.
     if let Some((&last, rest)) = children.split_last() {
         for &child in rest {
-            dispatch(nodes, exec, child, record.clone())?;
+            dispatch(nodes, exec, child, &mut *record.fork())?;
         }
         dispatch(nodes, exec, last, record)?;
     }
@@ -187,7 +192,7 @@ impl NodeContext for Ctx<'_, '_> {
         &self.nodes[self.node].name
     }
 
-    fn forward(&mut self, record: AnyRecord, child: Option<&str>) -> Result<(), ProcessorError> {
+    fn forward(&mut self, record: &mut dyn AnySlot, child: Option<&str>) -> Result<(), ProcessorError> {
         forward(self.nodes, self.exec, self.node, record, child)
     }
 
@@ -253,6 +258,9 @@ struct SourceEntry {
     topic: String,
     node: usize,
     decoder: Arc<dyn crate::topology::SourceDecoder>,
+    /// Where the decoder puts each record, reused: lent to the source node
+    /// while the record is forwarded.
+    slot: Box<dyn AnySlot>,
 }
 
 /// One task: its own processor instances and stores, its stream time and schedules.
@@ -362,7 +370,12 @@ impl TaskEngine {
                     for t in topics {
                         let topic = topology.resolve_topic(application_id, t);
                         decoders.retain(|d| d.topic != topic);
-                        decoders.push(SourceEntry { topic, node: nodes.len(), decoder: Arc::clone(decoder) });
+                        decoders.push(SourceEntry {
+                            topic,
+                            node: nodes.len(),
+                            decoder: Arc::clone(decoder),
+                            slot: decoder.slot(),
+                        });
                     }
                     Slot::Source
                 }
@@ -501,36 +514,45 @@ impl TaskEngine {
         collector: &mut dyn RecordCollector,
         wall_clock: i64,
     ) -> Result<(), Box<(StreamsError, RawRecord)>> {
-        let Some(entry) = self.decoders.iter().find(|d| d.topic == raw.topic) else {
+        let Some(at) = self.decoders.iter().position(|d| d.topic == raw.topic) else {
             return Err(Box::new((StreamsError::UnknownTopic(raw.topic.clone()), raw)));
         };
+        let entry = &mut self.decoders[at];
         let (source, decoder) = (entry.node, &entry.decoder);
         let metadata = RecordMetadata {
-            topic: raw.topic.clone(),
+            topic: entry.topic.clone(),
             partition: raw.partition.unwrap_or(0),
             offset: raw.offset.unwrap_or(-1),
         };
-        let decoded =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&raw))).unwrap_or_else(|p| {
+        // Lent out for this record: the engine is borrowed whole while it
+        // runs (the placeholder is a box of nothing, no allocation).
+        let mut slot = std::mem::replace(&mut entry.slot, Box::new(NoSlot));
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&raw, &mut *slot)))
+            .unwrap_or_else(|p| {
                 let message = format!("the deserializer panicked: {}", crate::error::panic_message(&*p));
                 Err(DecodeError::Serde(crate::serde::SerdeError::custom(&raw.topic, message)))
             });
-        let record = match decoded {
-            Ok(r) => r,
-            Err(DecodeError::Serde(source)) => {
-                return Err(Box::new((StreamsError::Deserialization { metadata, source }, raw)))
-            }
-            Err(DecodeError::InvalidTimestamp(timestamp)) => {
-                return Err(Box::new((StreamsError::InvalidTimestamp { metadata, timestamp }, raw)))
+        let ts = match decoded {
+            Ok(ts) => ts,
+            Err(e) => {
+                slot.clear();
+                self.decoders[at].slot = slot;
+                let e = match e {
+                    DecodeError::Serde(source) => StreamsError::Deserialization { metadata, source },
+                    DecodeError::InvalidTimestamp(timestamp) => StreamsError::InvalidTimestamp { metadata, timestamp },
+                    DecodeError::Internal(source) => StreamsError::Processing { metadata: Some(metadata), source },
+                };
+                return Err(Box::new((e, raw)));
             }
         };
-        self.stream_time = self.stream_time.max(record.timestamp());
-        let ts = record.timestamp();
+        self.stream_time = self.stream_time.max(ts);
         // The metadata goes into the processors' context and comes back out
         // for an error: one copy of the topic name per record, not two.
         let (nodes, mut exec) = self.exec(collector, Some(metadata), wall_clock);
-        let forwarded = forward(nodes, &mut exec, source, record, None);
+        let forwarded = forward(nodes, &mut exec, source, &mut *slot, None);
         let metadata = exec.metadata.take();
+        slot.clear();
+        self.decoders[at].slot = slot;
         let result = forwarded
             .and_then(|()| self.ship_changes(collector, ts, false))
             .map_err(|source| StreamsError::Processing { metadata, source });

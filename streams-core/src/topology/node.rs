@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::erased::{erase, restore, AnyRecord, DataTypes};
+use crate::erased::{take, AnySlot, DataTypes, Slot};
 use crate::error::ProcessorError;
 use crate::processor::ErasedProcessor;
 use crate::record::{Headers, Record, RecordMetadata};
@@ -34,10 +34,16 @@ pub struct RawRecord {
 pub(crate) enum DecodeError {
     Serde(SerdeError),
     InvalidTimestamp(i64),
+    /// Not the record's fault: the slot was not the source's own.
+    Internal(ProcessorError),
 }
 
 pub(crate) trait SourceDecoder: Send + Sync {
-    fn decode(&self, raw: &RawRecord) -> Result<AnyRecord, DecodeError>;
+    /// An empty slot of the source's record type, reused for every record.
+    fn slot(&self) -> Box<dyn AnySlot>;
+    /// Decodes `raw` into `slot` (made by [`slot`](Self::slot)); returns the
+    /// record's timestamp.
+    fn decode(&self, raw: &RawRecord, slot: &mut dyn AnySlot) -> Result<i64, DecodeError>;
 }
 
 pub(crate) type TimestampExtractorFn<K, V> = Arc<dyn Fn(&Record<K, V>) -> i64 + Send + Sync>;
@@ -49,7 +55,11 @@ pub(crate) struct TypedSource<K, V> {
 }
 
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceDecoder for TypedSource<K, V> {
-    fn decode(&self, raw: &RawRecord) -> Result<AnyRecord, DecodeError> {
+    fn slot(&self) -> Box<dyn AnySlot> {
+        Box::new(Slot::<K, V>(None))
+    }
+
+    fn decode(&self, raw: &RawRecord, slot: &mut dyn AnySlot) -> Result<i64, DecodeError> {
         let key = self.key.deserialize(&raw.topic, &raw.headers, raw.key.as_deref()).map_err(DecodeError::Serde)?;
         let value =
             self.value.deserialize(&raw.topic, &raw.headers, raw.value.as_deref()).map_err(DecodeError::Serde)?;
@@ -58,10 +68,15 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceDecoder for Typ
             let ts = extract(&record);
             record = record.with_timestamp(ts);
         }
-        if record.timestamp() < 0 {
-            return Err(DecodeError::InvalidTimestamp(record.timestamp()));
+        let timestamp = record.timestamp();
+        if timestamp < 0 {
+            return Err(DecodeError::InvalidTimestamp(timestamp));
         }
-        Ok(erase(record))
+        let slot = slot.as_any().downcast_mut::<Slot<K, V>>().ok_or_else(|| {
+            DecodeError::Internal(ProcessorError::Internal("a source was given a slot of other types".into()))
+        })?;
+        slot.0 = Some(record);
+        Ok(timestamp)
     }
 }
 
@@ -133,7 +148,7 @@ pub(crate) trait PartitionCounts {
 pub(crate) trait SinkEncoder: Send + Sync {
     fn encode(
         &self,
-        record: AnyRecord,
+        record: &mut dyn AnySlot,
         metadata: Option<&RecordMetadata>,
         partitions: &dyn PartitionCounts,
     ) -> Result<RawRecord, ProcessorError>;
@@ -148,11 +163,11 @@ pub(crate) struct TypedSink<K, V> {
 impl<K: 'static, V: 'static> SinkEncoder for TypedSink<K, V> {
     fn encode(
         &self,
-        record: AnyRecord,
+        record: &mut dyn AnySlot,
         metadata: Option<&RecordMetadata>,
         partitions: &dyn PartitionCounts,
     ) -> Result<RawRecord, ProcessorError> {
-        let record = restore::<K, V>(record)?;
+        let record = take::<K, V>(record)?;
         let (key, value, timestamp, mut headers) = record.into_parts();
         let topic = match &self.spec.target {
             SinkTarget::Topic(t) => t.clone(),
