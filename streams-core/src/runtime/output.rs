@@ -300,9 +300,9 @@ impl Output {
         self.in_transaction
     }
 
-    /// Serves the delivery reports that arrived, without blocking; true if
-    /// there were any (always false without a wake-up socket, where that is
-    /// not known).
+    /// Serves the delivery reports (and any other producer events) that
+    /// arrived, without blocking; true if there were any (always false
+    /// without a wake-up socket, where that is not known).
     pub(crate) fn poll(&self) -> bool {
         match &self.reports {
             // One event (a batch of reports) per call: as many calls as
@@ -330,13 +330,25 @@ impl Output {
     /// arrives, unlike the producer's own `poll`, which always takes its
     /// whole time-out (spinning through its last millisecond).
     fn await_reports(&self, timeout: Duration) {
-        match &self.reports {
-            Some(reports) => {
-                if reports.wait(timeout) {
-                    self.poll();
-                }
+        let Some(reports) = &self.reports else {
+            self.producer.poll(timeout);
+            return;
+        };
+        // Still events queued (`poll` stops at its bound): serve on, as no
+        // wake-up would come for them.
+        if reports.pending() {
+            self.poll();
+            return;
+        }
+        match reports.wait(timeout) {
+            Ok(true) => {
+                self.poll();
             }
-            None => self.producer.poll(timeout),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "the producer's wake-up socket failed; polling instead");
+                self.producer.poll(timeout);
+            }
         }
     }
 

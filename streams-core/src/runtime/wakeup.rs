@@ -77,22 +77,24 @@ impl ReportSignal {
     }
 
     /// Blocks until an event arrived since the queue was last served, or
-    /// for `timeout`; true if woken by an event. A wake-up may be stale (the
-    /// event already served): callers check what they wait for and wait again.
-    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+    /// for `timeout`; `Ok(true)` if woken by an event. The queue must have
+    /// been served until empty first: librdkafka signals only an empty
+    /// queue's first event. A wake-up may be stale (the event already
+    /// served): callers check what they wait for and wait again. An error
+    /// means the socket is unusable and the caller must wait otherwise.
+    pub(crate) fn wait(&self, timeout: Duration) -> std::io::Result<bool> {
         // A zero read time-out means "block forever" to the socket.
-        let timeout = timeout.max(Duration::from_micros(1));
-        if self.reader.set_read_timeout(Some(timeout)).is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 64];
+        self.reader.set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
+        // Large enough to take every stale wake-up at once: librdkafka
+        // writes one for every event batch the main loop serves between
+        // two waits.
+        let mut buf = [0u8; 4096];
         match (&self.reader).read(&mut buf) {
-            Ok(n) => n > 0,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => false,
-            Err(e) => {
-                tracing::debug!(error = %e, "reading the producer's wake-up socket failed");
-                false
+            Ok(n) => Ok(n > 0),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                Ok(false)
             }
+            Err(e) => Err(e),
         }
     }
 }
@@ -140,7 +142,8 @@ mod tests {
                     producer.poll(Duration::ZERO);
                 }
                 if producer.in_flight_count() > 0 {
-                    assert!(signal.wait(Duration::from_secs(30)), "round {round}: no wake-up within 30 s");
+                    let woken = signal.wait(Duration::from_secs(30)).expect("the socket works");
+                    assert!(woken, "round {round}: no wake-up within 30 s");
                 }
             }
         }
