@@ -258,8 +258,8 @@ struct SourceEntry {
     topic: String,
     node: usize,
     decoder: Arc<dyn crate::topology::SourceDecoder>,
-    /// Where the decoder puts each record, reused: lent to the source node
-    /// while the record is forwarded.
+    /// Where the decoder puts each record, reused (made by the first
+    /// record): lent to the source node while the record is forwarded.
     slot: Box<dyn AnySlot>,
 }
 
@@ -374,7 +374,7 @@ impl TaskEngine {
                             topic,
                             node: nodes.len(),
                             decoder: Arc::clone(decoder),
-                            slot: decoder.slot(),
+                            slot: Box::new(NoSlot),
                         });
                     }
                     Slot::Source
@@ -524,28 +524,24 @@ impl TaskEngine {
             partition: raw.partition.unwrap_or(0),
             offset: raw.offset.unwrap_or(-1),
         };
-        // Lent out for this record: the engine is borrowed whole while it
-        // runs (the placeholder is a box of nothing, no allocation).
-        let mut slot = std::mem::replace(&mut entry.slot, Box::new(NoSlot));
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&raw, &mut *slot)))
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&raw, &mut entry.slot)))
             .unwrap_or_else(|p| {
                 let message = format!("the deserializer panicked: {}", crate::error::panic_message(&*p));
                 Err(DecodeError::Serde(crate::serde::SerdeError::custom(&raw.topic, message)))
             });
         let ts = match decoded {
             Ok(ts) => ts,
-            Err(e) => {
-                slot.clear();
-                self.decoders[at].slot = slot;
-                let e = match e {
-                    DecodeError::Serde(source) => StreamsError::Deserialization { metadata, source },
-                    DecodeError::InvalidTimestamp(timestamp) => StreamsError::InvalidTimestamp { metadata, timestamp },
-                    DecodeError::Internal(source) => StreamsError::Processing { metadata: Some(metadata), source },
-                };
-                return Err(Box::new((e, raw)));
+            Err(DecodeError::Serde(source)) => {
+                return Err(Box::new((StreamsError::Deserialization { metadata, source }, raw)))
+            }
+            Err(DecodeError::InvalidTimestamp(timestamp)) => {
+                return Err(Box::new((StreamsError::InvalidTimestamp { metadata, timestamp }, raw)))
             }
         };
         self.stream_time = self.stream_time.max(ts);
+        // Lent out while the record is forwarded: the engine is borrowed
+        // whole meanwhile (the placeholder is a box of nothing, no allocation).
+        let mut slot = std::mem::replace(&mut entry.slot, Box::new(NoSlot));
         // The metadata goes into the processors' context and comes back out
         // for an error: one copy of the topic name per record, not two.
         let (nodes, mut exec) = self.exec(collector, Some(metadata), wall_clock);

@@ -301,32 +301,25 @@ impl Output {
     }
 
     /// Serves the delivery reports (and any other producer events) that
-    /// arrived, without blocking; true if there were any (always false
-    /// without a wake-up socket, where that is not known).
-    pub(crate) fn poll(&self) -> bool {
+    /// arrived, without blocking.
+    pub(crate) fn poll(&self) {
         match &self.reports {
             // One event (a batch of reports) per call: as many calls as
             // there are events, bounded in case they keep coming.
             Some(reports) => {
-                let mut served = false;
                 for _ in 0..1024 {
                     if !reports.pending() {
                         break;
                     }
                     self.producer.poll(Duration::ZERO);
-                    served = true;
                 }
-                served
             }
-            None => {
-                self.producer.poll(Duration::ZERO);
-                false
-            }
+            None => self.producer.poll(Duration::ZERO),
         }
     }
 
-    /// Waits up to `timeout` for delivery reports that arrived since the
-    /// last [`poll`](Self::poll), and serves them. Returns as soon as one
+    /// Serves the delivery reports queued or, if there are none, waits up
+    /// to `timeout` for the next and serves it. Returns as soon as one
     /// arrives, unlike the producer's own `poll`, which always takes its
     /// whole time-out (spinning through its last millisecond).
     fn await_reports(&self, timeout: Duration) {
@@ -334,8 +327,8 @@ impl Output {
             self.producer.poll(timeout);
             return;
         };
-        // Still events queued (`poll` stops at its bound): serve on, as no
-        // wake-up would come for them.
+        // Events queued (arrived since the last `poll`, or left by its
+        // bound): serve them, as no wake-up would come for them.
         if reports.pending() {
             self.poll();
             return;
@@ -446,9 +439,7 @@ impl Output {
             self.producer.purge(PurgeConfig::default().queue());
             let started = Instant::now();
             while self.producer.in_flight_count() > 0 && started.elapsed() < self.stall.min(retry.timeout) {
-                if !self.poll() {
-                    self.await_reports(Duration::from_millis(10));
-                }
+                self.await_reports(Duration::from_millis(10));
             }
             let aborted = retry
                 .run(|| guarded(&self.producer, "aborting the transaction", |p| p.abort_transaction(CALL_TIMEOUT)));
@@ -514,9 +505,7 @@ impl RecordCollector for Output {
                         return Err(ProcessorError::Send { topic: record.topic.clone(), source });
                     }
                     base = back;
-                    if !self.poll() {
-                        self.await_reports(Duration::from_millis(10));
-                    }
+                    self.await_reports(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
                     let source = lost_batch(format!("sending a record to topic `{}`", record.topic), e);

@@ -34,16 +34,14 @@ pub struct RawRecord {
 pub(crate) enum DecodeError {
     Serde(SerdeError),
     InvalidTimestamp(i64),
-    /// Not the record's fault: the slot was not the source's own.
-    Internal(ProcessorError),
 }
 
 pub(crate) trait SourceDecoder: Send + Sync {
-    /// An empty slot of the source's record type, reused for every record.
-    fn slot(&self) -> Box<dyn AnySlot>;
-    /// Decodes `raw` into `slot` (made by [`slot`](Self::slot)); returns the
-    /// record's timestamp.
-    fn decode(&self, raw: &RawRecord, slot: &mut dyn AnySlot) -> Result<i64, DecodeError>;
+    /// Decodes `raw` into `slot`, which is reused for every record: the
+    /// first record (or one after the slot was lost to a panic) replaces
+    /// a slot of other types with one of the source's. Returns the
+    /// record's timestamp; on an error the slot holds no record.
+    fn decode(&self, raw: &RawRecord, slot: &mut Box<dyn AnySlot>) -> Result<i64, DecodeError>;
 }
 
 pub(crate) type TimestampExtractorFn<K, V> = Arc<dyn Fn(&Record<K, V>) -> i64 + Send + Sync>;
@@ -55,11 +53,7 @@ pub(crate) struct TypedSource<K, V> {
 }
 
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceDecoder for TypedSource<K, V> {
-    fn slot(&self) -> Box<dyn AnySlot> {
-        Box::new(Slot::<K, V>(None))
-    }
-
-    fn decode(&self, raw: &RawRecord, slot: &mut dyn AnySlot) -> Result<i64, DecodeError> {
+    fn decode(&self, raw: &RawRecord, slot: &mut Box<dyn AnySlot>) -> Result<i64, DecodeError> {
         let key = self.key.deserialize(&raw.topic, &raw.headers, raw.key.as_deref()).map_err(DecodeError::Serde)?;
         let value =
             self.value.deserialize(&raw.topic, &raw.headers, raw.value.as_deref()).map_err(DecodeError::Serde)?;
@@ -72,10 +66,10 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> SourceDecoder for Typ
         if timestamp < 0 {
             return Err(DecodeError::InvalidTimestamp(timestamp));
         }
-        let slot = slot.as_any().downcast_mut::<Slot<K, V>>().ok_or_else(|| {
-            DecodeError::Internal(ProcessorError::Internal("a source was given a slot of other types".into()))
-        })?;
-        slot.0 = Some(record);
+        match slot.as_any().downcast_mut::<Slot<K, V>>() {
+            Some(slot) => slot.0 = Some(record),
+            None => *slot = Box::new(Slot(Some(record))),
+        }
         Ok(timestamp)
     }
 }
