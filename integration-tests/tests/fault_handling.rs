@@ -101,7 +101,7 @@ fn panicking_closure_fails_naming_node_and_offset() -> Result<(), Box<dyn std::e
     let error = streams.error().ok_or("no error reported")?;
     match &*error {
         StreamsError::Processing { metadata: Some(m), source } => {
-            assert_eq!((m.topic.as_str(), m.partition, m.offset), (input.as_str(), 0, 2));
+            assert_eq!((&*m.topic, m.partition, m.offset), (input.as_str(), 0, 2));
             assert_eq!(source.node(), Some(node.as_str()), "{error}");
             assert!(matches!(source.innermost(), ProcessorError::Panic { message } if message.contains("boom")));
         }

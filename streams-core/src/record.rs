@@ -152,8 +152,8 @@ impl<K, V> Record<K, V> {
 /// punctuation, which is not caused by any one record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordMetadata {
-    /// The source topic.
-    pub topic: String,
+    /// The source topic (shared: the records of one topic share its name).
+    pub topic: std::sync::Arc<str>,
     /// The partition of the source topic.
     pub partition: i32,
     /// The offset within that partition.

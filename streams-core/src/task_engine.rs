@@ -36,13 +36,17 @@ pub(crate) trait RecordCollector {
 }
 
 /// Partition counts by the name a sink uses (internal topics unprefixed).
-struct Counts<'a>(&'a dyn RecordCollector, &'a HashMap<String, String>);
+struct Counts<'a>(&'a dyn RecordCollector, &'a InternalTopics);
 
 impl PartitionCounts for Counts<'_> {
     fn partition_count(&self, topic: &str) -> Option<i32> {
-        self.0.partition_count(self.1.get(topic).map_or(topic, String::as_str))
+        self.0.partition_count(self.1.get(topic).map_or(topic, |t| &**t))
     }
 }
+
+/// Internal topic name → its name on the cluster, looked up for every
+/// record a sink writes (hence a fast hasher).
+type InternalTopics = foldhash::HashMap<String, Arc<str>>;
 
 enum Slot {
     Source,
@@ -115,7 +119,7 @@ struct Exec<'a> {
     application_id: &'a str,
     stores: &'a HashMap<String, StoreEntry>,
     dropped: &'a mut BTreeMap<&'static str, u64>,
-    internal_topics: &'a HashMap<String, String>,
+    internal_topics: &'a InternalTopics,
     cache_max_bytes: u64,
 }
 
@@ -150,8 +154,8 @@ fn dispatch(
             encoder.encode(record, exec.metadata.as_ref(), &Counts(&*exec.collector, exec.internal_topics))
         })
         .and_then(|mut raw| {
-            if let Some(full) = exec.internal_topics.get(&raw.topic) {
-                raw.topic.clone_from(full);
+            if let Some(full) = exec.internal_topics.get(&*raw.topic) {
+                raw.topic = Arc::clone(full);
             }
             exec.collector.send(raw)
         }),
@@ -255,7 +259,7 @@ impl NodeContext for Ctx<'_, '_> {
 
 /// A source topic of a task, its source node and its decoder.
 struct SourceEntry {
-    topic: String,
+    topic: Arc<str>,
     node: usize,
     decoder: Arc<dyn crate::topology::SourceDecoder>,
     /// Where the decoder puts each record, reused (made by the first
@@ -277,7 +281,7 @@ pub(crate) struct TaskEngine {
     stream_time: i64,
     dropped: BTreeMap<&'static str, u64>,
     /// Internal topic name → its name on the cluster.
-    internal_topics: HashMap<String, String>,
+    internal_topics: InternalTopics,
     cache_max_bytes: u64,
     /// Store, changelog topic and pending writes of each logged store.
     changelogs: Vec<Changelog>,
@@ -288,7 +292,7 @@ pub(crate) struct TaskEngine {
 /// A logged store's changelog and the writes not yet sent to it.
 struct Changelog {
     store: String,
-    topic: String,
+    topic: Arc<str>,
     buffer: ChangeBuffer,
     /// A caching store's writes since the last flush, one per key: as Kafka
     /// Streams' caching layer sits above its change-logging layer, a key
@@ -369,9 +373,9 @@ impl TaskEngine {
                 NodeKind::Source { topics, decoder } => {
                     for t in topics {
                         let topic = topology.resolve_topic(application_id, t);
-                        decoders.retain(|d| d.topic != topic);
+                        decoders.retain(|d| *d.topic != *topic);
                         decoders.push(SourceEntry {
-                            topic,
+                            topic: topic.into(),
                             node: nodes.len(),
                             decoder: Arc::clone(decoder),
                             slot: Box::new(NoSlot),
@@ -413,7 +417,7 @@ impl TaskEngine {
                         (builder.caching_enabled() && store_context.cache_max_bytes > 0).then(HeldChanges::default);
                     changelogs.push(Changelog {
                         store: builder.name().to_owned(),
-                        topic: changelog,
+                        topic: changelog.into(),
                         buffer,
                         held,
                         spare: Vec::new(),
@@ -433,7 +437,7 @@ impl TaskEngine {
             dropped: BTreeMap::new(),
             internal_topics: topology
                 .internal_topics()
-                .map(|t| (t.name.clone(), topology.resolve_topic(application_id, &t.name)))
+                .map(|t| (t.name.clone(), topology.resolve_topic(application_id, &t.name).into()))
                 .collect(),
             cache_max_bytes: store_context.cache_max_bytes,
             changelogs,
@@ -488,7 +492,7 @@ impl TaskEngine {
 
     /// The topics this task's sources read.
     pub(crate) fn reads(&self, topic: &str) -> bool {
-        self.decoders.iter().any(|d| d.topic == topic)
+        self.decoders.iter().any(|d| &*d.topic == topic)
     }
 
     pub(crate) fn store(&self, name: &str) -> Option<&StoreEntry> {
@@ -515,12 +519,12 @@ impl TaskEngine {
         wall_clock: i64,
     ) -> Result<(), Box<(StreamsError, RawRecord)>> {
         let Some(at) = self.decoders.iter().position(|d| d.topic == raw.topic) else {
-            return Err(Box::new((StreamsError::UnknownTopic(raw.topic.clone()), raw)));
+            return Err(Box::new((StreamsError::UnknownTopic(raw.topic.to_string()), raw)));
         };
         let entry = &mut self.decoders[at];
         let (source, decoder) = (entry.node, &entry.decoder);
         let metadata = RecordMetadata {
-            topic: entry.topic.clone(),
+            topic: Arc::clone(&entry.topic),
             partition: raw.partition.unwrap_or(0),
             offset: raw.offset.unwrap_or(-1),
         };
@@ -575,7 +579,7 @@ impl TaskEngine {
             std::mem::swap(&mut changes, &mut *lock_buffer(&log.buffer));
             let send = |collector: &mut dyn RecordCollector, key, value, timestamp| {
                 collector.send(RawRecord {
-                    topic: log.topic.clone(),
+                    topic: Arc::clone(&log.topic),
                     partition: Some(partition),
                     offset: None,
                     timestamp,
@@ -702,7 +706,7 @@ impl TaskEngine {
             if self.shared.contains(name) {
                 continue;
             }
-            let offset = self.changelogs.iter().find(|c| &c.store == name).and_then(|c| checkpoints.get(&c.topic));
+            let offset = self.changelogs.iter().find(|c| &c.store == name).and_then(|c| checkpoints.get(&*c.topic));
             store.commit(offset.copied())?;
         }
         Ok(())
@@ -730,7 +734,7 @@ impl TaskEngine {
 
     /// The logged stores and their changelog topics.
     pub(crate) fn changelogs(&self) -> impl Iterator<Item = (&StoreEntry, &str)> + '_ {
-        self.changelogs.iter().filter_map(|c| self.stores.get(&c.store).map(|s| (s, c.topic.as_str())))
+        self.changelogs.iter().filter_map(|c| self.stores.get(&c.store).map(|s| (s, &*c.topic)))
     }
 
     /// Closes every processor, then every store; reports the first error.

@@ -121,7 +121,7 @@ impl Inner {
                 if self.engine.reads(&record.topic) {
                     pending.push_back(record.clone());
                 }
-                self.collected.outputs.entry(record.topic.clone()).or_default().push_back(record);
+                self.collected.outputs.entry(record.topic.to_string()).or_default().push_back(record);
             }
             let Some(record) = pending.pop_front() else { return Ok(()) };
             self.engine.process(record, &mut self.collected, self.wall_clock)?;
@@ -248,7 +248,7 @@ impl TopologyTestDriver {
         let start = self.inner.borrow().wall_clock;
         TestInputTopic {
             inner: Rc::clone(&self.inner),
-            topic: topic.to_owned(),
+            topic: topic.into(),
             key: Arc::new(key_serde),
             value: Arc::new(value_serde),
             next_timestamp: RefCell::new(start),
@@ -266,7 +266,7 @@ impl TopologyTestDriver {
     ) -> TestOutputTopic<KS::Target, VS::Target> {
         TestOutputTopic {
             inner: Rc::clone(&self.inner),
-            topic: topic.to_owned(),
+            topic: topic.into(),
             key: Arc::new(key_serde),
             value: Arc::new(value_serde),
         }
@@ -281,7 +281,7 @@ impl TopologyTestDriver {
         timestamp: i64,
     ) -> Result<(), StreamsError> {
         self.inner.borrow_mut().pipe(RawRecord {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             partition: None,
             offset: None,
             timestamp,
@@ -469,7 +469,7 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
         headers: Headers,
     ) -> Result<(), StreamsError> {
         self.inner.borrow_mut().pipe(RawRecord {
-            topic: self.topic.clone(),
+            topic: self.topic.as_str().into(),
             partition: None,
             offset: None,
             timestamp,

@@ -344,7 +344,7 @@ fn the_test_driver_takes_arbitrary_records() -> Res {
             }
             Err(StreamsError::Deserialization { source: e, metadata }) => {
                 prop_assert!(!accepts, "refused a readable record on {}: {}", topic, e);
-                prop_assert_eq!(metadata.topic, topic);
+                prop_assert_eq!(&*metadata.topic, topic);
                 prop_assert_eq!(e.topic(), topic);
             }
             Err(StreamsError::InvalidTimestamp { timestamp, .. }) => {

@@ -274,7 +274,7 @@ fn bad_bytes_give_typed_errors_naming_topic_and_offset() -> Res {
     let bad_json = driver.pipe_raw_record("payments", Some(b"c1"), Some(b"{not json"), 2);
     match bad_json {
         Err(StreamsError::Deserialization { metadata, source: SerdeError::Json { topic, .. } }) => {
-            assert_eq!((metadata.topic.as_str(), metadata.offset, topic.as_str()), ("payments", 1, "payments"));
+            assert_eq!((&*metadata.topic, metadata.offset, topic.as_str()), ("payments", 1, "payments"));
         }
         other => panic!("expected a JSON error, got {other:?}"),
     }

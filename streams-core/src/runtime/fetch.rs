@@ -14,12 +14,13 @@
 //! queue is still polled for events (and for the records of a partition
 //! that could not be forwarded, which all arrive there instead).
 //!
-//! One of the crate's two FFI modules (with `wakeup`): rust-rdkafka exposes
+//! One of the crate's FFI modules (with `produce` and `wakeup`): rust-rdkafka exposes
 //! no batch call.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, CStr};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
@@ -41,7 +42,7 @@ pub(crate) struct FetchQueue {
     /// The last topic handle seen in this batch and its name: records come
     /// in runs of one partition, so a name is converted once per run. Only
     /// within a batch, while its messages (which hold their topics) live.
-    topic: Option<(*const rdsys::rd_kafka_topic_t, String)>,
+    topic: Option<(*const rdsys::rd_kafka_topic_t, Arc<str>)>,
 }
 
 impl std::fmt::Debug for FetchQueue {
@@ -180,10 +181,10 @@ impl FetchQueue {
             return Err(KafkaError::MessageConsumption(code));
         }
         let topic = match &self.topic {
-            Some((cached, name)) if *cached == rkt.cast_const() => name.clone(),
+            Some((cached, name)) if *cached == rkt.cast_const() => Arc::clone(name),
             _ => {
-                let name = CStr::from_ptr(rdsys::rd_kafka_topic_name(rkt)).to_string_lossy().into_owned();
-                self.topic = Some((rkt.cast_const(), name.clone()));
+                let name: Arc<str> = CStr::from_ptr(rdsys::rd_kafka_topic_name(rkt)).to_string_lossy().into();
+                self.topic = Some((rkt.cast_const(), Arc::clone(&name)));
                 name
             }
         };
@@ -379,7 +380,7 @@ mod tests {
             assert_eq!(mine.len(), 25);
             for (offset, r) in mine.into_iter().enumerate() {
                 let i = 2 * i64::try_from(offset)? + i64::from(p);
-                assert_eq!(r.topic, "in");
+                assert_eq!(&*r.topic, "in");
                 assert_eq!(r.offset, Some(i64::try_from(offset)?));
                 assert_eq!(r.timestamp, 1_000 + i);
                 assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()));

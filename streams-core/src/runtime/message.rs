@@ -22,7 +22,7 @@ pub(crate) fn to_raw(m: &BorrowedMessage<'_>) -> RawRecord {
         }
     }
     RawRecord {
-        topic: m.topic().to_owned(),
+        topic: m.topic().into(),
         partition: Some(m.partition()),
         offset: Some(m.offset()),
         timestamp: m.timestamp().to_millis().unwrap_or(0),

@@ -41,6 +41,7 @@ mod membership;
 mod message;
 mod metadata;
 mod output;
+mod produce;
 mod restore;
 mod retry;
 mod standby;

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header as KafkaHeader, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext, PurgeConfig};
 use rdkafka::TopicPartitionList;
 
 use super::errors::{by_code, ErrorClass, KafkaCallError};
+use super::produce::{Outgoing, SendError, TopicHandles};
 use super::retry::RetryPolicy;
 use super::wakeup::ReportSignal;
 use crate::error::{ProcessorError, StreamsError};
@@ -84,6 +85,8 @@ type Producer0 = BaseProducer<DeliveryContext>;
 
 /// The producer side of a stream thread.
 pub(crate) struct Output {
+    /// The handles records are sent by; destroyed before the producer.
+    topics: TopicHandles,
     /// Shared with the watchdog threads of transactional calls.
     producer: Arc<Producer0>,
     /// Wakes a wait for delivery reports; `None` (no socket could be made)
@@ -199,6 +202,7 @@ impl Output {
             tracing::warn!("no wake-up socket for the producer's delivery reports; waiting for them in polls");
         }
         Ok(Self {
+            topics: TopicHandles::new(&producer),
             producer,
             reports,
             transactional,
@@ -471,47 +475,36 @@ impl Output {
 
 impl RecordCollector for Output {
     fn send(&mut self, record: RawRecord) -> Result<(), ProcessorError> {
-        self.begin().map_err(|source| ProcessorError::Send { topic: record.topic.clone(), source })?;
-        let headers = (!record.headers.is_empty()).then(|| {
-            record.headers.iter().fold(OwnedHeaders::new(), |h, header| {
-                h.insert(KafkaHeader { key: &header.key, value: header.value.as_deref() })
-            })
-        });
-        let mut base: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&record.topic, self.epoch).timestamp(record.timestamp);
-        if let Some(k) = &record.key {
-            base = base.key(k.as_slice());
-        }
-        if let Some(v) = &record.value {
-            base = base.payload(v.as_slice());
-        }
-        if let Some(p) = record.partition {
-            base = base.partition(p);
-        }
-        if let Some(h) = headers {
-            base = base.headers(h);
-        }
+        self.begin().map_err(|source| ProcessorError::Send { topic: record.topic.to_string(), source })?;
+        let outgoing = Outgoing {
+            topic: &record.topic,
+            partition: record.partition,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            timestamp: record.timestamp,
+            headers: &record.headers,
+        };
         let mut full_since: Option<Instant> = None;
         loop {
-            match self.producer.send(base) {
+            let e = match self.topics.send(&outgoing, self.epoch) {
                 Ok(()) => {
                     self.sent += 1;
                     return Ok(());
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err(SendError::Refused(RDKafkaErrorCode::QueueFull)) => {
                     // Back-pressure: serve delivery reports until there is room.
                     if full_since.get_or_insert_with(Instant::now).elapsed() >= self.stall {
                         let source = self.wedged(&format!("sending a record to topic `{}`", record.topic), self.stall);
-                        return Err(ProcessorError::Send { topic: record.topic.clone(), source });
+                        return Err(ProcessorError::Send { topic: record.topic.to_string(), source });
                     }
-                    base = back;
                     self.await_reports(Duration::from_millis(10));
+                    continue;
                 }
-                Err((e, _)) => {
-                    let source = lost_batch(format!("sending a record to topic `{}`", record.topic), e);
-                    return Err(ProcessorError::Send { topic: record.topic.clone(), source });
-                }
-            }
+                Err(SendError::Refused(code)) => KafkaError::MessageProduction(code),
+                Err(SendError::InvalidTopic) => KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTopic),
+            };
+            let source = lost_batch(format!("sending a record to topic `{}`", record.topic), e);
+            return Err(ProcessorError::Send { topic: record.topic.to_string(), source });
         }
     }
 
@@ -554,7 +547,7 @@ mod tests {
         // while the broker answers everything else.
         cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 2_000]);
         output.send(RawRecord {
-            topic: "out".to_owned(),
+            topic: "out".into(),
             partition: Some(0),
             offset: None,
             timestamp: 1,

@@ -112,11 +112,11 @@ impl StreamTask {
     }
 
     pub(crate) fn push(&mut self, record: RawRecord) {
-        let at = match self.inputs.iter().position(|i| i.topic == record.topic) {
+        let at = match self.inputs.iter().position(|i| *i.topic == *record.topic) {
             Some(at) => at,
             None => {
                 self.inputs.push(Input {
-                    topic: record.topic.clone(),
+                    topic: record.topic.to_string(),
                     queue: VecDeque::new(),
                     consumed: None,
                     rewind: None,

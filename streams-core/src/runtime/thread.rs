@@ -926,11 +926,11 @@ fn handle_error(
             headers
                 .add("__streams.errors.exception", Some(kind.as_bytes().to_vec()))
                 .add("__streams.errors.message", Some(error.to_string().into_bytes()))
-                .add("__streams.errors.topic", Some(topic.clone().into_bytes()))
+                .add("__streams.errors.topic", Some(topic.as_bytes().to_vec()))
                 .add("__streams.errors.partition", Some(partition.to_string().into_bytes()))
                 .add("__streams.errors.offset", Some(offset.to_string().into_bytes()))
                 .add("__streams.errors.timestamp", Some(raw.timestamp.to_string().into_bytes()));
-            let record = RawRecord { topic: dlq.clone(), partition: None, offset: None, headers, ..raw };
+            let record = RawRecord { topic: dlq.as_str().into(), partition: None, offset: None, headers, ..raw };
             crate::task_engine::RecordCollector::send(output, record)
                 .map_err(|source| StreamsError::Processing { metadata: None, source })?;
             Counters::add(&env.counters.dead_lettered, 1);
@@ -1117,13 +1117,13 @@ fn run_loop(
         Counters::add(&env.counters.consumed, batch.len() as u64);
         let mut unassigned: BTreeMap<(String, i32), u64> = BTreeMap::new();
         for record in batch.drain(..) {
-            let task = match (env.topic_sub.get(&record.topic), record.partition) {
+            let task = match (env.topic_sub.get(&*record.topic), record.partition) {
                 (Some(&sub), Some(partition)) => st.tasks.get_mut(&TaskId { subtopology: sub, partition }),
                 _ => None,
             };
             match task {
                 Some(task) => task.push(record),
-                None => *unassigned.entry((record.topic, record.partition.unwrap_or(-1))).or_default() += 1,
+                None => *unassigned.entry((record.topic.to_string(), record.partition.unwrap_or(-1))).or_default() += 1,
             }
         }
         if !unassigned.is_empty() {

@@ -13,8 +13,8 @@ use crate::serde::{Serde, SerdeError};
 /// A record as it is read from or written to a topic: bytes and a timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
-    /// The topic.
-    pub topic: String,
+    /// The topic (shared: the records of one topic share its name).
+    pub topic: std::sync::Arc<str>,
     /// The partition, when known (`None` lets the producer choose).
     pub partition: Option<i32>,
     /// The offset, for records that were read.
@@ -87,14 +87,15 @@ pub struct SinkSpec<K, V> {
 }
 
 pub(crate) enum SinkTarget<K, V> {
-    Topic(String),
+    /// Shared with every record the sink writes.
+    Topic(Arc<str>),
     Extractor(TopicExtractorFn<K, V>),
 }
 
 impl<K, V> fmt::Debug for SinkSpec<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let target = match &self.target {
-            SinkTarget::Topic(t) => t.as_str(),
+            SinkTarget::Topic(t) => &**t,
             SinkTarget::Extractor(_) => "<topic extractor>",
         };
         f.debug_struct("SinkSpec").field("target", &target).field("partitioner", &self.partitioner.is_some()).finish()
@@ -104,7 +105,7 @@ impl<K, V> fmt::Debug for SinkSpec<K, V> {
 impl<K, V> SinkSpec<K, V> {
     /// Writes every record to `topic`.
     pub fn topic(topic: impl Into<String>) -> Self {
-        Self { target: SinkTarget::Topic(topic.into()), partitioner: None }
+        Self { target: SinkTarget::Topic(topic.into().into()), partitioner: None }
     }
 
     /// Chooses the topic per record (Kafka Streams' `TopicNameExtractor`).
@@ -122,7 +123,7 @@ impl<K, V> SinkSpec<K, V> {
 
     pub(crate) fn describe_target(&self) -> SinkDescription {
         match &self.target {
-            SinkTarget::Topic(t) => SinkDescription::Topic(t.clone()),
+            SinkTarget::Topic(t) => SinkDescription::Topic(t.to_string()),
             SinkTarget::Extractor(_) => SinkDescription::Extractor,
         }
     }
@@ -164,8 +165,8 @@ impl<K: 'static, V: 'static> SinkEncoder for TypedSink<K, V> {
         let record = take::<K, V>(record)?;
         let (key, value, timestamp, mut headers) = record.into_parts();
         let topic = match &self.spec.target {
-            SinkTarget::Topic(t) => t.clone(),
-            SinkTarget::Extractor(f) => f(&key, &value, metadata),
+            SinkTarget::Topic(t) => Arc::clone(t),
+            SinkTarget::Extractor(f) => f(&key, &value, metadata).into(),
         };
         // Only a custom partitioner needs the count (a metadata lookup).
         let partition = match &self.spec.partitioner {
