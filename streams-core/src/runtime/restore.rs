@@ -102,6 +102,9 @@ pub(crate) struct ChangelogReader {
     reassign: bool,
     /// The consumer has changelog partitions assigned.
     assigned: bool,
+    /// The last step stopped at its budget, not for want of fetched
+    /// records: more are very likely waiting.
+    backlog: bool,
 }
 
 /// The listener and retry rules a restore reports to and runs under.
@@ -127,12 +130,19 @@ impl RestoreContext<'_> {
 
 impl ChangelogReader {
     pub(crate) fn new(consumer: BaseConsumer, probe: Option<BaseConsumer>) -> Self {
-        Self { consumer, probe, tasks: BTreeMap::new(), reassign: false, assigned: false }
+        Self { consumer, probe, tasks: BTreeMap::new(), reassign: false, assigned: false, backlog: false }
     }
 
     /// Whether any task is restoring.
     pub(crate) fn is_restoring(&self) -> bool {
         !self.tasks.is_empty()
+    }
+
+    /// Whether fetched changelog records are likely waiting to be restored
+    /// (the last step stopped at its budget): the thread should not then
+    /// wait for input records, but come straight back for the next slice.
+    pub(crate) fn has_backlog(&self) -> bool {
+        self.backlog && self.is_restoring()
     }
 
     /// Registers a task's logged stores for restoring. `Ok(false)` when every
@@ -310,6 +320,7 @@ impl ChangelogReader {
         if read > 0 {
             cx.retry.counters.cluster_reachable();
         }
+        self.backlog = !drained;
         if drained {
             self.check_positions(cx)?;
         }
