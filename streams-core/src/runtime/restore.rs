@@ -584,3 +584,69 @@ fn uncount_unread(s: &StoreRestore, counters: &Counters) {
         .restore_total
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| Some(total.saturating_sub(unread)));
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+
+    use super::*;
+    use crate::serde::StringSerde;
+    use crate::store::{StoreContext, Stores};
+
+    #[test]
+    fn a_step_stopped_by_its_budget_leaves_a_backlog_and_the_last_one_none() -> Result<(), Box<dyn std::error::Error>> {
+        let cluster = MockCluster::new(1)?;
+        cluster.create_topic("app-s-changelog", 1, 1)?;
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create()?;
+        for i in 0..12 {
+            let key = format!("k{i}");
+            producer.send(BaseRecord::to("app-s-changelog").key(&key).payload("v").partition(0)).map_err(|(e, _)| e)?;
+        }
+        producer.flush(Duration::from_secs(10))?;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "restore-test")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        // In memory: nothing is written under the task directory.
+        let ctx = StoreContext {
+            task_dir: std::env::temp_dir().join("restore-test-unused"),
+            rocksdb: Default::default(),
+            cache_max_bytes: 0,
+        };
+        let store = Stores::key_value_store_builder(Stores::in_memory_key_value_store("s"), StringSerde, StringSerde)
+            .build(&ctx, "app-s-changelog".to_owned())?;
+        let counters = Counters::default();
+        let progress = Mutex::default();
+        let cx = RestoreContext {
+            listener: None,
+            retry: RetryPolicy { timeout: Duration::from_secs(30), counters: &counters },
+            progress: &progress,
+        };
+        let task = TaskId { subtopology: 0, partition: 0 };
+        let mut reader = ChangelogReader::new(consumer, None);
+        assert!(reader.register(task, std::iter::once((&store, "app-s-changelog")), cx)?);
+        assert!(!reader.has_backlog(), "nothing read yet");
+        // Slices of 5 over 12 records: the slices that stop at their budget
+        // leave a backlog, and once the task is done there is none.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut backlogs = 0;
+        loop {
+            assert!(Instant::now() < deadline, "the restore did not end");
+            let outcomes = reader.step(5, Duration::from_millis(100), cx)?;
+            backlogs += usize::from(reader.has_backlog());
+            if outcomes.iter().any(|o| matches!(o, Restored::Done(t) if *t == task)) {
+                break;
+            }
+        }
+        assert!(backlogs >= 1, "no slice stopped at its budget");
+        assert!(!reader.has_backlog(), "a backlog left once every store is restored");
+        assert_eq!(counters.restored.load(Ordering::Relaxed), 12);
+        Ok(())
+    }
+}
