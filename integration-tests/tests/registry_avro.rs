@@ -4,8 +4,6 @@
 //! interop with Confluent's Python client.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use apache_avro::types::Value;
@@ -16,18 +14,11 @@ use streams_core::serde::registry::{RegistryErrorKind, WireFormatError};
 use streams_core::serde::{AvroSerde, GenericAvroSerde, SchemaRegistryClient, SchemaRegistryConfig, Serde, SerdeError};
 use streams_core::Headers;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
 
-/// The registry's URL, or `None` after one loud line saying the test is skipped.
-fn registry() -> Option<String> {
-    match std::env::var("SCHEMA_REGISTRY_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("SKIPPED: no schema registry (run through scripts/test.sh, or set SCHEMA_REGISTRY_URL)");
-            None
-        }
-    }
-}
+use common::registry::{de, python, registry, schema_id, ser};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const V1: &str = r#"{"type": "record", "name": "User", "namespace": "rivulet.test", "fields": [
     {"name": "name", "type": "string"},
@@ -63,18 +54,6 @@ struct UserV2 {
 
 fn user(i: i32) -> UserV1 {
     UserV1 { name: format!("user-{i}"), age: 20 + i, note: (i % 2 == 0).then(|| format!("note {i}")) }
-}
-
-fn ser<S: Serde>(serde: &S, topic: &str, value: &S::Target) -> Result<Vec<u8>, SerdeError> {
-    Ok(serde.serialize(topic, &mut Headers::new(), value)?.unwrap_or_default())
-}
-
-fn de<S: Serde>(serde: &S, topic: &str, bytes: &[u8]) -> Result<S::Target, SerdeError> {
-    serde.deserialize(topic, &Headers::new(), Some(bytes))
-}
-
-fn schema_id(bytes: &[u8]) -> u32 {
-    u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]])
 }
 
 #[test]
@@ -274,31 +253,6 @@ fn bad_bytes_are_deserialization_errors_and_unknown_ids_are_remembered() -> Test
     assert!(matches!(de(&serde, &topic, &trailing), Err(SerdeError::Schema { .. })));
     assert_eq!(serde.deserialize(&topic, &Headers::new(), None).unwrap_err().topic(), topic);
     Ok(())
-}
-
-/// Runs the Python Confluent client (integration-tests/python/sr_client.py);
-/// `None` when no Python can run it here (after one SKIPPED line).
-fn python(args: &[&str], stdin: &str) -> Result<Option<String>, Box<dyn std::error::Error>> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let mut child = Command::new("bash")
-        .arg(format!("{root}/scripts/pyclient.sh"))
-        .arg("run")
-        .args(args)
-        .current_dir(root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().ok_or("no stdin")?.write_all(stdin.as_bytes())?;
-    let out = child.wait_with_output()?;
-    match out.status.code() {
-        Some(0) => Ok(Some(String::from_utf8(out.stdout)?)),
-        Some(3) => {
-            eprintln!("SKIPPED: the Python Confluent client cannot run here: {}", String::from_utf8_lossy(&out.stderr));
-            Ok(None)
-        }
-        _ => Err(format!("sr_client.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr)).into()),
-    }
 }
 
 #[test]

@@ -3,8 +3,6 @@
 //! round trips, subject naming, refusals of incompatible schemas, bad bytes,
 //! and interop with Confluent's Python client both ways.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use integration_tests::{bootstrap_servers, create_topic_blocking, produce, read_until, unique_name};
@@ -15,18 +13,11 @@ use streams_core::serde::{
 };
 use streams_core::Headers;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
 
-/// The registry's URL, or `None` after one loud line saying the test is skipped.
-fn registry() -> Option<String> {
-    match std::env::var("SCHEMA_REGISTRY_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("SKIPPED: no schema registry (run through scripts/test.sh, or set SCHEMA_REGISTRY_URL)");
-            None
-        }
-    }
-}
+use common::registry::{de, failure, python, registry, schema_id, ser};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 // --- Protobuf -----------------------------------------------------------------
 
@@ -45,26 +36,6 @@ message Order {
     int32 quantity = 2;
   }
   string id = 1;
-  int64 cents = 2;
-  repeated Line lines = 3;
-  bool paid = 4;
-}
-"#;
-
-/// `Order` with field 1 turned from a string into an int64: not compatible.
-const ORDER_PROTO_BAD: &str = r#"syntax = "proto3";
-package rivulet.test;
-
-message Envelope {
-  string note = 1;
-}
-
-message Order {
-  message Line {
-    string sku = 1;
-    int32 quantity = 2;
-  }
-  int64 id = 1;
   int64 cents = 2;
   repeated Line lines = 3;
   bool paid = 4;
@@ -152,20 +123,6 @@ const PAYMENT_SCHEMA: &str = r#"{
   "required": ["card_id", "amount", "currency"]
 }"#;
 
-/// `amount` turned into a string: not compatible.
-const PAYMENT_SCHEMA_BAD: &str = r#"{
-  "$schema": "http://json-schema.org/draft-07/schema#",
-  "title": "Payment",
-  "type": "object",
-  "properties": {
-    "card_id": {"type": "string"},
-    "amount": {"type": "string"},
-    "currency": {"type": "string", "enum": ["EUR", "USD"]},
-    "note": {"type": ["string", "null"]}
-  },
-  "required": ["card_id", "amount", "currency"]
-}"#;
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Payment {
     card_id: String,
@@ -191,26 +148,6 @@ fn payment(i: u32) -> Payment {
 }
 
 // --- Helpers --------------------------------------------------------------------
-
-fn ser<S: Serde>(serde: &S, topic: &str, value: &S::Target) -> Result<Vec<u8>, SerdeError> {
-    Ok(serde.serialize(topic, &mut Headers::new(), value)?.unwrap_or_default())
-}
-
-fn de<S: Serde>(serde: &S, topic: &str, bytes: &[u8]) -> Result<S::Target, SerdeError> {
-    serde.deserialize(topic, &Headers::new(), Some(bytes))
-}
-
-/// The error of a call that should fail.
-fn failure<T: std::fmt::Debug>(result: Result<T, SerdeError>) -> SerdeError {
-    match result {
-        Ok(value) => panic!("expected an error, got {value:?}"),
-        Err(e) => e,
-    }
-}
-
-fn schema_id(bytes: &[u8]) -> u32 {
-    u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]])
-}
 
 /// Asserts that `result` is the registry's HTTP 409 refusal for `subject`.
 fn assert_incompatible<T: std::fmt::Debug>(result: Result<T, SerdeError>, subject: &str) {
@@ -256,37 +193,6 @@ where
         "a 3-byte value is a truncated header"
     );
     assert!(matches!(serde.deserialize(topic, &Headers::new(), None), Err(SerdeError::UnexpectedNull { .. })));
-}
-
-/// Runs the Python Confluent client (integration-tests/python/sr_client.py);
-/// `None` when no Python can run it here (after one SKIPPED line).
-fn python(args: &[&str], stdin: &str) -> Result<Option<String>, Box<dyn std::error::Error>> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let mut child = Command::new("bash")
-        .arg(format!("{root}/scripts/pyclient.sh"))
-        .arg("run")
-        .args(args)
-        .current_dir(root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().ok_or("no stdin")?.write_all(stdin.as_bytes())?;
-    let out = child.wait_with_output()?;
-    match out.status.code() {
-        Some(0) => Ok(Some(String::from_utf8(out.stdout)?)),
-        Some(3) => {
-            eprintln!("SKIPPED: the Python Confluent client cannot run here: {}", String::from_utf8_lossy(&out.stderr));
-            Ok(None)
-        }
-        _ => Err(format!(
-            "sr_client.py {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        )
-        .into()),
-    }
 }
 
 /// Python's `consume` output: one JSON object a line.
@@ -368,7 +274,10 @@ fn protobuf_incompatible_schema_is_refused_with_409() -> TestResult {
     let topic = unique_name("proto-incompatible");
     let client = SchemaRegistryClient::from_url(&url);
     ser(&ProtobufSerde::<Order>::new(&client, ORDER_PROTO, "rivulet.test.Order")?, &topic, &order(1))?;
-    let bad = ProtobufSerde::<OrderBadId>::new(&client, ORDER_PROTO_BAD, "rivulet.test.Order")?;
+    // `Order` with field 1 turned from a string into an int64: not compatible.
+    let order_proto_bad = ORDER_PROTO.replace("  string id = 1;", "  int64 id = 1;");
+    assert_ne!(order_proto_bad, ORDER_PROTO);
+    let bad = ProtobufSerde::<OrderBadId>::new(&client, &order_proto_bad, "rivulet.test.Order")?;
     assert_incompatible(ser(&bad, &topic, &OrderBadId { id: 5 }), &format!("{topic}-value"));
     Ok(())
 }
@@ -470,7 +379,11 @@ fn json_schema_incompatible_schema_is_refused_with_409() -> TestResult {
     let topic = unique_name("json-incompatible");
     let client = SchemaRegistryClient::from_url(&url);
     ser(&JsonSchemaSerde::<Payment>::new(&client, PAYMENT_SCHEMA)?, &topic, &payment(1))?;
-    let bad = JsonSchemaSerde::<PaymentTextAmount>::new(&client, PAYMENT_SCHEMA_BAD)?;
+    // `amount` turned into a string: not compatible.
+    let payment_schema_bad =
+        PAYMENT_SCHEMA.replace(r#""amount": {"type": "number", "minimum": 0}"#, r#""amount": {"type": "string"}"#);
+    assert_ne!(payment_schema_bad, PAYMENT_SCHEMA);
+    let bad = JsonSchemaSerde::<PaymentTextAmount>::new(&client, &payment_schema_bad)?;
     let value = PaymentTextAmount { card_id: "c".into(), amount: "12.50".into(), currency: "EUR".into() };
     assert_incompatible(ser(&bad, &topic, &value), &format!("{topic}-value"));
     Ok(())

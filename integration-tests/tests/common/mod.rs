@@ -2,6 +2,8 @@
 //! configs.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 
 use streams_core::StreamsConfig;

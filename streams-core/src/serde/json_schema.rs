@@ -345,14 +345,11 @@ impl<T: Serialize + DeserializeOwned + 'static> Serde for JsonSchemaSerde<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
-    use std::sync::Mutex;
-
     use serde::Deserialize;
 
     use super::*;
     use crate::serde::registry::{SchemaRegistryConfig, SubjectNameStrategy, WireFormatError};
+    use crate::serde::test_registry::{client, fake_registry};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -389,68 +386,6 @@ mod tests {
 
     fn payment(amount: f64) -> Payment {
         Payment { card_id: "c1".into(), amount, tags: vec!["web".into()] }
-    }
-
-    fn client(url: &str) -> SchemaRegistryClient {
-        let mut config = SchemaRegistryConfig::new(url);
-        config.max_retries = 0;
-        SchemaRegistryClient::new(config)
-    }
-
-    /// A registry stand-in: registrations get `register_id`; `GET /schemas/ids/N`
-    /// answers from `schemas` (id, type, text), else 404. Returns its URL and
-    /// the request lines it got.
-    fn fake_registry(
-        register_id: u32,
-        schemas: Vec<(u32, &'static str, String)>,
-    ) -> std::io::Result<(String, Arc<Mutex<Vec<String>>>)> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream);
-                let mut request = String::new();
-                let mut length = 0;
-                let _ = reader.read_line(&mut request);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        if name.eq_ignore_ascii_case("content-length") {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                seen.lock().unwrap_or_else(PoisonError::into_inner).push(request.trim().to_owned());
-                let path = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                let found = path
-                    .strip_prefix("/schemas/ids/")
-                    .and_then(|id| id.split('?').next()?.parse::<u32>().ok())
-                    .and_then(|id| schemas.iter().find(|(i, _, _)| *i == id));
-                let (status, answer) = if request.starts_with("POST") && path.ends_with("/versions") {
-                    ("200 OK", serde_json::json!({ "id": register_id }))
-                } else if let Some((_, kind, text)) = found {
-                    ("200 OK", serde_json::json!({ "schema": text, "schemaType": kind }))
-                } else {
-                    ("404 Not Found", serde_json::json!({ "error_code": 40403, "message": "Schema not found" }))
-                };
-                let answer = answer.to_string();
-                let mut stream = reader.into_inner();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-            }
-        });
-        Ok((url, requests))
     }
 
     #[test]

@@ -25,6 +25,8 @@ mod json_schema;
 mod protobuf;
 #[cfg(feature = "schema-registry")]
 pub mod registry;
+#[cfg(all(test, any(feature = "json-schema", feature = "protobuf")))]
+mod test_registry;
 
 #[cfg(feature = "avro")]
 pub use avro::{AvroSerde, GenericAvroSerde};

@@ -315,11 +315,11 @@ impl<T: prost::Message + Default + 'static> Serde for ProtobufSerde<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
     use super::*;
-    use crate::serde::registry::{SchemaRegistryConfig, WireFormatError};
+    use crate::serde::registry::WireFormatError;
+    use crate::serde::test_registry::{client, fake_registry};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -367,61 +367,6 @@ mod tests {
         lines: Vec<Line>,
     }
 
-    fn client(url: &str) -> SchemaRegistryClient {
-        let mut config = SchemaRegistryConfig::new(url);
-        config.max_retries = 0;
-        SchemaRegistryClient::new(config)
-    }
-
-    /// A registry stand-in: registrations get `register_id`; `GET /schemas/ids/N`
-    /// answers from `schemas` (id, type, text), else 404.
-    fn fake_registry(register_id: u32, schemas: Vec<(u32, &'static str, String)>) -> std::io::Result<String> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}", listener.local_addr()?);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream);
-                let mut request = String::new();
-                let mut length = 0;
-                let _ = reader.read_line(&mut request);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        if name.eq_ignore_ascii_case("content-length") {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let path = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                let found = path
-                    .strip_prefix("/schemas/ids/")
-                    .and_then(|id| id.split('?').next()?.parse::<u32>().ok())
-                    .and_then(|id| schemas.iter().find(|(i, _, _)| *i == id));
-                let (status, answer) = if request.starts_with("POST") && path.ends_with("/versions") {
-                    ("200 OK", serde_json::json!({ "id": register_id }))
-                } else if let Some((_, kind, text)) = found {
-                    ("200 OK", serde_json::json!({ "schema": text, "schemaType": kind }))
-                } else {
-                    ("404 Not Found", serde_json::json!({ "error_code": 40403, "message": "Schema not found" }))
-                };
-                let answer = answer.to_string();
-                let mut stream = reader.into_inner();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-            }
-        });
-        Ok(url)
-    }
-
     #[test]
     fn message_indexes_of_top_level_and_nested_messages() -> TestResult {
         let c = client("http://127.0.0.1:9");
@@ -461,7 +406,7 @@ mod tests {
 
     #[test]
     fn framing_is_confluents_and_round_trips() -> TestResult {
-        let url = fake_registry(7, vec![(7, "PROTOBUF", SHOP.to_owned()), (8, "AVRO", "\"string\"".to_owned())])?;
+        let (url, _) = fake_registry(7, vec![(7, "PROTOBUF", SHOP.to_owned()), (8, "AVRO", "\"string\"".to_owned())])?;
         let c = client(&url);
         let serde = ProtobufSerde::<Order>::new(&c, SHOP, "shop.v1.Order")?;
         let order = Order { id: "o-1".into(), lines: vec![Line { sku: "ab".into(), quantity: 3 }] };
@@ -503,7 +448,7 @@ mod tests {
 
     #[test]
     fn bad_bytes_are_errors() -> TestResult {
-        let url = fake_registry(7, vec![(7, "PROTOBUF", SHOP.to_owned())])?;
+        let (url, _) = fake_registry(7, vec![(7, "PROTOBUF", SHOP.to_owned())])?;
         let serde = ProtobufSerde::<Order>::new(&client(&url), SHOP, "shop.v1.Order")?;
         let de = |bytes: Option<&[u8]>| serde.deserialize("t", &Headers::new(), bytes);
         assert!(matches!(de(None), Err(SerdeError::UnexpectedNull { .. })));
