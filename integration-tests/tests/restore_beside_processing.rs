@@ -18,7 +18,7 @@ use streams_core::TaskId;
 use streams_core::{QueryableStoreTypes, StoreQueryParameters};
 
 mod common;
-use common::config;
+use common::{config, Put};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 /// Changelog records of task 0_1: enough that restoring takes many of the
@@ -26,31 +26,6 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const RESTORED: usize = 300_000;
 /// Input records of task 0_0.
 const PROCESSED: usize = 50;
-
-/// Puts every record into the `kv` store and counts it.
-struct Put {
-    store: Option<KeyValueStoreHandle<Vec<u8>, Vec<u8>>>,
-    processed: Arc<AtomicU64>,
-}
-
-impl Processor<Vec<u8>, Vec<u8>> for Put {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> Result<(), ProcessorError> {
-        self.store = Some(ctx.key_value_store("kv")?);
-        Ok(())
-    }
-
-    fn process(
-        &mut self,
-        r: Record<Vec<u8>, Vec<u8>>,
-        _: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
-    ) -> Result<(), ProcessorError> {
-        if let Some(s) = &self.store {
-            s.put(r.key(), r.value())?;
-        }
-        self.processed.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
 
 /// What the restore of task 0_1 saw of the processing beside it.
 #[derive(Default)]
@@ -128,7 +103,7 @@ fn a_restoring_task_does_not_stop_the_running_ones() -> Result<(), Box<dyn std::
     let mut topology = Topology::new();
     topology
         .add_source("in", &[input.as_str()], BytesSerde, BytesSerde)?
-        .add_processor("put", move || Put { store: None, processed: Arc::clone(&processed) }, &["in"])?
+        .add_processor("put", move || Put::counting(&processed), &["in"])?
         .add_state_store(
             Stores::key_value_store_builder(Stores::persistent_key_value_store("kv"), BytesSerde, BytesSerde),
             &["put"],

@@ -9,30 +9,7 @@ use streams_core::prelude::*;
 use streams_core::runtime::{KafkaStreams, State};
 
 mod common;
-use common::config;
-
-/// Puts every record into the `kv` store.
-struct Put {
-    store: Option<KeyValueStoreHandle<Vec<u8>, Vec<u8>>>,
-}
-
-impl Processor<Vec<u8>, Vec<u8>> for Put {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> Result<(), ProcessorError> {
-        self.store = Some(ctx.key_value_store("kv")?);
-        Ok(())
-    }
-
-    fn process(
-        &mut self,
-        r: Record<Vec<u8>, Vec<u8>>,
-        _: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
-    ) -> Result<(), ProcessorError> {
-        if let Some(s) = &self.store {
-            s.put(r.key(), r.value())?;
-        }
-        Ok(())
-    }
-}
+use common::{config, Put};
 
 #[test]
 fn restores_a_large_changelog() -> Result<(), Box<dyn std::error::Error>> {
@@ -51,7 +28,7 @@ fn restores_a_large_changelog() -> Result<(), Box<dyn std::error::Error>> {
     let mut topology = Topology::new();
     topology
         .add_source("in", &[input.as_str()], BytesSerde, BytesSerde)?
-        .add_processor("put", || Put { store: None }, &["in"])?
+        .add_processor("put", Put::default, &["in"])?
         .add_state_store(
             Stores::key_value_store_builder(Stores::persistent_key_value_store("kv"), BytesSerde, BytesSerde),
             &["put"],

@@ -7,6 +7,8 @@ use std::time::Duration;
 use streams_dsl::internal_topics::{plan_internal_topics, TopicPlanError};
 use streams_dsl::prelude::*;
 
+mod common;
+
 type Res = Result<(), Box<dyn std::error::Error>>;
 
 fn counts(pairs: &[(&str, i32)]) -> HashMap<String, i32> {
@@ -16,12 +18,7 @@ fn counts(pairs: &[(&str, i32)]) -> HashMap<String, i32> {
 #[test]
 fn word_count_plans_a_repartition_topic_and_a_compacted_changelog() -> Res {
     let b = StreamsBuilder::new();
-    b.stream(&["text-lines"], Consumed::with(Nullable(StringSerde), StringSerde))
-        .flat_map_values(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
-        .group_by(|_, w| w.clone(), Grouped::with(StringSerde, StringSerde).named("words"))
-        .count_with(Materialized::as_store("counts"))
-        .to_stream()
-        .to_with("word-counts", Produced::with(StringSerde, Nullable(I64Serde)));
+    common::word_count(&b);
     let (subs, topics) = plan_internal_topics(&b.build()?, "wc", &counts(&[("text-lines", 4)]))?;
     assert_eq!(subs.values().copied().collect::<Vec<_>>(), vec![4, 4]);
     let names: Vec<(&str, i32, &str)> =

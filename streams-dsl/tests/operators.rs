@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use streams_dsl::prelude::*;
+
+mod common;
 use streams_dsl::DslError;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -12,12 +14,7 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 #[test]
 fn describe_shows_repartition_topics_subtopologies_and_stores() -> Res {
     let b = StreamsBuilder::new();
-    b.stream(&["text-lines"], Consumed::with(Nullable(StringSerde), StringSerde))
-        .flat_map_values(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
-        .group_by(|_, w| w.clone(), Grouped::with(StringSerde, StringSerde).named("words"))
-        .count_with(Materialized::as_store("counts"))
-        .to_stream()
-        .to_with("word-counts", Produced::with(StringSerde, Nullable(I64Serde)));
+    common::word_count(&b);
     let topology = b.build()?;
     let text = topology.describe().to_string();
     assert_eq!(b.build()?.describe().to_string(), text, "build() again gives the same topology");

@@ -1,11 +1,14 @@
 //! What the runtime tests share: word-count input and its expected counts,
-//! configs.
+//! configs, a processor that fills a store.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod registry;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use streams_core::prelude::*;
 use streams_core::StreamsConfig;
 
 const VOCABULARY: [&str; 12] =
@@ -55,4 +58,37 @@ pub fn merge(
         }
     }
     out.into_iter().map(|(k, v)| (k, Some(v.to_string()))).collect()
+}
+
+/// Puts every record into the `kv` store and counts it in `processed`.
+#[derive(Default)]
+pub struct Put {
+    store: Option<KeyValueStoreHandle<Vec<u8>, Vec<u8>>>,
+    processed: Arc<AtomicU64>,
+}
+
+impl Put {
+    /// A processor counting into `processed`.
+    pub fn counting(processed: &Arc<AtomicU64>) -> Self {
+        Self { store: None, processed: Arc::clone(processed) }
+    }
+}
+
+impl Processor<Vec<u8>, Vec<u8>> for Put {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> Result<(), ProcessorError> {
+        self.store = Some(ctx.key_value_store("kv")?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        r: Record<Vec<u8>, Vec<u8>>,
+        _: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
+    ) -> Result<(), ProcessorError> {
+        if let Some(s) = &self.store {
+            s.put(r.key(), r.value())?;
+        }
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
 }

@@ -319,17 +319,7 @@ mod tests {
 
     use super::*;
     use crate::serde::registry::WireFormatError;
-    use crate::serde::test_registry::{client, fake_registry};
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    /// The error of a call that should fail.
-    fn failure<T: fmt::Debug, E>(result: Result<T, E>) -> E {
-        match result {
-            Ok(value) => panic!("expected an error, got {value:?}"),
-            Err(e) => e,
-        }
-    }
+    use crate::serde::test_registry::{client, failure, fake_registry, TestResult};
 
     const SHOP: &str = r#"
         syntax = "proto3";

@@ -1,11 +1,23 @@
 //! A schema registry stand-in for the registry serdes' unit tests, which run
-//! without services: the integration tests use a real registry (Karapace).
+//! without services (the integration tests use a real registry, Karapace),
+//! and the helpers those tests share.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::registry::{SchemaRegistryClient, SchemaRegistryConfig};
+
+/// What a test returns: `?` on any error fails it.
+pub(super) type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The error of a call that should fail.
+pub(super) fn failure<T: std::fmt::Debug, E>(result: Result<T, E>) -> E {
+    match result {
+        Ok(value) => panic!("expected an error, got {value:?}"),
+        Err(e) => e,
+    }
+}
 
 /// A client of `url` that does not retry: the tests look at single answers.
 pub(super) fn client(url: &str) -> SchemaRegistryClient {
