@@ -625,6 +625,23 @@ impl ThreadState {
             && committed.elements().iter().any(|e| !matches!(e.offset(), Offset::Offset(_)));
         let starts = if needs_start { bound(Offset::Beginning) } else { HashMap::new() };
         let mut out = HashMap::new();
+        // Said once per assignment: a partition starting without a committed
+        // offset re-reads (earliest) or skips (latest) what is there, which
+        // is expected on a first start and a clue when counts come out wrong
+        // after one.
+        let reset: Vec<String> = committed
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+            .map(|e| format!("{}-{}", e.topic(), e.partition()))
+            .collect();
+        if !reset.is_empty() {
+            tracing::info!(
+                partitions = ?reset,
+                auto_offset_reset = ?self.env.config.auto_offset_reset,
+                "assigned partitions without a committed offset start from auto.offset.reset"
+            );
+        }
         for e in committed.elements() {
             let key = (e.topic().to_owned(), e.partition());
             let Some(&high) = ends.get(&key) else { continue };
