@@ -32,10 +32,12 @@ scripts/kafka.sh --instance chaos status 2>/dev/null && CHAOS_WAS_RUNNING=1
 cleanup() {
     local status=$?
     if ((STARTED_REGISTRY)); then
-        scripts/registry.sh stop || true
+        # SCHEMA_REGISTRY_URL was exported for the tests: unset, so that
+        # registry.sh does not take our own Karapace for an external one.
+        env -u SCHEMA_REGISTRY_URL scripts/registry.sh stop || true
     fi
     # The registry-outage test runs a Karapace instance of its own.
-    RIVULET_REGISTRY_INSTANCE=outage scripts/registry.sh stop >/dev/null 2>&1 || true
+    RIVULET_REGISTRY_INSTANCE=outage env -u SCHEMA_REGISTRY_URL scripts/registry.sh stop >/dev/null 2>&1 || true
     if ((STARTED_KAFKA)); then
         scripts/kafka.sh stop || true
     fi
