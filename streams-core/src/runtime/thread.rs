@@ -621,10 +621,6 @@ impl ThreadState {
             }
         };
         let ends = bound(Offset::End);
-        let needs_start = self.env.config.auto_offset_reset == crate::topology::OffsetReset::Earliest
-            && committed.elements().iter().any(|e| !matches!(e.offset(), Offset::Offset(_)));
-        let starts = if needs_start { bound(Offset::Beginning) } else { HashMap::new() };
-        let mut out = HashMap::new();
         // Said once per assignment: a partition starting without a committed
         // offset re-reads (earliest) or skips (latest) what is there, which
         // is expected on a first start and a clue when counts come out wrong
@@ -642,6 +638,10 @@ impl ThreadState {
                 "assigned partitions without a committed offset start from auto.offset.reset"
             );
         }
+        let needs_start =
+            self.env.config.auto_offset_reset == crate::topology::OffsetReset::Earliest && !reset.is_empty();
+        let starts = if needs_start { bound(Offset::Beginning) } else { HashMap::new() };
+        let mut out = HashMap::new();
         for e in committed.elements() {
             let key = (e.topic().to_owned(), e.partition());
             let Some(&high) = ends.get(&key) else { continue };
