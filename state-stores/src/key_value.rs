@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::rocks::{RocksBackend, RocksDbConfig};
 use crate::encoding::{prefix_end, successor};
-use crate::tx::{Change, ChangeObserver, ChangelogRecord, EntryIter, StateStore, TxCore};
+use crate::tx::{Change, ChangelogRecord, EntryIter, StateStore, TxCore};
 use crate::StoreError;
 
 /// A key-value store over bytes, ordered by key (lexicographic byte order).
@@ -102,8 +102,11 @@ macro_rules! impl_state_store {
                 }
                 self.restore_records(records, changelog_offset)
             }
-            fn set_change_observer(&mut self, observer: Option<Box<dyn $crate::tx::ChangeObserver>>) {
-                self.$($field).+.set_observer(observer)
+            fn set_change_logging(&mut self, on: bool) {
+                self.$($field).+.set_logging(on)
+            }
+            fn take_changes(&mut self, into: &mut Vec<$crate::tx::ChangelogRecord>) {
+                self.$($field).+.take_changes(into)
             }
             fn flush(&mut self) -> Result<(), StoreError> {
                 self.$($field).+.flush()
@@ -138,11 +141,6 @@ impl KvStore {
     }
 
     fn after_abort(&mut self) {}
-
-    /// Installs the change-recording hook (same as [`StateStore::set_change_observer`]).
-    pub fn observe(&mut self, observer: impl ChangeObserver + 'static) {
-        self.core.set_observer(Some(Box::new(observer)));
-    }
 }
 
 impl_state_store!(KvStore, core);
@@ -153,13 +151,13 @@ impl KeyValueStore for KvStore {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.core.write(key, Some(value), Some(Change { key, value: Some(value), timestamp: None }))
+        self.core.write(key, Some(value), Some(Change { key, value: Some(value) }))
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let old = self.core.get(key)?;
         if old.is_some() {
-            self.core.write(key, None, Some(Change { key, value: None, timestamp: None }))?;
+            self.core.write(key, None, Some(Change { key, value: None }))?;
         }
         Ok(old)
     }
@@ -229,24 +227,33 @@ mod tests {
     }
 
     #[test]
-    fn observer_sees_each_write() -> Result<(), StoreError> {
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&seen);
+    fn the_change_log_holds_each_write_until_taken_and_drops_aborted_ones() -> Result<(), StoreError> {
         let mut s = KvStore::in_memory("s");
-        s.observe(move |c: Change<'_>| {
-            if let Ok(mut v) = sink.lock() {
-                v.push((c.key.to_vec(), c.value.map(<[u8]>::to_vec)));
-            }
-        });
+        s.put(b"before", b"0")?;
+        s.set_change_logging(true);
         s.put(b"a", b"1")?;
         s.put(b"a", b"2")?;
         s.delete(b"a")?;
         s.delete(b"missing")?;
-        let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        let mut taken = Vec::new();
+        s.take_changes(&mut taken);
         assert_eq!(
-            seen,
-            vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"a".to_vec(), Some(b"2".to_vec())), (b"a".to_vec(), None)]
+            taken,
+            vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"a".to_vec(), Some(b"2".to_vec())), (b"a".to_vec(), None)],
+            "every write since logging began, in order; a delete of nothing is not a write"
         );
+        s.put(b"b", b"1")?;
+        s.take_changes(&mut taken);
+        assert_eq!(taken.len(), 4, "a second take appends to a non-empty vector");
+        s.put(b"c", b"1")?;
+        s.abort();
+        let mut after_abort = Vec::new();
+        s.take_changes(&mut after_abort);
+        assert!(after_abort.is_empty(), "an abort drops the log with the batch: {after_abort:?}");
+        s.set_change_logging(false);
+        s.put(b"d", b"1")?;
+        s.take_changes(&mut after_abort);
+        assert!(after_abort.is_empty(), "nothing is logged with logging off");
         Ok(())
     }
 }

@@ -9,8 +9,10 @@
 //! - [`StateStore`]: what every store offers. Writes enter an open batch that
 //!   reads see at once; [`commit`](StateStore::commit) applies the batch and the
 //!   changelog offset it reaches in one atomic write (one RocksDB `WriteBatch`);
-//!   [`abort`](StateStore::abort) drops it. A [`ChangeObserver`] sees every
-//!   write (for the changelog topic), and
+//!   [`abort`](StateStore::abort) drops it. With the change log on
+//!   ([`set_change_logging`](StateStore::set_change_logging)), every write is
+//!   also kept in changelog form until the runtime takes it for the changelog
+//!   topic, and
 //!   [`restore_batch`](StateStore::restore_batch) bulk-applies changelog records.
 //! - [`KeyValueStore`] / [`KvStore`]: ordered key-value stores.
 //! - [`WindowStore`] / [`SegmentedWindowStore`]: values per key and window
@@ -18,7 +20,6 @@
 //! - [`SessionStore`] / [`SegmentedSessionStore`]: session windows, found by overlap.
 //! - [`TimestampedKeyValueStore`], [`TimestampedWindowStore`]: values with the
 //!   timestamp of the record that wrote them (KTables).
-//! - [`RecordCache`]: collapses repeated updates per key between commits.
 //! - [`RocksDbConfig`]: shared block cache, write buffers, compression, and a
 //!   hook to set any RocksDB option per store.
 //!
@@ -45,7 +46,6 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod backend;
-mod cache;
 mod encoding;
 mod error;
 mod key_value;
@@ -56,12 +56,11 @@ mod tx;
 mod window;
 
 pub use backend::rocks::{Compression, RocksDbConfig, RocksDbConfigSetter};
-pub use cache::{DirtyEntry, RecordCache};
 pub use error::StoreError;
 pub use key_value::{KeyValueStore, KvStore};
 pub use session::{SegmentedSessionStore, SessionEntry, SessionStore};
 pub use timestamped::{TimestampedKeyValueStore, TimestampedWindowStore, ValueAndTimestamp};
-pub use tx::{Change, ChangeObserver, ChangelogRecord, EntryIter, RocksDbFigures, StateStore};
+pub use tx::{ChangelogRecord, EntryIter, RocksDbFigures, StateStore};
 pub use window::{Retention, SegmentedWindowStore, WindowEntry, WindowStore};
 
 /// The RocksDB bindings, for [`RocksDbConfig::with_config_setter`] hooks.

@@ -165,7 +165,7 @@ impl Segmented {
         let mut internal = Vec::with_capacity(8 + log_key.len());
         internal.extend_from_slice(&seg_prefix(seg));
         internal.extend_from_slice(&log_key);
-        self.core.write(&internal, value, Some(Change { key: &log_key, value, timestamp: Some(time) }))?;
+        self.core.write(&internal, value, Some(Change { key: &log_key, value }))?;
         self.segments.insert(seg);
         self.expire()?;
         Ok(true)

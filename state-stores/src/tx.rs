@@ -9,30 +9,14 @@ use std::ops::Bound;
 use crate::backend::{Backend, BackendIter, WriteSet};
 use crate::StoreError;
 
-/// One write as the change-recording hook sees it.
+/// One write in changelog form, as a store kind encodes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Change<'a> {
+pub(crate) struct Change<'a> {
     /// The key as the store's changelog carries it (what
     /// [`StateStore::restore_batch`] takes back).
-    pub key: &'a [u8],
+    pub(crate) key: &'a [u8],
     /// The value; `None` is a tombstone.
-    pub value: Option<&'a [u8]>,
-    /// The time the write belongs to, where the store kind has one (window
-    /// start, session end); `None` for plain key-value writes.
-    pub timestamp: Option<i64>,
-}
-
-/// Observes every write of a store as it enters the open batch, so that the
-/// runtime can send it to the changelog topic.
-pub trait ChangeObserver: Send {
-    /// Called once per write, in order.
-    fn on_change(&mut self, change: Change<'_>);
-}
-
-impl<F: FnMut(Change<'_>) + Send> ChangeObserver for F {
-    fn on_change(&mut self, change: Change<'_>) {
-        self(change)
-    }
+    pub(crate) value: Option<&'a [u8]>,
 }
 
 /// A changelog record to restore: key and value (`None`: tombstone).
@@ -67,8 +51,19 @@ pub trait StateStore: Send + std::fmt::Debug {
         changelog_offset: u64,
     ) -> Result<(), StoreError>;
 
-    /// Installs (or removes) the change-recording hook.
-    fn set_change_observer(&mut self, observer: Option<Box<dyn ChangeObserver>>);
+    /// Turns the change log on or off. While it is on, every write also
+    /// enters the log in changelog form (the key as
+    /// [`restore_batch`](StateStore::restore_batch) takes it back, the value
+    /// or a tombstone), in order, until [`take_changes`](StateStore::take_changes)
+    /// hands it out; [`abort`](StateStore::abort) drops the log with the batch.
+    /// Writes dropped as expired and whole expired segments are not logged:
+    /// changelog retention removes them on the broker's side.
+    fn set_change_logging(&mut self, on: bool);
+
+    /// Hands out the writes logged since the last call, oldest first: swaps
+    /// them with `into` when it is empty (so that neither side allocates once
+    /// both have grown), appends them to it otherwise.
+    fn take_changes(&mut self, into: &mut Vec<ChangelogRecord>);
 
     /// Makes committed state durable on disk (no-op in memory).
     fn flush(&mut self) -> Result<(), StoreError>;
@@ -109,7 +104,8 @@ pub(crate) struct TxCore {
     pub(crate) name: String,
     backend: Box<dyn Backend>,
     pending: WriteSet,
-    observer: Option<Box<dyn ChangeObserver>>,
+    /// Writes not yet handed out, in changelog form, while logging is on.
+    log: Option<Vec<ChangelogRecord>>,
     open: bool,
 }
 
@@ -128,7 +124,7 @@ pub type EntryIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), Stor
 
 impl TxCore {
     pub(crate) fn new(name: &str, backend: Box<dyn Backend>) -> Self {
-        Self { name: name.to_owned(), backend, pending: WriteSet::default(), observer: None, open: true }
+        Self { name: name.to_owned(), backend, pending: WriteSet::default(), log: None, open: true }
     }
 
     pub(crate) fn check_open(&self) -> Result<(), StoreError> {
@@ -150,7 +146,7 @@ impl TxCore {
         self.backend.get(key)
     }
 
-    /// Writes into the open batch; `change` is what the observer sees.
+    /// Writes into the open batch; `change` is what the change log records.
     pub(crate) fn write(
         &mut self,
         key: &[u8],
@@ -159,14 +155,14 @@ impl TxCore {
     ) -> Result<(), StoreError> {
         self.check_open()?;
         self.pending.ops.insert(key.to_vec(), value.map(<[u8]>::to_vec));
-        if let (Some(observer), Some(change)) = (self.observer.as_mut(), change) {
-            observer.on_change(change);
+        if let (Some(log), Some(change)) = (self.log.as_mut(), change) {
+            log.push((change.key.to_vec(), change.value.map(<[u8]>::to_vec)));
         }
         Ok(())
     }
 
     /// Deletes `[start, end)` in the open batch (whole expired segments; not
-    /// observed: changelog retention removes them on the broker's side).
+    /// logged: changelog retention removes them on the broker's side).
     pub(crate) fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), StoreError> {
         self.check_open()?;
         if start < end {
@@ -201,6 +197,9 @@ impl TxCore {
 
     pub(crate) fn abort(&mut self) {
         self.pending.clear();
+        if let Some(log) = &mut self.log {
+            log.clear();
+        }
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -234,8 +233,20 @@ impl TxCore {
         self.backend.restore(records, offset)
     }
 
-    pub(crate) fn set_observer(&mut self, observer: Option<Box<dyn ChangeObserver>>) {
-        self.observer = observer;
+    pub(crate) fn set_logging(&mut self, on: bool) {
+        match (on, &self.log) {
+            (true, None) => self.log = Some(Vec::new()),
+            (false, _) => self.log = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    pub(crate) fn take_changes(&mut self, into: &mut Vec<ChangelogRecord>) {
+        match &mut self.log {
+            Some(log) if into.is_empty() => std::mem::swap(log, into),
+            Some(log) => into.append(log),
+            None => {}
+        }
     }
 
     pub(crate) fn estimate_num_entries(&self) -> Result<u64, StoreError> {
@@ -252,6 +263,7 @@ impl TxCore {
 
     pub(crate) fn close(&mut self) {
         self.pending.clear();
+        self.log = None;
         self.open = false;
     }
 

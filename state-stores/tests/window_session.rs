@@ -125,17 +125,12 @@ fn window_store_reopens_with_segments_and_stream_time() -> Res {
 fn window_changelog_round_trips_through_restore() -> Res {
     let retention = Retention::new(1_000).with_segment_interval(100);
     let mut source = SegmentedWindowStore::in_memory("w", retention, false);
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = std::sync::Arc::clone(&log);
-    source.set_change_observer(Some(Box::new(move |c: state_stores::Change<'_>| {
-        if let Ok(mut l) = sink.lock() {
-            l.push((c.key.to_vec(), c.value.map(<[u8]>::to_vec)));
-        }
-    })));
+    source.set_change_logging(true);
     source.put(b"a", Some(b"1"), 10)?;
     source.put(b"b", Some(b"2"), 20)?;
     source.put(b"a", None, 10)?;
-    let records = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut records = Vec::new();
+    source.take_changes(&mut records);
     assert_eq!(records.len(), 3);
     let dir = tempfile::tempdir()?;
     let mut target = SegmentedWindowStore::rocksdb("w", dir.path(), &RocksDbConfig::default(), retention, false)?;

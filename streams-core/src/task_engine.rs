@@ -11,7 +11,7 @@ use crate::erased::{AnySlot, NoSlot};
 use crate::error::{ProcessorError, StreamsError};
 use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, ScheduleId};
 use crate::record::RecordMetadata;
-use crate::store::{lock_buffer, ChangeBuffer, StoreContext, StoreEntry};
+use crate::store::{ChangeLogging, StoreContext, StoreEntry};
 use crate::topology::{DecodeError, NodeKind, PartitionCounts, RawRecord, Topology};
 
 /// A task's id: sub-topology number and partition, printed `<sub>_<partition>`.
@@ -283,59 +283,10 @@ pub(crate) struct TaskEngine {
     /// Internal topic name → its name on the cluster.
     internal_topics: InternalTopics,
     cache_max_bytes: u64,
-    /// Store, changelog topic and pending writes of each logged store.
-    changelogs: Vec<Changelog>,
+    /// The change-logging layer of each logged store.
+    changelogs: Vec<ChangeLogging>,
     /// Stores another owner (the global thread) commits and closes.
     shared: Vec<String>,
-}
-
-/// A logged store's changelog and the writes not yet sent to it.
-struct Changelog {
-    store: String,
-    topic: Arc<str>,
-    buffer: ChangeBuffer,
-    /// A caching store's writes since the last flush, one per key: as Kafka
-    /// Streams' caching layer sits above its change-logging layer, a key
-    /// updated many times between commits is logged once.
-    held: Option<HeldChanges>,
-    /// The buffer's previous contents, emptied: swapped in on every ship so
-    /// that neither side allocates per record.
-    spare: Vec<crate::store::LoggedChange>,
-}
-
-/// Changelog writes held back until the next flush, last value per key, in
-/// the order each key was first written.
-#[derive(Default)]
-struct HeldChanges {
-    index: foldhash::HashMap<Vec<u8>, usize>,
-    /// Key, latest value (`None`: deleted), timestamp of the latest write.
-    entries: Vec<(Vec<u8>, Option<Vec<u8>>, i64)>,
-    bytes: u64,
-}
-
-/// What an entry is taken to cost beyond its key and value bytes.
-const HELD_ENTRY_OVERHEAD: u64 = 64;
-
-impl HeldChanges {
-    fn hold(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, timestamp: i64) {
-        let size = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len) as u64;
-        if let Some(&i) = self.index.get(&key) {
-            let entry = &mut self.entries[i];
-            self.bytes = self.bytes - size(&entry.1) + size(&value);
-            entry.1 = value;
-            entry.2 = timestamp;
-        } else {
-            self.bytes += 2 * key.len() as u64 + size(&value) + HELD_ENTRY_OVERHEAD;
-            self.index.insert(key.clone(), self.entries.len());
-            self.entries.push((key, value, timestamp));
-        }
-    }
-
-    fn take(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>, i64)> {
-        self.index.clear();
-        self.bytes = 0;
-        std::mem::take(&mut self.entries)
-    }
 }
 
 impl fmt::Debug for TaskEngine {
@@ -410,18 +361,8 @@ impl TaskEngine {
                 let changelog = format!("{application_id}-{}-changelog", builder.name());
                 let entry = builder.build(store_context, changelog.clone())?;
                 // Global stores are restored from their source topic, not logged.
-                if builder.logging_enabled() && !global.contains(&builder.name()) {
-                    let buffer = ChangeBuffer::default();
-                    entry.observe(Arc::clone(&buffer));
-                    let held =
-                        (builder.caching_enabled() && store_context.cache_max_bytes > 0).then(HeldChanges::default);
-                    changelogs.push(Changelog {
-                        store: builder.name().to_owned(),
-                        topic: changelog.into(),
-                        buffer,
-                        held,
-                        spare: Vec::new(),
-                    });
+                if !global.contains(&builder.name()) {
+                    changelogs.extend(builder.change_logging(&entry, changelog.into(), id.partition, store_context));
                 }
                 stores.insert(builder.name().to_owned(), entry);
             }
@@ -572,42 +513,8 @@ impl TaskEngine {
         timestamp: i64,
         flush: bool,
     ) -> Result<(), ProcessorError> {
-        let partition = self.id.partition;
         let budget = self.cache_max_bytes;
-        for log in &mut self.changelogs {
-            let mut changes = std::mem::take(&mut log.spare);
-            std::mem::swap(&mut changes, &mut *lock_buffer(&log.buffer));
-            let send = |collector: &mut dyn RecordCollector, key, value, timestamp| {
-                collector.send(RawRecord {
-                    topic: Arc::clone(&log.topic),
-                    partition: Some(partition),
-                    offset: None,
-                    timestamp,
-                    key: Some(key),
-                    value,
-                    headers: crate::record::Headers::new(),
-                })
-            };
-            match &mut log.held {
-                None => {
-                    for (key, value) in changes.drain(..) {
-                        send(collector, key, value, timestamp)?;
-                    }
-                }
-                Some(held) => {
-                    for (key, value) in changes.drain(..) {
-                        held.hold(key, value, timestamp);
-                    }
-                    if flush || held.bytes > budget {
-                        for (key, value, timestamp) in held.take() {
-                            send(collector, key, value, timestamp)?;
-                        }
-                    }
-                }
-            }
-            log.spare = changes;
-        }
-        Ok(())
+        self.changelogs.iter_mut().try_for_each(|log| log.send(collector, timestamp, flush, budget))
     }
 
     /// Fires due stream-time punctuators (none before the first record).
@@ -695,21 +602,24 @@ impl TaskEngine {
     /// Commits every store's open batch (no changelog offset: the test driver
     /// and at-least-once paths without logging).
     pub(crate) fn commit_stores(&mut self) -> Result<(), StreamsError> {
-        self.commit_stores_at(&HashMap::new())
+        self.commit_stores_at(&HashMap::new()).map(|_| ())
     }
 
     /// Commits every owned store's open batch; a logged store stores the
-    /// offset its changelog reached (`checkpoints`, by changelog topic) as
-    /// its checkpoint in the same write.
-    pub(crate) fn commit_stores_at(&mut self, checkpoints: &HashMap<String, u64>) -> Result<(), StreamsError> {
+    /// offset its changelog partition reached (`reached`: the next offset to
+    /// read, by topic and partition, of what a commit wrote) as its
+    /// checkpoint in the same write. Says whether any store took a checkpoint.
+    pub(crate) fn commit_stores_at(&mut self, reached: &HashMap<(String, i32), i64>) -> Result<bool, StreamsError> {
+        let mut checkpointed = false;
         for (name, store) in &self.stores {
             if self.shared.contains(name) {
                 continue;
             }
-            let offset = self.changelogs.iter().find(|c| &c.store == name).and_then(|c| checkpoints.get(&*c.topic));
-            store.commit(offset.copied())?;
+            let offset = self.changelogs.iter().find(|c| c.store().name() == name).and_then(|c| c.reached(reached));
+            checkpointed |= offset.is_some();
+            store.commit(offset)?;
         }
-        Ok(())
+        Ok(checkpointed)
     }
 
     /// Drops every owned store's open batch, and writes not yet logged.
@@ -720,10 +630,7 @@ impl TaskEngine {
             }
         }
         for log in &mut self.changelogs {
-            lock_buffer(&log.buffer).clear();
-            if let Some(held) = &mut log.held {
-                held.take();
-            }
+            log.abort();
         }
     }
 
@@ -734,7 +641,7 @@ impl TaskEngine {
 
     /// The logged stores and their changelog topics.
     pub(crate) fn changelogs(&self) -> impl Iterator<Item = (&StoreEntry, &str)> + '_ {
-        self.changelogs.iter().filter_map(|c| self.stores.get(&c.store).map(|s| (s, &*c.topic)))
+        self.changelogs.iter().map(|c| (c.store(), c.topic()))
     }
 
     /// Closes every processor, then every store; reports the first error.
@@ -759,28 +666,5 @@ impl TaskEngine {
             }
         }
         first.map_or(Ok(()), Err)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HeldChanges;
-
-    #[test]
-    fn held_changes_keep_the_last_write_per_key_in_first_write_order() {
-        let mut held = HeldChanges::default();
-        held.hold(b"a".to_vec(), Some(b"1".to_vec()), 10);
-        held.hold(b"b".to_vec(), Some(b"1".to_vec()), 11);
-        held.hold(b"a".to_vec(), Some(b"22".to_vec()), 12);
-        held.hold(b"b".to_vec(), None, 13);
-        let sized = held.bytes;
-        assert_eq!(
-            held.take(),
-            vec![(b"a".to_vec(), Some(b"22".to_vec()), 12), (b"b".to_vec(), None, 13)],
-            "one write per key: its last value and timestamp"
-        );
-        assert!(sized > 0);
-        assert_eq!(held.bytes, 0);
-        assert!(held.take().is_empty());
     }
 }

@@ -335,18 +335,8 @@ impl ThreadState {
             })?;
         }
         for (id, task) in self.tasks.iter_mut().filter(|(_, t)| !t.restoring) {
-            let checkpoints: HashMap<String, u64> = task
-                .engine
-                .changelogs()
-                .filter_map(|(_, topic)| {
-                    reached
-                        .get(&(topic.to_owned(), id.partition))
-                        .and_then(|&o| u64::try_from(o).ok())
-                        .map(|o| (topic.to_owned(), o))
-                })
-                .collect();
-            task.engine.commit_stores_at(&checkpoints)?;
-            if !checkpoints.is_empty() && task.consumed().next().is_some() {
+            let checkpointed = task.engine.commit_stores_at(&reached)?;
+            if checkpointed && task.consumed().next().is_some() {
                 let mut positions = super::guard(&self.env.store_positions);
                 let position = positions.entry(*id).or_default();
                 position.extend(task.consumed().map(|(t, o)| (t.to_owned(), o)));

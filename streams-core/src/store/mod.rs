@@ -2,6 +2,7 @@
 //! topology holds, and typed handles over the byte-level stores of the
 //! `state-stores` crate.
 
+mod change_logging;
 mod handles;
 mod json;
 mod query;
@@ -17,6 +18,7 @@ use state_stores::{
     StateStore, StoreError, WindowStore,
 };
 
+pub(crate) use change_logging::ChangeLogging;
 pub use handles::{
     KeyValueStoreHandle, SessionStoreHandle, TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, Windowed,
 };
@@ -370,6 +372,21 @@ impl StoreBuilder {
         &self.json
     }
 
+    /// The change-logging layer over a task's instance of this store, when
+    /// logging is on: it sends the store's writes to `changelog` on the
+    /// task's `partition`, held one per key between commits when caching is
+    /// on too (and the context's cache budget is not 0).
+    pub(crate) fn change_logging(
+        &self,
+        entry: &StoreEntry,
+        changelog: Arc<str>,
+        partition: i32,
+        ctx: &StoreContext,
+    ) -> Option<ChangeLogging> {
+        let caching = self.caching && ctx.cache_max_bytes > 0;
+        self.logging.then(|| ChangeLogging::new(entry.clone(), changelog, partition, caching))
+    }
+
     pub(crate) fn build(&self, ctx: &StoreContext, serde_topic: String) -> Result<StoreEntry, StreamsError> {
         Ok(StoreEntry {
             name: self.supplier.name.clone(),
@@ -503,24 +520,14 @@ impl StoreEntry {
         self.instance.with(|s| s.close()).map_err(StreamsError::from)
     }
 
-    /// Collects every write of the store (changelog key, value or tombstone)
-    /// into `buffer`, for the task to send to the changelog topic.
-    pub(crate) fn observe(&self, buffer: ChangeBuffer) {
-        self.instance.with(|s| {
-            s.set_change_observer(Some(Box::new(move |c: state_stores::Change<'_>| {
-                lock_buffer(&buffer).push((c.key.to_vec(), c.value.map(<[u8]>::to_vec)));
-            })))
-        })
+    /// Turns the store's change log on or off (the change-logging layer's source).
+    fn set_change_logging(&self, on: bool) {
+        self.instance.with(|s| s.set_change_logging(on))
     }
-}
 
-/// One store write: changelog key and value (`None`: tombstone).
-pub(crate) type LoggedChange = (Vec<u8>, Option<Vec<u8>>);
-
-/// Writes of one store waiting to be sent to its changelog.
-pub(crate) type ChangeBuffer = Arc<Mutex<Vec<LoggedChange>>>;
-
-pub(crate) fn lock_buffer(buffer: &ChangeBuffer) -> MutexGuard<'_, Vec<LoggedChange>> {
-    // Pushing or draining a Vec cannot be left half-done by a panic elsewhere.
-    buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The writes the store logged since the last take (see
+    /// [`state_stores::StateStore::take_changes`]).
+    fn take_changes(&self, into: &mut Vec<state_stores::ChangelogRecord>) {
+        self.instance.with(|s| s.take_changes(into))
+    }
 }
