@@ -165,6 +165,12 @@ pub(crate) struct Env {
     topic_sub: foldhash::HashMap<String, u32>,
     /// Sub-topology → the topics it reads, as on the cluster.
     sub_topics: HashMap<u32, Vec<String>>,
+    /// Topic as on the cluster → where its partitions start without a
+    /// committed offset: repartition topics from the earliest (what the
+    /// upstream task wrote before this one started is this task's input, as
+    /// in Kafka Streams), sources as set for their topic or by
+    /// `auto.offset.reset`.
+    offset_resets: HashMap<String, crate::topology::OffsetReset>,
     /// Sub-topology → its partition count (its number of tasks).
     sub_partitions: std::collections::BTreeMap<u32, i32>,
     /// This instance's endpoint and every instance's tasks.
@@ -198,6 +204,12 @@ pub(crate) struct Env {
 }
 
 impl Env {
+    /// Where partitions of `topic` (as on the cluster) start without a
+    /// committed offset.
+    fn offset_reset(&self, topic: &str) -> crate::topology::OffsetReset {
+        self.offset_resets.get(topic).copied().unwrap_or(self.config.auto_offset_reset)
+    }
+
     fn set_thread_lag(&self, index: usize, lag: u64) {
         guard(&self.lag).insert(index, lag);
     }
@@ -596,9 +608,16 @@ impl KafkaStreams {
         let subtopologies: Vec<Subtopology> = self.topology.subtopologies().into_iter().filter(|s| !s.global).collect();
         let mut topic_sub = foldhash::HashMap::default();
         let mut sub_topics: HashMap<u32, Vec<String>> = HashMap::new();
+        let mut offset_resets = HashMap::new();
         for sub in &subtopologies {
             for t in &sub.source_topics {
                 let resolved = self.topology.resolve_topic(app, t);
+                let reset = if self.topology.internal_topics().any(|i| i.name == *t) {
+                    crate::topology::OffsetReset::Earliest
+                } else {
+                    self.topology.offset_reset(t).unwrap_or(self.config.auto_offset_reset)
+                };
+                offset_resets.insert(resolved.clone(), reset);
                 topic_sub.insert(resolved.clone(), sub.id);
                 sub_topics.entry(sub.id).or_default().push(resolved);
             }
@@ -623,6 +642,7 @@ impl KafkaStreams {
             subtopologies,
             topic_sub,
             sub_topics,
+            offset_resets,
             sub_partitions,
             membership: membership::Membership::new(endpoint),
             standbys: standby::Standbys::default(),

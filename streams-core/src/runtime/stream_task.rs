@@ -168,6 +168,13 @@ impl StreamTask {
         }
     }
 
+    /// Takes every buffered record out, partition by partition in offset
+    /// order: for a task replaced before it processed them (its state wiped
+    /// and restored again), whose consumer position is already past them.
+    pub(crate) fn take_buffered(&mut self) -> Vec<RawRecord> {
+        self.inputs.iter_mut().flat_map(|i| i.queue.drain(..)).collect()
+    }
+
     pub(crate) fn queue_len(&self, topic: &str) -> usize {
         self.input(topic).map_or(0, |i| i.queue.len())
     }

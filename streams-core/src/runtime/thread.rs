@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, kafka_error};
@@ -26,7 +27,7 @@ use crate::error::{ProcessorError, StreamsError};
 use crate::serde::SerdeError;
 use crate::store::StoreContext;
 use crate::task_engine::{TaskEngine, TaskId};
-use crate::topology::RawRecord;
+use crate::topology::{OffsetReset, RawRecord};
 
 /// Records polled per loop before processing.
 const POLL_BATCH: usize = 2000;
@@ -65,6 +66,10 @@ struct ThreadState {
     /// (behind a fetch that long-polls an empty partition, every offset
     /// query on the connection waits up to `fetch.wait.max.ms`).
     unfetched: HashMap<(String, i32), i64>,
+    /// For the assignment to come: partitions without a committed offset
+    /// whose topic starts elsewhere than `auto.offset.reset` says (a
+    /// repartition topic, a source with its own reset policy), and where.
+    reset_starts: Vec<(String, i32, Offset)>,
     /// An error raised inside a callback, for the loop to report.
     error: Option<StreamsError>,
     last_commit: Instant,
@@ -232,6 +237,44 @@ impl ClientContext for ThreadContext {
 }
 
 impl ConsumerContext for ThreadContext {
+    /// As rdkafka's own, except that an assignment's partitions without a
+    /// committed offset whose topic has its own reset policy are assigned
+    /// at the start that policy gives: librdkafka knows only the one
+    /// `auto.offset.reset` of the consumer.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let assigned = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
+                for (topic, partition, start) in std::mem::take(&mut lock(&self.state).reset_starts) {
+                    if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
+                        tracing::warn!(%topic, partition, error = %e, "cannot set where a partition starts");
+                    }
+                }
+                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                self.post_rebalance(consumer, &Rebalance::Assign(tpl));
+                assigned
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                let revoked = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                self.post_rebalance(consumer, &Rebalance::Revoke(tpl));
+                revoked
+            }
+            _ => {
+                let rebalance = Rebalance::Error(rdkafka::error::KafkaError::Rebalance(err.into()));
+                self.pre_rebalance(consumer, &rebalance);
+                // As rdkafka does: an unknown event gives up the assignment.
+                let unassigned = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                self.post_rebalance(consumer, &rebalance);
+                unassigned
+            }
+        };
+        if let Err(e) = assigned {
+            tracing::warn!(error = %e, "applying a rebalance failed");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.rebalances.fetch_add(1, Ordering::AcqRel);
         if let Rebalance::Assign(tpl) = rebalance {
@@ -244,7 +287,7 @@ impl ConsumerContext for ThreadContext {
         let mut st = lock(&self.state);
         st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
         if let Rebalance::Assign(tpl) = rebalance {
-            (st.unfetched, st.group_offsets) = st.unfetched_partitions(tpl, consumer);
+            (st.unfetched, st.group_offsets, st.reset_starts) = st.unfetched_partitions(tpl, consumer);
         }
         if let Rebalance::Revoke(_) = rebalance {
             if st.tasks.is_empty() {
@@ -574,18 +617,25 @@ impl ThreadState {
     }
 
     /// The assigned partitions that have records to read (start offset below
-    /// the end), with that end; and the group's committed offsets. Errors
-    /// only cost the wait and the check of the stores: they are logged.
+    /// the end), with that end; the group's committed offsets; and where the
+    /// partitions without one start when their topic's reset policy is not
+    /// the consumer's `auto.offset.reset`. Errors only cost the wait, the
+    /// check of the stores and per-topic starts: they are logged.
+    #[allow(clippy::type_complexity)]
     fn unfetched_partitions(
         &self,
         partitions: &TopicPartitionList,
         consumer: &BaseConsumer<ThreadContext>,
-    ) -> (HashMap<(String, i32), i64>, Option<GroupOffsets>) {
+    ) -> (HashMap<(String, i32), i64>, Option<GroupOffsets>, Vec<(String, i32, Offset)>) {
         let committed = match consumer.committed_offsets(partitions.clone(), Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read committed offsets; not waiting for first fetches");
-                return (HashMap::new(), None);
+                tracing::warn!(
+                    error = %e,
+                    "cannot read committed offsets; not waiting for first fetches, and partitions without one \
+                     start from auto.offset.reset whatever their topic's own policy"
+                );
+                return (HashMap::new(), None, Vec::new());
             }
         };
         let group = GroupOffsets::from(&committed);
@@ -611,25 +661,26 @@ impl ThreadState {
             }
         };
         let ends = bound(Offset::End);
+        // A partition the coordinator answered for with an error is not
+        // known to lack an offset: librdkafka's own fetch decides it.
+        let without: Vec<(String, i32, OffsetReset)> = committed
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_ok() && !matches!(e.offset(), Offset::Offset(_)))
+            .map(|e| (e.topic().to_owned(), e.partition(), self.env.offset_reset(e.topic())))
+            .collect();
         // Said once per assignment: a partition starting without a committed
         // offset re-reads (earliest) or skips (latest) what is there, which
         // is expected on a first start and a clue when counts come out wrong
         // after one.
-        let reset: Vec<String> = committed
-            .elements()
-            .iter()
-            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
-            .map(|e| format!("{}-{}", e.topic(), e.partition()))
-            .collect();
-        if !reset.is_empty() {
+        if !without.is_empty() {
+            let listed: Vec<String> = without.iter().map(|(t, p, r)| format!("{t}-{p} ({r:?})")).collect();
             tracing::info!(
-                partitions = ?reset,
-                auto_offset_reset = ?self.env.config.auto_offset_reset,
-                "assigned partitions without a committed offset start from auto.offset.reset"
+                partitions = ?listed,
+                "assigned partitions without a committed offset start where their reset policy says"
             );
         }
-        let needs_start =
-            self.env.config.auto_offset_reset == crate::topology::OffsetReset::Earliest && !reset.is_empty();
+        let needs_start = without.iter().any(|(_, _, r)| *r == OffsetReset::Earliest);
         let starts = if needs_start { bound(Offset::Beginning) } else { HashMap::new() };
         let mut out = HashMap::new();
         for e in committed.elements() {
@@ -637,16 +688,27 @@ impl ThreadState {
             let Some(&high) = ends.get(&key) else { continue };
             let start = match e.offset() {
                 Offset::Offset(o) => o,
-                _ => match self.env.config.auto_offset_reset {
-                    crate::topology::OffsetReset::Earliest => starts.get(&key).copied().unwrap_or(high),
-                    crate::topology::OffsetReset::Latest => high,
+                _ => match self.env.offset_reset(e.topic()) {
+                    OffsetReset::Earliest => starts.get(&key).copied().unwrap_or(high),
+                    OffsetReset::Latest => high,
                 },
             };
             if start < high {
                 out.insert(key, high);
             }
         }
-        (out, Some(group))
+        let reset_starts = without
+            .into_iter()
+            .filter(|(_, _, reset)| *reset != self.env.config.auto_offset_reset)
+            .map(|(topic, partition, reset)| {
+                let start = match reset {
+                    OffsetReset::Earliest => Offset::Beginning,
+                    OffsetReset::Latest => Offset::End,
+                };
+                (topic, partition, start)
+            })
+            .collect();
+        (out, Some(group), reset_starts)
     }
 
     /// Drops waits on partitions whose position reached the end they had,
@@ -734,10 +796,15 @@ impl ThreadState {
                     tracing::warn!(task = %id, %reason, "wiping local state and restoring it from the changelog");
                     let Some(mut task) = self.tasks.remove(&id) else { continue };
                     let unfetched = std::mem::take(&mut task.unfetched);
+                    // Received while it restored: the consumer is past them.
+                    let buffered = task.take_buffered();
                     close_engine(id, task, false);
                     self.wipe_task_state(id, &env.config.task_dir(id))?;
                     let mut task = self.open_task(id, wall, None)?;
                     task.unfetched = unfetched;
+                    for record in buffered {
+                        task.push(record);
+                    }
                     self.tasks.insert(id, task);
                 }
             }
@@ -981,6 +1048,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         group_offsets: None,
         assigned: None,
         unfetched: HashMap::new(),
+        reset_starts: Vec::new(),
         error: None,
         last_commit: Instant::now(),
         dirty: false,
