@@ -255,3 +255,61 @@ fn graceful_stop_under_load_leaves_nothing_to_restore() -> Result<(), Box<dyn st
     }
     Ok(())
 }
+
+#[test]
+fn stalled_thread_loses_its_assignment_and_counts_stay_exact() -> Result<(), Box<dyn std::error::Error>> {
+    let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    let (input, output, app) = (unique_name("stall-lines"), unique_name("stall-counts"), unique_name("stall"));
+    create_topic_blocking(&input, 2)?;
+    create_topic_blocking(&output, 2)?;
+    // One line holds the word that stalls the thread (once) for longer than
+    // max.poll.interval.ms: librdkafka leaves the group meanwhile, and the
+    // thread finds its assignment lost when it polls again.
+    let (mut text, expected) = lines(6_000, 11);
+    text.insert(3_000, "stall here".to_owned());
+    let expected = common::merge(
+        &expected,
+        &[("stall".to_owned(), Some("1".to_owned())), ("here".to_owned(), Some("1".to_owned()))].into(),
+    );
+    produce(&input, &records(&text, 1_000))?;
+    let armed = Arc::new(AtomicBool::new(true));
+    let stalls = Arc::clone(&armed);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(&[input.as_str()], Consumed::with(Nullable(BytesSerde), Nullable(StringSerde)))
+        .flat_map_values(move |line: Option<String>| {
+            let words = line.as_deref().map(rivulet_examples::word_count::words).unwrap_or_default();
+            if words.iter().any(|w| w == "stall") && stalls.swap(false, Ordering::SeqCst) {
+                // The fault itself (a closure stuck on I/O), not a wait.
+                std::thread::sleep(Duration::from_secs(10));
+            }
+            words
+        })
+        .group_by(|_, word: &String| word.clone(), Grouped::with(StringSerde, StringSerde).named("words"))
+        .count()
+        .to_stream()
+        .map_values(|count: Option<i64>| count.map(|c| c.to_string()))
+        .to_with(&output, Produced::with(StringSerde, Nullable(StringSerde)));
+    let dir = tempfile::tempdir()?;
+    let mut c = config(&app, dir.path(), "exactly_once_v2");
+    c.set("consumer.session.timeout.ms", "6000")?.set("consumer.max.poll.interval.ms", "6000")?;
+    let streams = KafkaStreams::new(builder.build()?, c)?;
+    streams.start()?;
+    let read = read_until(&output, TIMEOUT, |r| integration_tests::latest_by_key(r) == expected)?;
+    assert!(!armed.load(Ordering::SeqCst), "the thread stalled");
+    let m = streams.metrics();
+    assert!(m.aborted_transactions >= 1, "the lost assignment's transaction was given up: {m:?}");
+    assert_eq!(streams.state(), State::Running);
+    streams.close();
+    // Exactly once: each word's committed counts strictly increase, none twice.
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    for r in &read {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        let n = r.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+        seen.entry(key).or_default().push(n);
+    }
+    for (word, counts) in &seen {
+        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{word}: {counts:?}");
+    }
+    Ok(())
+}

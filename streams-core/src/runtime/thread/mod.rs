@@ -6,10 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, kafka_error};
@@ -27,7 +25,11 @@ use crate::error::{ProcessorError, StreamsError};
 use crate::serde::SerdeError;
 use crate::store::StoreContext;
 use crate::task_engine::{TaskEngine, TaskId};
-use crate::topology::{OffsetReset, RawRecord};
+use crate::topology::RawRecord;
+use offsets::GroupOffsets;
+
+mod context;
+mod offsets;
 
 /// Records polled per loop before processing.
 const POLL_BATCH: usize = 2000;
@@ -103,68 +105,6 @@ impl PositionWatch {
     }
 }
 
-/// The group's committed offsets of some partitions, as read from the
-/// coordinator (stable under exactly-once: librdkafka asks for offsets with
-/// no transaction pending). A partition without one is absent.
-#[derive(Debug, Default)]
-struct GroupOffsets(HashMap<(String, i32), i64>);
-
-impl GroupOffsets {
-    fn from(committed: &TopicPartitionList) -> Self {
-        Self(
-            committed
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.0.get(&(topic.to_owned(), partition)).copied()
-    }
-
-    /// Why stores whose last commit went with input `position` are ahead of
-    /// the group, if they are.
-    fn ahead_of(&self, position: &HashMap<String, i64>, partition: i32) -> Option<String> {
-        position.iter().find_map(|(topic, &stored)| {
-            let committed = self.get(topic, partition);
-            (committed.is_none_or(|c| stored > c)).then(|| {
-                format!(
-                    "{topic}-{partition}: the stores went with offset {stored}, the group committed {}",
-                    committed.map_or_else(|| "nothing".to_owned(), |c| c.to_string())
-                )
-            })
-        })
-    }
-}
-
-/// A consumed partition's lag from librdkafka's statistics: the records
-/// between the position and the end (as Kafka's `records-lag`); librdkafka's
-/// own figure counts from the committed offset, which under exactly-once the
-/// consumer does not see move (the producer commits). `None` for a partition
-/// this consumer does not read.
-fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
-    // read_committed reads to the last stable offset, not the high watermark.
-    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
-    // Before the first record (an empty partition, say) the position is
-    // where fetching goes on from.
-    let position = if p.app_offset >= 0 {
-        p.app_offset
-    } else if p.fetch_state == "active" {
-        p.next_offset
-    } else {
-        -1
-    };
-    if position >= 0 && end >= 0 {
-        return Some((end - position).max(0));
-    }
-    (p.consumer_lag >= 0).then_some(p.consumer_lag)
-}
-
 /// How this instance retries calls to the cluster.
 fn policy(env: &Env) -> RetryPolicy<'_> {
     RetryPolicy { timeout: env.config.task_timeout, counters: &env.counters }
@@ -205,132 +145,6 @@ fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the state leaves tasks that are closed dirty on
     // the error path anyway; the data is still safe to inspect.
     state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl ClientContext for ThreadContext {
-    /// Consumer lag from librdkafka's statistics (no broker round trip on
-    /// the processing path).
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let mut total = 0u64;
-        {
-            let mut by_partition = super::guard(&self.env.metrics.partition_lag);
-            for (topic, t) in &statistics.topics {
-                for p in t.partitions.values().filter(|p| p.partition >= 0) {
-                    let key = (topic.clone(), p.partition);
-                    match partition_lag(p) {
-                        Some(lag) => {
-                            total += u64::try_from(lag).unwrap_or(0);
-                            by_partition.insert(key, lag);
-                        }
-                        None => {
-                            by_partition.remove(&key);
-                        }
-                    }
-                }
-            }
-        }
-        self.env.set_thread_lag(self.index, total);
-        if statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP") {
-            self.env.counters.cluster_reachable();
-        }
-    }
-}
-
-impl ConsumerContext for ThreadContext {
-    /// As rdkafka's own, except that an assignment's partitions without a
-    /// committed offset whose topic has its own reset policy are assigned
-    /// at the start that policy gives: librdkafka knows only the one
-    /// `auto.offset.reset` of the consumer.
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
-        let assigned = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
-                for (topic, partition, start) in std::mem::take(&mut lock(&self.state).reset_starts) {
-                    if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
-                        tracing::warn!(%topic, partition, error = %e, "cannot set where a partition starts");
-                    }
-                }
-                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
-                self.post_rebalance(consumer, &Rebalance::Assign(tpl));
-                assigned
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
-                let revoked = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
-                self.post_rebalance(consumer, &Rebalance::Revoke(tpl));
-                revoked
-            }
-            _ => {
-                let rebalance = Rebalance::Error(rdkafka::error::KafkaError::Rebalance(err.into()));
-                self.pre_rebalance(consumer, &rebalance);
-                // As rdkafka does: an unknown event gives up the assignment.
-                let unassigned = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
-                self.post_rebalance(consumer, &rebalance);
-                unassigned
-            }
-        };
-        if let Err(e) = assigned {
-            tracing::warn!(error = %e, "applying a rebalance failed");
-        }
-    }
-
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.rebalances.fetch_add(1, Ordering::AcqRel);
-        if let Rebalance::Assign(tpl) = rebalance {
-            // Before librdkafka starts fetching them: every record of these
-            // partitions then arrives on the fetch queue.
-            if let Some(fetch) = lock(&self.fetch).as_ref() {
-                fetch.attach(tpl);
-            }
-        }
-        let mut st = lock(&self.state);
-        st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
-        if let Rebalance::Assign(tpl) = rebalance {
-            (st.unfetched, st.group_offsets, st.reset_starts) = st.unfetched_partitions(tpl, consumer);
-        }
-        if let Rebalance::Revoke(_) = rebalance {
-            if st.tasks.is_empty() {
-                // Closed already (on an error): nothing of theirs may be
-                // committed now; an open transaction is given up.
-                let env = Arc::clone(&st.env);
-                st.output.abort_or_log(policy(&env));
-                return;
-            }
-            // Commit before the partitions go, so that the next owner starts
-            // exactly where this thread stopped.
-            if let Err(e) = st.commit(consumer) {
-                match e.kafka_class() {
-                    // The next owner redoes the uncommitted work from the last commit.
-                    Some(ErrorClass::Abortable | ErrorClass::Retriable) => {
-                        tracing::warn!(error = %e, "commit on revocation failed; closing the tasks without committing");
-                        Counters::add(&st.env.counters.aborted_transactions, 1);
-                    }
-                    _ => {
-                        tracing::error!(error = %e, "commit on revocation failed");
-                        st.error.get_or_insert(e);
-                    }
-                }
-                let env = Arc::clone(&st.env);
-                st.output.abort_or_log(policy(&env));
-                st.close_tasks(false);
-            } else {
-                st.close_tasks(true);
-            }
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.rebalances.fetch_add(1, Ordering::AcqRel);
-        let mut st = lock(&self.state);
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                st.assigned = Some((*tpl).clone());
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
-    }
 }
 
 impl ThreadState {
@@ -589,145 +403,6 @@ impl ThreadState {
         self.dirty = false;
         self.last_commit = Instant::now();
         Ok(())
-    }
-
-    /// The group's committed offsets of every input partition of this
-    /// thread's tasks. One bounded attempt: librdkafka may hold the fetch
-    /// until the consumer is polled again (a rejoin after a broker restart),
-    /// which cannot happen while this thread waits. Failing, the thread
-    /// rejoins with new clients, whose assignment brings the offsets.
-    fn read_group_offsets(&self, consumer: &BaseConsumer<ThreadContext>) -> Result<GroupOffsets, StreamsError> {
-        let mut partitions = TopicPartitionList::new();
-        for id in self.tasks.keys() {
-            for topic in self.env.sub_topics.get(&id.subtopology).into_iter().flatten() {
-                partitions.add_partition(topic, id.partition);
-            }
-        }
-        if partitions.count() == 0 {
-            return Ok(GroupOffsets::default());
-        }
-        let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).map_err(|e| {
-            KafkaCallError::with_class(
-                "reading the group's committed offsets to roll back to (rejoining with new clients)",
-                e,
-                ErrorClass::Fatal,
-            )
-        })?;
-        Ok(GroupOffsets::from(&committed))
-    }
-
-    /// The assigned partitions that have records to read (start offset below
-    /// the end), with that end; the group's committed offsets; and where the
-    /// partitions without one start when their topic's reset policy is not
-    /// the consumer's `auto.offset.reset`. Errors only cost the wait, the
-    /// check of the stores and per-topic starts: they are logged.
-    #[allow(clippy::type_complexity)]
-    fn unfetched_partitions(
-        &self,
-        partitions: &TopicPartitionList,
-        consumer: &BaseConsumer<ThreadContext>,
-    ) -> (HashMap<(String, i32), i64>, Option<GroupOffsets>, Vec<(String, i32, Offset)>) {
-        let committed = match consumer.committed_offsets(partitions.clone(), Duration::from_secs(10)) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    "cannot read committed offsets; not waiting for first fetches, and partitions without one \
-                     start from auto.offset.reset whatever their topic's own policy"
-                );
-                return (HashMap::new(), None, Vec::new());
-            }
-        };
-        let group = GroupOffsets::from(&committed);
-        // One offset query per bound for all partitions, not two per partition.
-        let bound = |offset: Offset| -> HashMap<(String, i32), i64> {
-            let mut query = TopicPartitionList::new();
-            for e in partitions.elements() {
-                let _ = query.add_partition_offset(e.topic(), e.partition(), offset);
-            }
-            match consumer.offsets_for_times(query, Duration::from_secs(10)) {
-                Ok(found) => found
-                    .elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                        _ => None,
-                    })
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read partition bounds; not waiting for first fetches");
-                    HashMap::new()
-                }
-            }
-        };
-        let ends = bound(Offset::End);
-        // A partition the coordinator answered for with an error is not
-        // known to lack an offset: librdkafka's own fetch decides it.
-        let without: Vec<(String, i32, OffsetReset)> = committed
-            .elements()
-            .iter()
-            .filter(|e| e.error().is_ok() && !matches!(e.offset(), Offset::Offset(_)))
-            .map(|e| (e.topic().to_owned(), e.partition(), self.env.offset_reset(e.topic())))
-            .collect();
-        // Said once per assignment: a partition starting without a committed
-        // offset re-reads (earliest) or skips (latest) what is there, which
-        // is expected on a first start and a clue when counts come out wrong
-        // after one.
-        if !without.is_empty() {
-            let listed: Vec<String> = without.iter().map(|(t, p, r)| format!("{t}-{p} ({r:?})")).collect();
-            tracing::info!(
-                partitions = ?listed,
-                "assigned partitions without a committed offset start where their reset policy says"
-            );
-        }
-        let needs_start = without.iter().any(|(_, _, r)| *r == OffsetReset::Earliest);
-        let starts = if needs_start { bound(Offset::Beginning) } else { HashMap::new() };
-        let mut out = HashMap::new();
-        for e in committed.elements() {
-            let key = (e.topic().to_owned(), e.partition());
-            let Some(&high) = ends.get(&key) else { continue };
-            let start = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => match self.env.offset_reset(e.topic()) {
-                    OffsetReset::Earliest => starts.get(&key).copied().unwrap_or(high),
-                    OffsetReset::Latest => high,
-                },
-            };
-            if start < high {
-                out.insert(key, high);
-            }
-        }
-        let reset_starts = without
-            .into_iter()
-            .filter(|(_, _, reset)| *reset != self.env.config.auto_offset_reset)
-            .map(|(topic, partition, reset)| {
-                let start = match reset {
-                    OffsetReset::Earliest => Offset::Beginning,
-                    OffsetReset::Latest => Offset::End,
-                };
-                (topic, partition, start)
-            })
-            .collect();
-        (out, Some(group), reset_starts)
-    }
-
-    /// Drops waits on partitions whose position reached the end they had,
-    /// or the offset before it: a transactional writer's last commit marker
-    /// takes the last offset, is never delivered, and so never moves the
-    /// position past it (waiting for it would stall the task until
-    /// `FIRST_FETCH_WAIT`).
-    fn check_fetch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
-        if self.tasks.values().all(|t| t.unfetched.is_empty()) {
-            return;
-        }
-        let Ok(positions) = consumer.position() else { return };
-        for (id, task) in &mut self.tasks {
-            task.unfetched.retain(|topic, end| {
-                !positions
-                    .find_partition(topic, id.partition)
-                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end - 1))
-            });
-        }
     }
 
     /// Builds a task's engine and registers its stores for restoring (true:
@@ -1227,37 +902,4 @@ fn run_loop(
         st.watch_positions(consumer);
     }
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn group(entries: &[(&str, i32, Option<i64>)]) -> GroupOffsets {
-        let mut tpl = TopicPartitionList::new();
-        for &(topic, partition, offset) in entries {
-            let offset = offset.map_or(Offset::Invalid, Offset::Offset);
-            tpl.add_partition_offset(topic, partition, offset).unwrap();
-        }
-        GroupOffsets::from(&tpl)
-    }
-
-    #[test]
-    fn stores_ahead_of_the_group_are_named() {
-        let g = group(&[("in", 1, Some(100)), ("table", 1, Some(7)), ("in", 2, None)]);
-        let at = |entries: &[(&str, i64)]| -> HashMap<String, i64> {
-            entries.iter().map(|&(t, o)| (t.to_owned(), o)).collect()
-        };
-        // Level with the group, or behind it (a commit that succeeded on the
-        // broker only): the changelog brings the stores up.
-        assert_eq!(g.ahead_of(&at(&[("in", 100), ("table", 7)]), 1), None);
-        assert_eq!(g.ahead_of(&at(&[("in", 90)]), 1), None);
-        // Ahead: the transaction did not commit.
-        let why = g.ahead_of(&at(&[("in", 100), ("table", 9)]), 1).unwrap();
-        assert!(why.contains("table-1") && why.contains("offset 9") && why.contains("committed 7"), "{why}");
-        // The group has nothing for a partition the stores went with.
-        let why = g.ahead_of(&at(&[("in", 5)]), 2).unwrap();
-        assert!(why.contains("committed nothing"), "{why}");
-    }
 }
