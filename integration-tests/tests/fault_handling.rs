@@ -64,6 +64,20 @@ fn read_values(topic: &str, n: usize) -> Result<Vec<String>, Box<dyn std::error:
     Ok(read.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()).collect())
 }
 
+/// Asserts that each key's decimal counts in `read` strictly increase: no
+/// update was written twice.
+fn assert_counts_increase(read: &[integration_tests::TestRecord]) {
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    for r in read {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        let n = r.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+        seen.entry(key).or_default().push(n);
+    }
+    for (word, counts) in &seen {
+        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{word}: {counts:?}");
+    }
+}
+
 #[test]
 fn panicking_closure_is_skipped_with_log_and_continue() -> Result<(), Box<dyn std::error::Error>> {
     let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
@@ -244,15 +258,7 @@ fn graceful_stop_under_load_leaves_nothing_to_restore() -> Result<(), Box<dyn st
     assert_eq!(m.records_to_restore, 0, "a clean close checkpoints every store");
     second.close();
     // No update twice: each word's counts strictly increase across both runs.
-    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
-    for r in &read {
-        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-        let n = r.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
-        seen.entry(key).or_default().push(n);
-    }
-    for (word, counts) in &seen {
-        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{word}: {counts:?}");
-    }
+    assert_counts_increase(&read);
     Ok(())
 }
 
@@ -302,14 +308,6 @@ fn stalled_thread_loses_its_assignment_and_counts_stay_exact() -> Result<(), Box
     assert_eq!(streams.state(), State::Running);
     streams.close();
     // Exactly once: each word's committed counts strictly increase, none twice.
-    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
-    for r in &read {
-        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-        let n = r.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
-        seen.entry(key).or_default().push(n);
-    }
-    for (word, counts) in &seen {
-        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{word}: {counts:?}");
-    }
+    assert_counts_increase(&read);
     Ok(())
 }

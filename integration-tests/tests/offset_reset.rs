@@ -89,7 +89,8 @@ fn a_source_with_earliest_reads_what_was_there_under_a_latest_application() -> R
         .to_with(&counts, Produced::with(StringSerde, StringSerde));
     let state = tempfile::tempdir()?;
     let mut cfg = config(&app, state.path(), "exactly_once_v2");
-    cfg.set("auto.offset.reset", "latest")?;
+    // The consumer-prefixed form: the same setting as `auto.offset.reset`.
+    cfg.set("consumer.auto.offset.reset", "latest")?;
     let streams = KafkaStreams::new(builder.build()?, cfg)?;
     streams.start()?;
     assert!(streams.wait_for_state(State::Running, TIMEOUT), "state {:?}", streams.state());

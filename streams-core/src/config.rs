@@ -151,7 +151,8 @@ pub struct StreamsConfig {
     /// Prometheus metrics, topology, stores); off when unset. Port 0 takes a
     /// free port ([`KafkaStreams::http_address`](crate::KafkaStreams::http_address) says which).
     pub http_listen: Option<String>,
-    /// `auto.offset.reset` for sources without their own (default earliest).
+    /// `auto.offset.reset` (or `consumer.auto.offset.reset`, the same
+    /// setting) for sources without their own (default earliest).
     pub auto_offset_reset: OffsetReset,
     /// `default.key.serde`.
     pub default_key_serde: Option<SerdeName>,
@@ -319,7 +320,10 @@ impl StreamsConfig {
                 }
                 "application.server" => self.application_server = Some(host_port(key, value, "host:port")?),
                 "http.listen" => self.http_listen = Some(host_port(key, value, "host:port, e.g. 0.0.0.0:8080")?),
-                "auto.offset.reset" => {
+                // The consumer-prefixed form is the same setting: the stream
+                // thread must know the consumer's default to start topics
+                // with a policy of their own elsewhere.
+                "auto.offset.reset" | "consumer.auto.offset.reset" => {
                     self.auto_offset_reset = match value {
                         "earliest" => OffsetReset::Earliest,
                         "latest" => OffsetReset::Latest,
@@ -573,6 +577,18 @@ mod tests {
         assert_eq!(c.producer.get("linger.ms").map(String::as_str), Some("5"));
         assert_eq!(c.num_stream_threads, 4);
         assert!(c.set("num.stream.threads", "0").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn consumer_prefixed_offset_reset_is_the_default_policy() -> Result<(), ConfigError> {
+        // Not passed through: the stream thread compares topics' own
+        // policies with this one to know where to start them.
+        let mut c = StreamsConfig::new("app", "b:1");
+        c.set("consumer.auto.offset.reset", "latest")?;
+        assert_eq!(c.auto_offset_reset, OffsetReset::Latest);
+        assert!(!c.consumer.contains_key("auto.offset.reset"));
+        assert!(c.set("consumer.auto.offset.reset", "smallest").is_err());
         Ok(())
     }
 

@@ -20,18 +20,27 @@ use crate::topology::OffsetReset;
 #[derive(Debug, Default)]
 pub(super) struct GroupOffsets(HashMap<(String, i32), i64>);
 
+/// How long one read of the group's committed offsets may take.
+const COMMITTED_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reads of the committed offsets at an assignment, where partitions' starts
+/// depend on them: together longer than the producers' transaction.timeout.ms
+/// (10 s) plus the broker's check for timed-out transactions (10 s).
+const COMMITTED_READ_ATTEMPTS: u32 = 3;
+
+/// The partitions of `list` that hold an actual offset, by topic-partition.
+fn offsets_of(list: &TopicPartitionList) -> HashMap<(String, i32), i64> {
+    list.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
 impl GroupOffsets {
     pub(super) fn from(committed: &TopicPartitionList) -> Self {
-        Self(
-            committed
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect(),
-        )
+        Self(offsets_of(committed))
     }
 
     pub(super) fn get(&self, topic: &str, partition: i32) -> Option<i64> {
@@ -93,15 +102,30 @@ impl ThreadState {
         partitions: &TopicPartitionList,
         consumer: &BaseConsumer<ThreadContext>,
     ) -> (HashMap<(String, i32), i64>, Option<GroupOffsets>, Vec<(String, i32, Offset)>) {
-        let committed = match consumer.committed_offsets(partitions.clone(), Duration::from_secs(10)) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    "cannot read committed offsets; not waiting for first fetches, and partitions without one \
-                     start from auto.offset.reset whatever their topic's own policy"
-                );
-                return (HashMap::new(), None, Vec::new());
+        // Where a topic starts elsewhere than the consumer's default, its
+        // partitions' starts depend on this read, so it is retried: an
+        // instance killed inside a transaction holds it (unstable offsets)
+        // until the broker aborts that transaction.
+        let own_policy =
+            partitions.elements().iter().any(|e| self.env.offset_reset(e.topic()) != self.env.config.auto_offset_reset);
+        let attempts = if own_policy { COMMITTED_READ_ATTEMPTS } else { 1 };
+        let mut attempt = 0;
+        let committed = loop {
+            attempt += 1;
+            match consumer.committed_offsets(partitions.clone(), COMMITTED_READ_TIMEOUT) {
+                Ok(c) => break c,
+                Err(e) if attempt < attempts => {
+                    tracing::warn!(error = %e, attempt, "cannot read committed offsets yet; retrying");
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        attempts,
+                        "cannot read committed offsets; not waiting for first fetches, and partitions without \
+                         one start from auto.offset.reset whatever their topic's own policy"
+                    );
+                    return (HashMap::new(), None, Vec::new());
+                }
             }
         };
         let group = GroupOffsets::from(&committed);
@@ -112,14 +136,7 @@ impl ThreadState {
                 let _ = query.add_partition_offset(e.topic(), e.partition(), offset);
             }
             match consumer.offsets_for_times(query, Duration::from_secs(10)) {
-                Ok(found) => found
-                    .elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                        _ => None,
-                    })
-                    .collect(),
+                Ok(found) => offsets_of(&found),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read partition bounds; not waiting for first fetches");
                     HashMap::new()
