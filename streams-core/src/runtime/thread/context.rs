@@ -78,7 +78,7 @@ impl ConsumerContext for ThreadContext {
         let assigned = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
-                for (topic, partition, start) in std::mem::take(&mut lock(&self.state).reset_starts) {
+                for (topic, partition, start) in std::mem::take(&mut lock(&self.state).starts.reset_starts) {
                     if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
                         tracing::warn!(%topic, partition, error = %e, "cannot set where a partition starts");
                     }
@@ -119,7 +119,7 @@ impl ConsumerContext for ThreadContext {
         let mut st = lock(&self.state);
         st.env.set_thread_status(st.index, ThreadStatus::Rebalancing);
         if let Rebalance::Assign(tpl) = rebalance {
-            (st.unfetched, st.group_offsets, st.reset_starts) = st.unfetched_partitions(tpl, consumer);
+            st.starts = st.assignment_starts(tpl, consumer);
         }
         if let Rebalance::Revoke(_) = rebalance {
             if !st.tasks.is_empty() && consumer.assignment_lost() {

@@ -1,7 +1,7 @@
 //! A stream thread: one group consumer and one producer, the tasks of the
 //! partitions assigned to it, and the commit protocol of DESIGN.md.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use crate::serde::SerdeError;
 use crate::store::StoreContext;
 use crate::task_engine::{TaskEngine, TaskId};
 use crate::topology::RawRecord;
-use offsets::GroupOffsets;
+use offsets::{AssignmentStarts, GroupOffsets};
 
 mod context;
 mod offsets;
@@ -58,20 +58,10 @@ struct ThreadState {
     output: Output,
     /// The restores of this thread's new tasks, read beside processing.
     changelogs: restore::ChangelogReader,
-    /// The group's committed offsets of the assignment to come, read when
-    /// it arrived (stable under exactly-once: no transaction pending).
-    group_offsets: Option<GroupOffsets>,
+    /// What was read of the assignment to come when it arrived.
+    starts: AssignmentStarts,
     /// An assignment the loop has not acted on yet.
     assigned: Option<TopicPartitionList>,
-    /// For the assignment to come: partitions with records not yet fetched
-    /// and the end each had, read before librdkafka starts fetching them
-    /// (behind a fetch that long-polls an empty partition, every offset
-    /// query on the connection waits up to `fetch.wait.max.ms`).
-    unfetched: HashMap<(String, i32), i64>,
-    /// For the assignment to come: partitions without a committed offset
-    /// whose topic starts elsewhere than `auto.offset.reset` says (a
-    /// repartition topic, a source with its own reset policy), and where.
-    reset_starts: Vec<(String, i32, Offset)>,
     /// An error raised inside a callback, for the loop to report.
     error: Option<StreamsError>,
     last_commit: Instant,
@@ -239,8 +229,7 @@ impl ThreadState {
             tracing::warn!(error = %e, "cannot resume assigned partitions");
         }
         self.paused.clear();
-        let waiting = std::mem::take(&mut self.unfetched);
-        let group_offsets = std::mem::take(&mut self.group_offsets);
+        let AssignmentStarts { unfetched: waiting, group_offsets, .. } = std::mem::take(&mut self.starts);
         let ids: BTreeSet<TaskId> = partitions
             .elements()
             .iter()
@@ -720,10 +709,8 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         tasks: BTreeMap::new(),
         output,
         changelogs: restore::ChangelogReader::new(restore_consumer, probe),
-        group_offsets: None,
+        starts: AssignmentStarts::default(),
         assigned: None,
-        unfetched: HashMap::new(),
-        reset_starts: Vec::new(),
         error: None,
         last_commit: Instant::now(),
         dirty: false,

@@ -38,6 +38,23 @@ fn offsets_of(list: &TopicPartitionList) -> HashMap<(String, i32), i64> {
         .collect()
 }
 
+/// What a thread reads of an assignment when it arrives, before librdkafka
+/// starts fetching its partitions.
+#[derive(Debug, Default)]
+pub(super) struct AssignmentStarts {
+    /// Partitions with records not yet fetched, and the end each had (read
+    /// now: behind a fetch that long-polls an empty partition, every offset
+    /// query on the connection waits up to `fetch.wait.max.ms`).
+    pub(super) unfetched: HashMap<(String, i32), i64>,
+    /// The group's committed offsets (stable under exactly-once: no
+    /// transaction pending); `None` when they could not be read.
+    pub(super) group_offsets: Option<GroupOffsets>,
+    /// Partitions without a committed offset whose topic starts elsewhere
+    /// than `auto.offset.reset` says (a repartition topic, a source with its
+    /// own reset policy), and where.
+    pub(super) reset_starts: Vec<(String, i32, Offset)>,
+}
+
 impl GroupOffsets {
     pub(super) fn from(committed: &TopicPartitionList) -> Self {
         Self(offsets_of(committed))
@@ -91,17 +108,14 @@ impl ThreadState {
         Ok(GroupOffsets::from(&committed))
     }
 
-    /// The assigned partitions that have records to read (start offset below
-    /// the end), with that end; the group's committed offsets; and where the
-    /// partitions without one start when their topic's reset policy is not
-    /// the consumer's `auto.offset.reset`. Errors only cost the wait, the
-    /// check of the stores and per-topic starts: they are logged.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn unfetched_partitions(
+    /// Reads where the partitions of a new assignment start (see
+    /// [`AssignmentStarts`]). Errors only cost the wait, the check of the
+    /// stores and per-topic starts: they are logged.
+    pub(super) fn assignment_starts(
         &self,
         partitions: &TopicPartitionList,
         consumer: &BaseConsumer<ThreadContext>,
-    ) -> (HashMap<(String, i32), i64>, Option<GroupOffsets>, Vec<(String, i32, Offset)>) {
+    ) -> AssignmentStarts {
         // Where a topic starts elsewhere than the consumer's default, its
         // partitions' starts depend on this read, so it is retried: an
         // instance killed inside a transaction holds it (unstable offsets)
@@ -124,7 +138,7 @@ impl ThreadState {
                         "cannot read committed offsets; not waiting for first fetches, and partitions without \
                          one start from auto.offset.reset whatever their topic's own policy"
                     );
-                    return (HashMap::new(), None, Vec::new());
+                    return AssignmentStarts::default();
                 }
             }
         };
@@ -191,7 +205,7 @@ impl ThreadState {
                 (topic, partition, start)
             })
             .collect();
-        (out, Some(group), reset_starts)
+        AssignmentStarts { unfetched: out, group_offsets: Some(group), reset_starts }
     }
 
     /// Drops waits on partitions whose position reached the end they had,
