@@ -50,7 +50,7 @@ fn health_metrics_topology_and_stores() -> Result<(), Box<dyn std::error::Error>
     let described = topology.describe();
     let state = tempfile::tempdir()?;
     let mut config = config(&app, state.path(), "exactly_once_v2");
-    config.set("http.listen", "127.0.0.1:0")?;
+    config.set("http.listen", "127.0.0.1:0")?.set("metrics.recording.level", "DEBUG")?;
     let streams = KafkaStreams::new(topology, config)?;
     assert_eq!(streams.http_address(), None, "no server before start");
     streams.start()?;
@@ -88,6 +88,28 @@ fn health_metrics_topology_and_stores() -> Result<(), Box<dyn std::error::Error>
         metrics.keys().any(|(name, _)| name == "rivulet_commit_duration_seconds_count"),
         "the commit histogram: {metrics:?}"
     );
+    // The store's metered layer: word count reads and writes each word's
+    // count once, in the task of its partition.
+    let store_ops = |metrics: &BTreeMap<(String, String), f64>, name: &str, op: &str| -> (usize, f64) {
+        let wanted = [format!("operation={op}"), "store=word-counts-store".to_owned(), app_label.clone()];
+        let samples: Vec<f64> = metrics
+            .iter()
+            .filter(|((n, labels), _)| n == name && wanted.iter().all(|w| labels.split(',').any(|l| l == w)))
+            .map(|(_, v)| *v)
+            .collect();
+        (samples.len(), samples.iter().sum())
+    };
+    assert_eq!(store_ops(&metrics, "rivulet_store_operations_total", "get"), (2, words as f64), "{metrics:?}");
+    assert_eq!(store_ops(&metrics, "rivulet_store_operations_total", "put"), (2, words as f64));
+    let (tasks, seconds) = store_ops(&metrics, "rivulet_store_operation_seconds_total", "put");
+    assert!(tasks == 2 && seconds > 0.0, "put time at DEBUG: {tasks} tasks, {seconds} s");
+    let api: u64 = streams
+        .store_metrics()
+        .iter()
+        .filter(|s| s.store == "word-counts-store")
+        .map(|s| s.count(streams_core::StoreOperation::Put))
+        .sum();
+    assert_eq!(api, words);
     // librdkafka's statistics come every few seconds.
     let lag = wait_until(TIMEOUT, "consumer lag per input partition in /metrics", || {
         let metrics = scrape(addr).ok()?;

@@ -1,13 +1,15 @@
 //! Store throughput: puts through a batch, gets, range scans, and restore of
-//! changelog records, for RocksDB and in-memory stores.
+//! changelog records, for RocksDB and in-memory stores; and what the metered
+//! layer adds to a get, counting only and timing too.
 //!
 //! `cargo bench -p state-stores`
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use state_stores::{KeyValueStore, KvStore, RocksDbConfig, StateStore};
+use state_stores::{KeyValueStore, KvStore, Metered, RocksDbConfig, StateStore, StoreMeters};
 
 const N: u64 = 100_000;
 
@@ -85,6 +87,24 @@ fn stores(c: &mut Criterion) {
     group.bench_function("in-memory", |b| b.iter(|| mem.all().map(|it| it.count()).unwrap_or(0)));
     if let Some(r) = rocks.as_ref() {
         group.bench_function("rocksdb", |b| b.iter(|| r.all().map(|it| it.count()).unwrap_or(0)));
+    }
+    group.finish();
+
+    // The layer's cost on the cheapest operation there is: a get from memory.
+    let mut group = c.benchmark_group("get-metered");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(20);
+    let boxed = || -> Box<dyn KeyValueStore> {
+        let mut s = KvStore::in_memory("bench");
+        filled(&mut s);
+        Box::new(s)
+    };
+    let plain = boxed();
+    let counted: Box<dyn KeyValueStore> = Box::new(Metered::new(boxed(), Arc::new(StoreMeters::new(false))));
+    let timed: Box<dyn KeyValueStore> = Box::new(Metered::new(boxed(), Arc::new(StoreMeters::new(true))));
+    for (name, store) in [("plain", &plain), ("counted", &counted), ("counted+timed", &timed)] {
+        group
+            .bench_function(name, |b| b.iter(|| (0..N).filter(|&i| matches!(store.get(&key(i)), Ok(Some(_)))).count()));
     }
     group.finish();
 

@@ -20,6 +20,9 @@
 //! - [`SessionStore`] / [`SegmentedSessionStore`]: session windows, found by overlap.
 //! - [`TimestampedKeyValueStore`], [`TimestampedWindowStore`]: values with the
 //!   timestamp of the record that wrote them (KTables).
+//! - [`Metered`]: the outermost layer over any store, counting (and, with
+//!   [`StoreMeters::new(true)`](StoreMeters::new), timing) each
+//!   [`StoreOperation`].
 //! - [`RocksDbConfig`]: shared block cache, write buffers, compression, and a
 //!   hook to set any RocksDB option per store.
 //!
@@ -49,6 +52,7 @@ mod backend;
 mod encoding;
 mod error;
 mod key_value;
+mod layers;
 mod segmented;
 mod session;
 mod timestamped;
@@ -58,6 +62,7 @@ mod window;
 pub use backend::rocks::{Compression, RocksDbConfig, RocksDbConfigSetter};
 pub use error::StoreError;
 pub use key_value::{KeyValueStore, KvStore};
+pub use layers::{Metered, OperationMetrics, StoreMeters, StoreOperation};
 pub use session::{SegmentedSessionStore, SessionEntry, SessionStore};
 pub use timestamped::{TimestampedKeyValueStore, TimestampedWindowStore, ValueAndTimestamp};
 pub use tx::{ChangelogRecord, EntryIter, RocksDbFigures, StateStore};

@@ -55,6 +55,27 @@ pub enum SerdeName {
     Json,
 }
 
+/// `metrics.recording.level`: how much the instance measures, as in Kafka
+/// Streams. Counts are always kept; `Debug` adds the time spent in each
+/// state-store operation, which costs two clock reads per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum RecordingLevel {
+    /// Counts only (the default).
+    #[default]
+    Info,
+    /// Counts and the time of each state-store operation.
+    Debug,
+    /// As `Debug` (Kafka Streams' finest level; no more is measured here).
+    Trace,
+}
+
+impl RecordingLevel {
+    /// Whether state-store operations are timed at this level.
+    pub fn times_store_operations(self) -> bool {
+        self >= Self::Debug
+    }
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -119,6 +140,7 @@ const KNOWN: &[&str] = &[
     "task.timeout.ms",
     "max.task.idle.ms",
     "rocksdb.memory.bytes",
+    "metrics.recording.level",
 ];
 
 /// An application's settings.
@@ -184,6 +206,8 @@ pub struct StreamsConfig {
     /// however many partitions the instance runs. With 0 every store has
     /// RocksDB's own caches and write buffers, growing with the stores.
     pub rocksdb_memory_bytes: u64,
+    /// `metrics.recording.level`: `INFO` (default), `DEBUG` or `TRACE`.
+    pub metrics_recording_level: RecordingLevel,
     /// `consumer.*` settings, prefix removed.
     pub consumer: BTreeMap<String, String>,
     /// `producer.*` settings, prefix removed.
@@ -239,6 +263,7 @@ impl StreamsConfig {
             task_timeout: Duration::from_secs(300),
             max_task_idle: Duration::ZERO,
             rocksdb_memory_bytes: 512 * 1024 * 1024,
+            metrics_recording_level: RecordingLevel::Info,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
             admin: BTreeMap::new(),
@@ -317,6 +342,14 @@ impl StreamsConfig {
                 "statestore.cache.max.bytes" | "cache.max.bytes.buffering" => {
                     self.cache_max_bytes =
                         value.parse().map_err(|_| invalid(key, value, "bytes, a whole number >= 0"))?
+                }
+                "metrics.recording.level" => {
+                    self.metrics_recording_level = match value.to_ascii_uppercase().as_str() {
+                        "INFO" => RecordingLevel::Info,
+                        "DEBUG" => RecordingLevel::Debug,
+                        "TRACE" => RecordingLevel::Trace,
+                        _ => return Err(invalid(key, value, "INFO, DEBUG or TRACE")),
+                    }
                 }
                 "application.server" => self.application_server = Some(host_port(key, value, "host:port")?),
                 "http.listen" => self.http_listen = Some(host_port(key, value, "host:port, e.g. 0.0.0.0:8080")?),
@@ -482,6 +515,7 @@ mod tests {
         assert_eq!(c.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
         assert_eq!(c.commit_interval(), Duration::from_secs(30));
         assert_eq!(c.cache_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.metrics_recording_level, RecordingLevel::Info);
         let eos = StreamsConfig::from_props([
             ("application.id", "wc"),
             ("bootstrap.servers", "b:1"),
@@ -490,6 +524,28 @@ mod tests {
         assert_eq!(eos.commit_interval(), Duration::from_millis(100));
         let task = crate::TaskId { subtopology: 1, partition: 3 };
         assert!(eos.task_dir(task).ends_with("wc/1_3"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_recording_level_takes_kafka_streams_names() -> Result<(), ConfigError> {
+        let mut c = StreamsConfig::new("a", "b:1");
+        for (value, level, timed) in [
+            ("DEBUG", RecordingLevel::Debug, true),
+            ("trace", RecordingLevel::Trace, true),
+            ("INFO", RecordingLevel::Info, false),
+        ] {
+            c.set("metrics.recording.level", value)?;
+            assert_eq!((c.metrics_recording_level, c.metrics_recording_level.times_store_operations()), (level, timed));
+        }
+        assert_eq!(
+            c.set("metrics.recording.level", "verbose").err(),
+            Some(ConfigError::Invalid {
+                key: "metrics.recording.level".into(),
+                value: "verbose".into(),
+                expected: "INFO, DEBUG or TRACE"
+            })
+        );
         Ok(())
     }
 

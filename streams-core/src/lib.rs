@@ -85,17 +85,17 @@ mod task_engine;
 pub mod test_driver;
 pub mod topology;
 
-pub use config::{ConfigError, ErrorHandling, ProcessingGuarantee, StreamsConfig};
+pub use config::{ConfigError, ErrorHandling, ProcessingGuarantee, RecordingLevel, StreamsConfig};
 pub use error::{BoxError, ProcessorError, StreamsError, TopologyError};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
 pub use record::{Header, Headers, Record, RecordMetadata};
 pub use runtime::{HostInfo, KafkaStreams, KeyQueryMetadata, State as StreamsState, StreamsMetadata};
 pub use serde::{Serde, SerdeError};
 pub use store::{
-    KeyValueStoreHandle, KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes,
+    KeyValueStoreHandle, KeyValueStoreType, LocalStores, OperationMetrics, QueryableStoreType, QueryableStoreTypes,
     ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore, SessionStoreHandle, SessionStoreType,
-    StoreBuilder, StoreKind, StoreQueryParameters, StoreSupplier, Stores, TimestampedKeyValueStoreHandle, Window,
-    WindowStoreHandle, WindowStoreType, Windowed,
+    StoreBuilder, StoreKind, StoreMetrics, StoreOperation, StoreQueryParameters, StoreSupplier, Stores,
+    TimestampedKeyValueStoreHandle, Window, WindowStoreHandle, WindowStoreType, Windowed,
 };
 pub use task_engine::TaskId;
 pub use test_driver::{TestDriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};

@@ -635,6 +635,11 @@ impl TaskEngine {
     }
 
     /// The stores this task owns (not the global ones), by name.
+    /// The task this engine runs.
+    pub(crate) fn id(&self) -> TaskId {
+        self.id
+    }
+
     pub(crate) fn owned_stores(&self) -> impl Iterator<Item = (&str, &StoreEntry)> + '_ {
         self.stores.iter().filter(|(name, _)| !self.shared.contains(name)).map(|(n, s)| (n.as_str(), s))
     }

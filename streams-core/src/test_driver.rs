@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use state_stores::RocksDbConfig;
 
+use crate::config::RecordingLevel;
 use crate::error::{ProcessorError, StreamsError};
 use crate::record::Headers;
 use crate::serde::Serde;
 use crate::store::{
-    KeyValueStoreHandle, SessionStoreHandle, StoreContext, StoreEntry, TimestampedKeyValueStoreHandle,
+    KeyValueStoreHandle, SessionStoreHandle, StoreContext, StoreEntry, StoreMetrics, TimestampedKeyValueStoreHandle,
     WindowStoreHandle,
 };
 use crate::task_engine::{RecordCollector, TaskEngine, TaskId};
@@ -33,6 +34,10 @@ pub struct TestDriverConfig {
     /// `statestore.cache.max.bytes`: the record cache budget. Default 10 MiB
     /// (as Kafka Streams); 0 turns caching off so every update is emitted.
     pub cache_max_bytes: u64,
+    /// `metrics.recording.level`: at `Debug` or finer, the stores' metered
+    /// layer times operations too (see [`TopologyTestDriver::store_metrics`]).
+    /// Default `Info`.
+    pub metrics_recording_level: RecordingLevel,
 }
 
 impl Default for TestDriverConfig {
@@ -40,7 +45,12 @@ impl Default for TestDriverConfig {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Self { application_id: "test-app".to_owned(), initial_wall_clock_ms: now, cache_max_bytes: 10 * 1024 * 1024 }
+        Self {
+            application_id: "test-app".to_owned(),
+            initial_wall_clock_ms: now,
+            cache_max_bytes: 10 * 1024 * 1024,
+            metrics_recording_level: RecordingLevel::Info,
+        }
     }
 }
 
@@ -215,6 +225,7 @@ impl TopologyTestDriver {
             task_dir: state_dir.path.join(&config.application_id).join(task.to_string()),
             rocksdb: RocksDbConfig::default(),
             cache_max_bytes: config.cache_max_bytes,
+            timed_operations: config.metrics_recording_level.times_store_operations(),
         };
         let engine = TaskEngine::new(
             topology,
@@ -351,6 +362,16 @@ impl TopologyTestDriver {
     /// A typed handle to a session store.
     pub fn session_store<K: 'static, V: 'static>(&self, name: &str) -> Result<SessionStoreHandle<K, V>, StreamsError> {
         self.store(name, StoreEntry::session::<K, V>)
+    }
+
+    /// What the metered layer of each of the task's stores counted (and,
+    /// at `metrics.recording.level` `Debug`, timed), by store name.
+    pub fn store_metrics(&self) -> Vec<StoreMetrics> {
+        let inner = self.inner.borrow();
+        let task = inner.engine.id();
+        let mut all: Vec<StoreMetrics> = inner.engine.owned_stores().map(|(_, s)| s.operation_metrics(task)).collect();
+        all.sort_by(|a, b| a.store.cmp(&b.store));
+        all
     }
 
     /// Records dropped on purpose (late, expired, null keys), by reason.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use streams_core::prelude::*;
 use streams_core::serde::SerdeError;
-use streams_core::StreamsError;
+use streams_core::{StoreOperation, StreamsError};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -407,6 +407,45 @@ fn repartition_topics_are_fed_back_and_stores_are_readable() -> Res {
     );
     driver.close()?;
     assert!(store.get(&"hello".into()).is_err(), "stores are closed with the driver");
+    Ok(())
+}
+
+#[test]
+fn the_metered_layer_counts_and_times_store_operations() -> Res {
+    let mut t = Topology::new();
+    t.add_source("in", &["in"], StringSerde, StringSerde)?
+        .add_processor("count", || Count { store: None }, &["in"])?
+        .add_state_store(
+        Stores::key_value_store_builder(Stores::persistent_key_value_store("counts"), StringSerde, I64Serde),
+        &["count"],
+    )?;
+    let config = TestDriverConfig {
+        metrics_recording_level: streams_core::RecordingLevel::Debug,
+        ..TestDriverConfig::default()
+    };
+    let driver = TopologyTestDriver::with_config(&t, config)?;
+    let input = driver.create_input_topic("in", StringSerde, StringSerde);
+    for key in ["a", "b", "a"] {
+        input.pipe_input_at(key.into(), "x".into(), 1)?;
+    }
+    let metrics = driver.store_metrics();
+    let [counts] = metrics.as_slice() else { return Err(format!("one store: {metrics:?}").into()) };
+    assert_eq!((counts.store.as_str(), counts.task.to_string()), ("counts", "0_0".to_owned()));
+    let ops = |m: &streams_core::StoreMetrics| {
+        [StoreOperation::Get, StoreOperation::Put, StoreOperation::Delete].map(|op| m.count(op))
+    };
+    assert_eq!(ops(counts), [3, 3, 0]);
+    assert!(counts.count(StoreOperation::Commit) >= 1, "{counts:?}");
+    assert!(counts.operations.iter().all(|o| o.total_time.is_some()), "timed at DEBUG: {counts:?}");
+    // Reads from outside the topology go through the same layer.
+    assert_eq!(driver.key_value_store::<String, i64>("counts")?.get(&"a".into())?, Some(2));
+    assert_eq!(ops(&driver.store_metrics()[0]), [4, 3, 0]);
+
+    let untimed = TopologyTestDriver::new(&t)?;
+    untimed.create_input_topic("in", StringSerde, StringSerde).pipe_input_at("a".into(), "x".into(), 1)?;
+    let metrics = untimed.store_metrics();
+    assert_eq!(ops(&metrics[0]), [1, 1, 0]);
+    assert!(metrics[0].operations.iter().all(|o| o.total_time.is_none()), "counts only at INFO: {metrics:?}");
     Ok(())
 }
 

@@ -71,7 +71,12 @@ pub(crate) fn bootstrap(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::StateDir { path: dir.clone(), source })?;
     }
-    let store_context = StoreContext { task_dir: dir, rocksdb: rocksdb.clone(), cache_max_bytes: 0 };
+    let store_context = StoreContext {
+        task_dir: dir,
+        rocksdb: rocksdb.clone(),
+        cache_max_bytes: 0,
+        timed_operations: config.metrics_recording_level.times_store_operations(),
+    };
     let engine = TaskEngine::new(
         topology,
         Some(&nodes),

@@ -232,6 +232,16 @@ impl Env {
         m
     }
 
+    /// The metered figures of the active tasks' stores, by task and store.
+    fn store_metrics(&self) -> Vec<crate::store::StoreMetrics> {
+        let mut all: Vec<crate::store::StoreMetrics> = guard(&self.local_stores)
+            .iter()
+            .flat_map(|(task, stores)| stores.iter().map(move |(_, entry)| entry.operation_metrics(*task)))
+            .collect();
+        all.sort_by(|a, b| (a.task, &a.store).cmp(&(b.task, &b.store)));
+        all
+    }
+
     /// `statestore.cache.max.bytes` is for the instance; each thread gets its share.
     fn cache_per_thread(&self) -> u64 {
         self.config.cache_max_bytes / self.config.num_stream_threads.max(1) as u64
@@ -336,6 +346,13 @@ impl KafkaStreams {
     /// Counters summed over the instance's threads.
     pub fn metrics(&self) -> Metrics {
         guard(&self.env).as_ref().map(|e| e.metrics_snapshot()).unwrap_or_default()
+    }
+
+    /// What the metered layer of each store of this instance's active tasks
+    /// counted (and, at `metrics.recording.level=DEBUG`, timed), by task,
+    /// then store name. Counts start at 0 when a task is (re)assigned here.
+    pub fn store_metrics(&self) -> Vec<crate::store::StoreMetrics> {
+        guard(&self.env).as_ref().map(|e| e.store_metrics()).unwrap_or_default()
     }
 
     /// The standby copies held here, with each one's lag (changelog records

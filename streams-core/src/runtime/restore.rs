@@ -618,6 +618,7 @@ mod tests {
             task_dir: std::env::temp_dir().join("restore-test-unused"),
             rocksdb: Default::default(),
             cache_max_bytes: 0,
+            timed_operations: false,
         };
         let store = Stores::key_value_store_builder(Stores::in_memory_key_value_store("s"), StringSerde, StringSerde)
             .build(&ctx, "app-s-changelog".to_owned())?;

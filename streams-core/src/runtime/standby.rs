@@ -305,8 +305,12 @@ impl StandbyThread {
             .iter()
             .find(|s| s.id == id.subtopology)
             .ok_or_else(|| StreamsError::IllegalState(format!("standby task {id} of unknown sub-topology")))?;
-        let context =
-            StoreContext { task_dir: env.config.task_dir(id), rocksdb: env.rocksdb.clone(), cache_max_bytes: 0 };
+        let context = StoreContext {
+            task_dir: env.config.task_dir(id),
+            rocksdb: env.rocksdb.clone(),
+            cache_max_bytes: 0,
+            timed_operations: env.config.metrics_recording_level.times_store_operations(),
+        };
         let app = &env.config.application_id;
         let mut stores = Vec::new();
         for builder in &env.topology.stores {

@@ -193,6 +193,7 @@ mod tests {
             task_dir: std::env::temp_dir().join("rivulet-change-logging-test"),
             rocksdb: state_stores::RocksDbConfig::default(),
             cache_max_bytes: 1 << 20,
+            timed_operations: false,
         };
         let builder =
             Stores::key_value_store_builder(Stores::in_memory_key_value_store("counts"), StringSerde, I64Serde);

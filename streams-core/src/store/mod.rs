@@ -27,6 +27,8 @@ pub use query::{
     KeyValueStoreType, LocalStores, QueryableStoreType, QueryableStoreTypes, ReadOnlyKeyValueStore,
     ReadOnlySessionStore, ReadOnlyWindowStore, SessionStoreType, StoreQueryParameters, WindowStoreType,
 };
+use state_stores::{Metered, StoreMeters};
+pub use state_stores::{OperationMetrics, StoreOperation};
 
 use crate::erased::DataTypes;
 use crate::error::StreamsError;
@@ -34,6 +36,26 @@ use crate::serde::Serde;
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The operation figures of one task's instance of a store, from its
+/// metered layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreMetrics {
+    /// The task that owns the instance.
+    pub task: crate::task_engine::TaskId,
+    /// The store's name.
+    pub store: String,
+    /// The operations that ran at least once.
+    pub operations: Vec<OperationMetrics>,
+}
+
+impl StoreMetrics {
+    /// The calls of `operation` so far (0 if it never ran).
+    pub fn count(&self, operation: StoreOperation) -> u64 {
+        self.operations.iter().find(|o| o.operation == operation).map_or(0, |o| o.count)
+    }
 }
 
 /// What kind of store a supplier makes.
@@ -90,6 +112,9 @@ pub(crate) struct StoreContext {
     pub(crate) rocksdb: RocksDbConfig,
     /// The task's record cache budget; 0 turns caching off.
     pub(crate) cache_max_bytes: u64,
+    /// Whether the metered layer times operations (`metrics.recording.level`
+    /// DEBUG or TRACE) besides counting them.
+    pub(crate) timed_operations: bool,
 }
 
 /// One task's instance of a byte-level store.
@@ -117,35 +142,35 @@ impl StoreInstance {
 }
 
 impl StoreSupplier {
-    fn make(&self, ctx: &StoreContext) -> Result<StoreInstance, StoreError> {
+    /// The inner store, under the metered layer (which counts into `meters`).
+    fn make(&self, ctx: &StoreContext, meters: &Arc<StoreMeters>) -> Result<StoreInstance, StoreError> {
         let dir = ctx.task_dir.join(&self.name);
-        Ok(match (self.kind, self.persistent) {
-            (StoreKind::KeyValue, false) => {
-                StoreInstance::KeyValue(Arc::new(Mutex::new(Box::new(KvStore::in_memory(&self.name)))))
+        let name = self.name.as_str();
+        Ok(match self.kind {
+            StoreKind::KeyValue => {
+                let inner: Box<dyn KeyValueStore> = if self.persistent {
+                    Box::new(KvStore::rocksdb(name, &dir, &ctx.rocksdb)?)
+                } else {
+                    Box::new(KvStore::in_memory(name))
+                };
+                StoreInstance::KeyValue(Arc::new(Mutex::new(Box::new(Metered::new(inner, Arc::clone(meters))))))
             }
-            (StoreKind::KeyValue, true) => StoreInstance::KeyValue(Arc::new(Mutex::new(Box::new(KvStore::rocksdb(
-                &self.name,
-                &dir,
-                &ctx.rocksdb,
-            )?)))),
-            (StoreKind::Window { retention, retain_duplicates, .. }, false) => StoreInstance::Window(Arc::new(
-                Mutex::new(Box::new(SegmentedWindowStore::in_memory(&self.name, retention, retain_duplicates))),
-            )),
-            (StoreKind::Window { retention, retain_duplicates, .. }, true) => {
-                StoreInstance::Window(Arc::new(Mutex::new(Box::new(SegmentedWindowStore::rocksdb(
-                    &self.name,
-                    &dir,
-                    &ctx.rocksdb,
-                    retention,
-                    retain_duplicates,
-                )?))))
+            StoreKind::Window { retention, retain_duplicates, .. } => {
+                let inner: Box<dyn WindowStore> = if self.persistent {
+                    Box::new(SegmentedWindowStore::rocksdb(name, &dir, &ctx.rocksdb, retention, retain_duplicates)?)
+                } else {
+                    Box::new(SegmentedWindowStore::in_memory(name, retention, retain_duplicates))
+                };
+                StoreInstance::Window(Arc::new(Mutex::new(Box::new(Metered::new(inner, Arc::clone(meters))))))
             }
-            (StoreKind::Session { retention }, false) => StoreInstance::Session(Arc::new(Mutex::new(Box::new(
-                SegmentedSessionStore::in_memory(&self.name, retention),
-            )))),
-            (StoreKind::Session { retention }, true) => StoreInstance::Session(Arc::new(Mutex::new(Box::new(
-                SegmentedSessionStore::rocksdb(&self.name, &dir, &ctx.rocksdb, retention)?,
-            )))),
+            StoreKind::Session { retention } => {
+                let inner: Box<dyn SessionStore> = if self.persistent {
+                    Box::new(SegmentedSessionStore::rocksdb(name, &dir, &ctx.rocksdb, retention)?)
+                } else {
+                    Box::new(SegmentedSessionStore::in_memory(name, retention))
+                };
+                StoreInstance::Session(Arc::new(Mutex::new(Box::new(Metered::new(inner, Arc::clone(meters))))))
+            }
         })
     }
 }
@@ -387,11 +412,14 @@ impl StoreBuilder {
         self.logging.then(|| ChangeLogging::new(entry.clone(), changelog, partition, caching))
     }
 
+    /// A task's instance: the metered layer over the supplier's store.
     pub(crate) fn build(&self, ctx: &StoreContext, serde_topic: String) -> Result<StoreEntry, StreamsError> {
+        let meters = Arc::new(StoreMeters::new(ctx.timed_operations));
         Ok(StoreEntry {
             name: self.supplier.name.clone(),
             kind: self.supplier.kind,
-            instance: self.supplier.make(ctx)?,
+            instance: self.supplier.make(ctx, &meters)?,
+            meters,
             serdes: Arc::clone(&self.serdes),
             types: self.types,
             timestamped: self.timestamped,
@@ -407,6 +435,7 @@ pub(crate) struct StoreEntry {
     name: String,
     kind: StoreKind,
     instance: StoreInstance,
+    meters: Arc<StoreMeters>,
     serdes: Arc<dyn Any + Send + Sync>,
     types: DataTypes,
     timestamped: bool,
@@ -495,6 +524,11 @@ impl StoreEntry {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The metered layer's figures for this instance, as `task`'s.
+    pub(crate) fn operation_metrics(&self, task: crate::task_engine::TaskId) -> StoreMetrics {
+        StoreMetrics { task, store: self.name.clone(), operations: self.meters.snapshot() }
     }
 
     /// RocksDB's figures for this instance of the store (`None` in memory).

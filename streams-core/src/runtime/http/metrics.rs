@@ -81,6 +81,14 @@ struct StoreLabels {
     thread: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    store: String,
+    task: String,
+    thread: String,
+    operation: String,
+}
+
 /// Task → the name of the stream thread running it.
 fn task_threads(env: &Env) -> BTreeMap<crate::task_engine::TaskId, String> {
     let app = &env.config.application_id;
@@ -122,6 +130,40 @@ fn register_rocksdb(registry: &mut Registry, env: &Env, threads: &BTreeMap<crate
         readers,
     );
     registry.register("rocksdb_estimated_keys", "RocksDB's estimate of a store's keys", keys);
+}
+
+/// The metered layer's counts (and times, at `metrics.recording.level=DEBUG`)
+/// per store, task and operation.
+fn register_store_operations(
+    registry: &mut Registry,
+    env: &Env,
+    threads: &BTreeMap<crate::task_engine::TaskId, String>,
+) {
+    let counts = Family::<OperationLabels, Counter>::default();
+    let seconds = Family::<OperationLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+    for store in env.store_metrics() {
+        let thread = threads.get(&store.task).cloned().unwrap_or_default();
+        for op in &store.operations {
+            let labels = OperationLabels {
+                store: store.store.clone(),
+                task: store.task.to_string(),
+                thread: thread.clone(),
+                operation: op.operation.as_str().to_owned(),
+            };
+            counts.get_or_create(&labels).inc_by(op.count);
+            if let Some(t) = op.total_time {
+                seconds.get_or_create(&labels).inc_by(t.as_secs_f64());
+            }
+        }
+    }
+    registry.register("store_operations", "State-store operations by store, task and operation", counts);
+    if env.config.metrics_recording_level.times_store_operations() {
+        registry.register(
+            "store_operation_seconds",
+            "Time spent in state-store operations (metrics.recording.level=DEBUG)",
+            seconds,
+        );
+    }
 }
 
 const STATES: [State; 7] = [
@@ -245,6 +287,7 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
         );
     }
     register_rocksdb(&mut registry, env, &threads);
+    register_store_operations(&mut registry, env, &threads);
 
     counter(
         &mut registry,

@@ -288,6 +288,7 @@ impl ThreadState {
             task_dir: self.env.config.task_dir(id),
             rocksdb: self.env.rocksdb.clone(),
             cache_max_bytes: self.env.cache_per_thread(),
+            timed_operations: self.env.config.metrics_recording_level.times_store_operations(),
         };
         let ahead = group_offsets.and_then(|group| {
             super::guard(&self.env.store_positions).get(&id).and_then(|p| group.ahead_of(p, id.partition))
