@@ -522,6 +522,13 @@ impl ThreadState {
         Ok(total)
     }
 
+    /// How long until the next commit is due, when there is something to
+    /// commit.
+    fn until_commit(&self, commit_interval: Duration) -> Option<Duration> {
+        (self.dirty || self.output.has_open_transaction())
+            .then(|| commit_interval.saturating_sub(self.last_commit.elapsed()))
+    }
+
     /// Processes what is buffered and commits when due; returns the records processed.
     fn step(
         &mut self,
@@ -792,7 +799,7 @@ fn run_loop(
     // Set before the loop and taken out after it.
     let has_fetch_queue = lock(&consumer.context().fetch).is_some();
     while !env.stop.load(Ordering::Acquire) {
-        let (restoring, running, assigned) = {
+        let (restoring, running, assigned, until_commit) = {
             let st = lock(state);
             // A restore with fetched records waiting counts as busy: an idle
             // running task must not make it wait on input (R1, word count's
@@ -800,7 +807,7 @@ fn run_loop(
             // of 5,000 records, half the restore's time).
             let restoring = st.changelogs.is_restoring();
             idle &= !st.changelogs.has_backlog();
-            (restoring, st.running_tasks(), !st.tasks.is_empty())
+            (restoring, st.running_tasks(), !st.tasks.is_empty(), st.until_commit(commit_interval))
         };
         let fetching = assigned && has_fetch_queue;
         // While stores restore, the wait is short: with no task running the
@@ -810,6 +817,9 @@ fn run_loop(
             (true, true, true) => Duration::from_millis(5),
             (true, false, _) => Duration::from_millis(50),
         };
+        // An idle wait ends when a commit is due, or results processed just
+        // before it would become visible up to one wait late.
+        let wait = until_commit.map_or(wait, |due| wait.min(due));
         // With partitions assigned, their records arrive on the fetch queue
         // and the wait is spent there; the consumer queue (rebalances,
         // errors) is looked at every loop, so a rebalance waits at most one
