@@ -68,6 +68,13 @@ def ratios():
     return result
 
 
+def busy_cores(r):
+    """(rivulet, broker) CPU seconds per wall second of a run, when the broker's CPU was measured."""
+    if r.get("broker_cpu_s") is None or not r.get("wall_s"):
+        return None
+    return r["cpu_s"] / r["wall_s"], r["broker_cpu_s"] / r["wall_s"]
+
+
 def scaling_summary():
     """The threads rows' records/s ratio (2 threads ÷ 1) and the keys rows' spread of CPU-µs/record."""
     threads = {r["threads"]: r for r in scaling_rows if r["scaling"] == "threads" and r.get("verified")}
@@ -77,6 +84,7 @@ def scaling_summary():
         result["threads"] = {
             "records_per_s_ratio": threads[2]["records_per_s"] / threads[1]["records_per_s"],
             "cpu_us_per_record": {str(t): r["cpu_us_per_record"] for t, r in sorted(threads.items())},
+            "busy_cores": {str(t): busy_cores(r) for t, r in sorted(threads.items()) if busy_cores(r)},
             "target_ratio": 1.7,
         }
     if len(keys) >= 2:
@@ -164,17 +172,27 @@ with open(os.path.join(out, "latest.md"), "w") as f:
                 "`threads` on plain W2's input with num.stream.threads=1 and 2; `keys` with words drawn from "
                 "larger vocabularies (distinct keys = words in the store at the end).\n\n")
         f.write("| scaling | stream threads | vocabulary | distinct keys | wall s | records/s | CPU s | CPU µs/record "
-                "| peak RSS MB | verified |\n|---|---|---|---|---|---|---|---|---|---|\n")
+                "| peak RSS MB | busy cores: rivulet + broker | verified |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|\n")
         for r in scaling_rows:
             verified = "yes" if r.get("verified") else f"**no**: {r.get('error', '')}"
+            busy = busy_cores(r)
+            busy = f"{busy[0]:.2f} + {busy[1]:.2f}" if busy else "—"
             f.write(f"| {r['scaling']} | {r.get('threads', '—')} | {fmt(r.get('vocabulary'), ',')} | "
                     f"{fmt(r.get('distinct_keys'), ',')} | {r['wall_s']:.1f} | {r['records_per_s']:.0f} | "
-                    f"{r['cpu_s']:.1f} | {r['cpu_us_per_record']:.2f} | {r['peak_rss_mb']:.0f} | {verified} |\n")
+                    f"{r['cpu_s']:.1f} | {r['cpu_us_per_record']:.2f} | {r['peak_rss_mb']:.0f} | {busy} | "
+                    f"{verified} |\n")
         if "threads" in scaling:
             t = scaling["threads"]
             f.write(f"\nThreads: 2 stream threads give {t['records_per_s_ratio']:.2f}× the records/s of 1 "
                     f"(target ≥ {t['target_ratio']}×); CPU µs/record {t['cpu_us_per_record']['1']:.2f} with 1, "
-                    f"{t['cpu_us_per_record']['2']:.2f} with 2.\n")
+                    f"{t['cpu_us_per_record']['2']:.2f} with 2.")
+            if t.get("busy_cores"):
+                f.write(" Busy cores (CPU s ÷ wall s), rivulet + the broker on the same machine: "
+                        + "; ".join(f"{n} thread{'s' if n != '1' else ''} {c[0]:.2f} + {c[1]:.2f}"
+                                    for n, c in t["busy_cores"].items())
+                        + f", of the machine's {os.cpu_count()}.")
+            f.write("\n")
         if "keys" in scaling:
             k = scaling["keys"]
             f.write(f"\nKeys (verified rows): CPU µs/record max ÷ min {k['cpu_us_per_record_max_over_min']:.2f}; "

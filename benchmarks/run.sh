@@ -54,6 +54,10 @@ case "$PROFILE" in ""|w1|w2|w3|w4) ;; *) usage ;; esac
 export CARGO_TARGET_DIR="${RIVULET_BENCH_TARGET_DIR:-$HOME/.cache/rivulet-bench}"
 bash scripts/install-deps.sh
 bash scripts/kafka.sh start
+# The broker shares the machine: its CPU during each run is reported beside
+# the contender's (the scaling rows say how many of the cores were busy).
+BENCH_BROKER_PID="$(bash scripts/kafka.sh pid)"
+export BENCH_BROKER_PID
 cargo build --release -p rivulet-benchmarks --locked
 BENCH="$CARGO_TARGET_DIR/release/rivulet-bench"
 PEER=benchmarks/peers/kafka-streams

@@ -44,7 +44,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
 
 usage() {
-    echo "usage: $0 [--instance NAME] start|stop|down [--hard]|up|restart [--hard]|status|address|lockfile|fetch" >&2
+    echo "usage: $0 [--instance NAME] start|stop|down [--hard]|up|restart [--hard]|status|address|pid|lockfile|fetch" >&2
     exit 2
 }
 
@@ -352,6 +352,7 @@ case "$cmd" in
     restart) down "$@"; up ;;
     status) broker_answers ;;
     address) echo "127.0.0.1:$KAFKA_PORT" ;;
+    pid) [[ -s "$PIDFILE" ]] || die "$NAME is not running"; cat "$PIDFILE" ;;
     lockfile) echo "$LOCKFILE" ;;
     fetch) fetch_jars ;;
     *) usage ;;

@@ -365,6 +365,10 @@ pub(crate) fn run(
     } else {
         child.id()
     };
+    // The broker's CPU over the same span as the contender's.
+    let broker = std::env::var("BENCH_BROKER_PID").ok().and_then(|p| p.parse::<u32>().ok());
+    let broker_cpu = || broker.and_then(|b| sample(b, ticks)).map(|(cpu, _)| cpu);
+    let broker_start = broker_cpu();
     let mut seen = Seen::default();
     let mut last_sample = (0.0, 0);
     let done = loop {
@@ -387,6 +391,7 @@ pub(crate) fn run(
     if let Some(s) = sample(pid, ticks) {
         last_sample = s;
     }
+    let broker_cpu_s = broker_start.zip(broker_cpu()).map(|(start, end)| end - start);
     // R1: the probe's task may run before other tasks have restored; the
     // restore phase ends with the last of them.
     if done {
@@ -413,6 +418,7 @@ pub(crate) fn run(
         "cpu_s": cpu,
         "cpu_us_per_record": cpu * 1e6 / records as f64,
         "peak_rss_mb": rss as f64 / 1_048_576.0,
+        "broker_cpu_s": broker_cpu_s,
         "output_records": seen.count,
         "verified": done && seen.correct(expected),
     });
