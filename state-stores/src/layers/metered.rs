@@ -129,6 +129,11 @@ impl StoreMeters {
         out
     }
 
+    /// The calls of `operation` so far.
+    pub fn count(&self, operation: StoreOperation) -> u64 {
+        self.counts[operation as usize].load(Ordering::Relaxed)
+    }
+
     /// The figures of the operations that ran, in the order of
     /// [`StoreOperation::ALL`].
     pub fn snapshot(&self) -> Vec<OperationMetrics> {
@@ -138,7 +143,7 @@ impl StoreMeters {
                 let i = operation as usize;
                 OperationMetrics {
                     operation,
-                    count: self.counts[i].load(Ordering::Relaxed),
+                    count: self.count(operation),
                     total_time: self.timed.then(|| Duration::from_nanos(self.nanos[i].load(Ordering::Relaxed))),
                 }
             })
@@ -159,8 +164,7 @@ impl StoreMeters {
 /// let mut store = Metered::new(inner, Arc::clone(&meters));
 /// store.put(b"apple", b"3")?;
 /// assert_eq!(store.get(b"apple")?, Some(b"3".to_vec()));
-/// let puts = meters.snapshot().iter().find(|o| o.operation == StoreOperation::Put).map(|o| o.count);
-/// assert_eq!(puts, Some(1));
+/// assert_eq!(meters.count(StoreOperation::Put), 1);
 /// # Ok::<(), state_stores::StoreError>(())
 /// ```
 pub struct Metered<S: ?Sized> {
@@ -369,10 +373,6 @@ mod tests {
     use super::*;
     use crate::{KvStore, Retention, SegmentedSessionStore, SegmentedWindowStore};
 
-    fn count(ops: &[OperationMetrics], op: StoreOperation) -> u64 {
-        ops.iter().find(|o| o.operation == op).map_or(0, |o| o.count)
-    }
-
     fn kv(timed: bool) -> (Metered<dyn KeyValueStore>, Arc<StoreMeters>) {
         let meters = Arc::new(StoreMeters::new(timed));
         (Metered::new(Box::new(KvStore::in_memory("counts")), Arc::clone(&meters)), meters)
@@ -405,7 +405,7 @@ mod tests {
             ]
         );
         assert!(m.iter().all(|o| o.total_time.is_none()), "untimed");
-        assert_eq!(count(&m, StoreOperation::Fetch), 0);
+        assert_eq!(meters.count(StoreOperation::Fetch), 0);
         // The layer is transparent: the restored key and the checkpoint are the inner store's.
         assert_eq!(store.get(b"c")?, Some(b"3".to_vec()));
         assert_eq!(store.checkpoint(), Some(8));
@@ -440,9 +440,8 @@ mod tests {
         s.put(b"k", 0, 5, b"x")?;
         assert_eq!(s.fetch(b"k")?.len(), 1);
         s.remove(b"k", 0, 5)?;
-        let m = meters.snapshot();
         assert_eq!(
-            [StoreOperation::Put, StoreOperation::Fetch, StoreOperation::Remove].map(|op| count(&m, op)),
+            [StoreOperation::Put, StoreOperation::Fetch, StoreOperation::Remove].map(|op| meters.count(op)),
             [2, 4, 1]
         );
         Ok(())

@@ -807,7 +807,9 @@ fn run_loop(
             // of 5,000 records, half the restore's time).
             let restoring = st.changelogs.is_restoring();
             idle &= !st.changelogs.has_backlog();
-            (restoring, st.running_tasks(), !st.tasks.is_empty(), st.until_commit(commit_interval))
+            // Only an idle wait needs it: a busy loop does not wait.
+            let until_commit = if idle { st.until_commit(commit_interval) } else { None };
+            (restoring, st.running_tasks(), !st.tasks.is_empty(), until_commit)
         };
         let fetching = assigned && has_fetch_queue;
         // While stores restore, the wait is short: with no task running the
