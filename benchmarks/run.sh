@@ -111,12 +111,19 @@ profile() {
         env -u CARGO_TARGET_DIR cargo install inferno --locked --root "$tools"
     fi
     local input="bench-profile-$w-$RUN_ID" app="bench-rivulet-profile-$w-$RUN_ID" data="$STATE/perf.data"
-    local svg="$OUT/profile-$w.svg" text="$OUT/profile-$w.txt"
+    local svg="$OUT/profile-$w.svg" text="$OUT/profile-$w.txt" vocabulary=()
+    # BENCH_PROFILE_VOCABULARY=V (W2): words drawn from V distinct ones, as
+    # the keys scaling rows; the files are then profile-w2-vV.{svg,txt}.
+    if [[ -n "${BENCH_PROFILE_VOCABULARY:-}" ]]; then
+        vocabulary=(--vocabulary "$BENCH_PROFILE_VOCABULARY")
+        svg="$OUT/profile-$w-v$BENCH_PROFILE_VOCABULARY.svg" text="$OUT/profile-$w-v$BENCH_PROFILE_VOCABULARY.txt"
+    fi
     echo "[run.sh] preloading $RECORDS records into $input" >&2
-    "$BENCH" preload --workload "$w" --topic "$input" --records "$RECORDS" --partitions 8 --base-ts "$BASE_TS"
+    "$BENCH" preload --workload "$w" "${vocabulary[@]}" --topic "$input" --records "$RECORDS" --partitions 8 \
+        --base-ts "$BASE_TS"
     contender rivulet "$w" exactly_once_v2 "$input" "$app-out" "$app"
     echo "[run.sh] rivulet $w exactly_once_v2 under perf record" >&2
-    "$BENCH" run --workload "$w" --records "$RECORDS" --output "$app-out" --contender rivulet \
+    "$BENCH" run --workload "$w" "${vocabulary[@]}" --records "$RECORDS" --output "$app-out" --contender rivulet \
         --guarantee exactly_once_v2 --base-ts "$BASE_TS" --measure child \
         -- perf record -F 499 -e cpu-clock -g --call-graph dwarf,16384 -o "$data" -- "${CMD[@]}" > "$STATE/result.json"
     # Inlined frames (through addr2line) double the stacks' depth in Rust code

@@ -1,6 +1,7 @@
 //! Store throughput: puts through a batch, gets, range scans, and restore of
 //! changelog records, for RocksDB and in-memory stores; and what the metered
-//! layer adds to a get, counting only and timing too.
+//! layer adds to a get, counting only and timing too; and RocksDB gets
+//! served by the read cache.
 //!
 //! `cargo bench -p state-stores`
 #![allow(missing_docs)] // criterion's macros generate undocumented items
@@ -76,6 +77,16 @@ fn stores(c: &mut Criterion) {
     });
     if let Some(r) = rocks.as_ref() {
         group.bench_function("rocksdb", |b| {
+            b.iter(|| (0..N).filter(|&i| matches!(r.get(&key(i)), Ok(Some(_)))).count())
+        });
+    }
+    // The same gets served by the read cache (the entries the commit wrote).
+    let cached_config = config.clone().with_read_cache(64 << 20);
+    let cached_dir = tempfile::tempdir().ok();
+    let mut cached = cached_dir.as_ref().and_then(|d| KvStore::rocksdb("bench", d.path(), &cached_config).ok());
+    if let Some(r) = cached.as_mut() {
+        filled(r);
+        group.bench_function("rocksdb+read-cache", |b| {
             b.iter(|| (0..N).filter(|&i| matches!(r.get(&key(i)), Ok(Some(_)))).count())
         });
     }

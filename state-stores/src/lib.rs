@@ -23,8 +23,9 @@
 //! - [`Metered`]: the outermost layer over any store, counting (and, with
 //!   [`StoreMeters::new(true)`](StoreMeters::new), timing) each
 //!   [`StoreOperation`].
-//! - [`RocksDbConfig`]: shared block cache, write buffers, compression, and a
-//!   hook to set any RocksDB option per store.
+//! - [`RocksDbConfig`]: shared block cache, write buffers, compression, one
+//!   memory budget, a read cache of committed entries (point reads without a
+//!   memtable search), and a hook to set any RocksDB option per store.
 //!
 //! What it is not: it knows nothing about Kafka. Sending changes to changelog
 //! topics and reading them back is the runtime's job (`streams-core`).

@@ -85,10 +85,11 @@ fn collect(iter: state_stores::EntryIter<'_>) -> Result<Entries, StoreError> {
     iter.collect()
 }
 
-fn run(ops: &[Op], dir: Option<&Path>) -> Result<(), TestCaseError> {
+/// Runs `ops` on an in-memory store, or on a RocksDB store in `dir` opened with `config`.
+fn run(ops: &[Op], dir: Option<(&Path, &RocksDbConfig)>) -> Result<(), TestCaseError> {
     let open = || -> Result<KvStore, StoreError> {
         match dir {
-            Some(d) => KvStore::rocksdb("model", d, &RocksDbConfig::default()),
+            Some((d, config)) => KvStore::rocksdb("model", d, config),
             None => Ok(KvStore::in_memory("model")),
         }
     };
@@ -200,7 +201,15 @@ proptest! {
     #[test]
     fn rocksdb_matches_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        run(&ops, Some(dir.path()))?;
+        run(&ops, Some((dir.path(), &RocksDbConfig::default())))?;
+    }
+
+    /// With a read cache of a few entries: rotations, evictions and
+    /// entries too large to cache happen within most sequences.
+    #[test]
+    fn rocksdb_with_a_read_cache_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        run(&ops, Some((dir.path(), &RocksDbConfig::default().with_read_cache(800))))?;
     }
 }
 

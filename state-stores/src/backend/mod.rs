@@ -2,6 +2,7 @@
 //! write set and its checkpoint atomically.
 
 pub(crate) mod memory;
+pub(crate) mod read_cache;
 pub(crate) mod rocks;
 
 use std::collections::BTreeMap;

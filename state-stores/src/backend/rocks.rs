@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use rocksdb::{
     WriteBatch, WriteOptions, DB,
 };
 
+use super::read_cache::{ReadCache, ReadCacheBudget};
 use super::{Backend, BackendIter, WriteSet};
 use crate::StoreError;
 
@@ -40,6 +42,8 @@ pub struct RocksDbConfig {
     write_buffers: Option<rocksdb::WriteBufferManager>,
     /// The budget, when one is set.
     budget: Option<usize>,
+    /// Committed entries kept in memory for point reads, when set.
+    read_cache: Option<Arc<ReadCacheBudget>>,
     write_buffer_size: usize,
     compression: Compression,
     setter: Option<RocksDbConfigSetter>,
@@ -50,6 +54,7 @@ impl fmt::Debug for RocksDbConfig {
         f.debug_struct("RocksDbConfig")
             .field("shared_block_cache", &self.block_cache.is_some())
             .field("memory_budget", &self.budget)
+            .field("read_cache_bytes", &self.read_cache.as_ref().map(|b| b.limit()))
             .field("write_buffer_size", &self.write_buffer_size)
             .field("compression", &self.compression)
             .field("config_setter", &self.setter.is_some())
@@ -63,6 +68,7 @@ impl Default for RocksDbConfig {
             block_cache: None,
             write_buffers: None,
             budget: None,
+            read_cache: None,
             write_buffer_size: 16 * 1024 * 1024,
             compression: Compression::Lz4,
             setter: None,
@@ -103,15 +109,35 @@ impl RocksDbConfig {
         self
     }
 
-    /// The memory budget, if one is set.
+    /// Keeps the committed entries of every store opened with this config
+    /// (clones of it included) in memory, up to `bytes` together, and serves
+    /// point reads from there: entries written by a commit or read from
+    /// RocksDB stay until newer ones push them out. A get then costs a hash
+    /// lookup instead of a search of RocksDB's memtable (a skip list of every
+    /// version since its last flush) or of its files. Counted in
+    /// [`memory_budget`](Self::memory_budget) and
+    /// [`memory_usage`](Self::memory_usage).
+    pub fn with_read_cache(mut self, bytes: usize) -> Self {
+        self.read_cache = (bytes > 0).then(|| Arc::new(ReadCacheBudget::new(bytes)));
+        self
+    }
+
+    /// The memory budget, if one is set: the shared cache's and the read
+    /// cache's together.
     pub fn memory_budget(&self) -> Option<usize> {
-        self.budget
+        let read_cache = self.read_cache.as_ref().map_or(0, |b| b.limit());
+        self.budget.map(|b| b + read_cache)
     }
 
     /// Bytes in the shared cache now (blocks, and memtables under a memory
-    /// budget); `None` without a shared cache.
+    /// budget) and in the read cache; `None` without either.
     pub fn memory_usage(&self) -> Option<usize> {
-        self.block_cache.as_ref().map(rocksdb::Cache::get_usage)
+        let blocks = self.block_cache.as_ref().map(rocksdb::Cache::get_usage);
+        let entries = self.read_cache.as_ref().map(|b| b.used());
+        match (blocks, entries) {
+            (None, None) => None,
+            (b, e) => Some(b.unwrap_or(0) + e.unwrap_or(0)),
+        }
     }
 
     /// The size of each store's memtable.
@@ -178,6 +204,8 @@ pub(crate) struct RocksBackend {
     db: DB,
     checkpoint: Option<u64>,
     write_opts: WriteOptions,
+    /// Under the store's lock, as the backend is: one user at a time.
+    read_cache: Option<RefCell<ReadCache>>,
 }
 
 impl fmt::Debug for RocksBackend {
@@ -202,6 +230,7 @@ impl RocksBackend {
             db,
             checkpoint: None,
             write_opts: WriteOptions::default(),
+            read_cache: config.read_cache.as_ref().map(|b| RefCell::new(ReadCache::new(Arc::clone(b)))),
         };
         backend.checkpoint = backend.read_checkpoint()?;
         Ok(backend)
@@ -257,7 +286,16 @@ fn key_order(records: &[crate::tx::ChangelogRecord]) -> Vec<usize> {
 
 impl Backend for RocksBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get_cf(self.cf(DATA_CF)?, key).map_err(|e| self.io("read failed", e))
+        if let Some(cache) = &self.read_cache {
+            if let Some(v) = cache.borrow_mut().get(key) {
+                return Ok(Some(v));
+            }
+        }
+        let value = self.db.get_cf(self.cf(DATA_CF)?, key).map_err(|e| self.io("read failed", e))?;
+        if let (Some(cache), Some(v)) = (&self.read_cache, &value) {
+            cache.borrow_mut().insert(key.into(), v.as_slice().into());
+        }
+        Ok(value)
     }
 
     fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<BackendIter<'_>, StoreError> {
@@ -301,6 +339,20 @@ impl Backend for RocksBackend {
         if checkpoint.is_some() {
             self.checkpoint = checkpoint;
         }
+        if let Some(cache) = &mut self.read_cache {
+            let cache = cache.get_mut();
+            if !writes.range_deletes.is_empty() {
+                cache.clear();
+            }
+            // Committed: the written entries move into the cache (the write
+            // set is cleared after a commit in any case).
+            for (k, v) in std::mem::take(&mut writes.ops) {
+                match v {
+                    Some(v) => cache.insert(k.into_boxed_slice(), v.into_boxed_slice()),
+                    None => cache.remove(&k),
+                }
+            }
+        }
         Ok(())
     }
 
@@ -309,6 +361,9 @@ impl Backend for RocksBackend {
         records: &mut dyn Iterator<Item = crate::tx::ChangelogRecord>,
         checkpoint: u64,
     ) -> Result<(), StoreError> {
+        if let Some(cache) = &mut self.read_cache {
+            cache.get_mut().clear();
+        }
         let records: Vec<_> = records.collect();
         // Key order lets the memtable insert each record next to the last
         // (measured: faster here than writing and ingesting an SST file for

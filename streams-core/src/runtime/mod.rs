@@ -642,7 +642,9 @@ impl KafkaStreams {
         let source_topics: Vec<String> = topic_sub.keys().cloned().collect();
         let mut rocksdb = state_stores::RocksDbConfig::new();
         if let Ok(budget @ 1..) = usize::try_from(self.config.rocksdb_memory_bytes) {
-            rocksdb = rocksdb.with_memory_budget(budget, budget / 2);
+            let read_cache = budget / 4;
+            let rest = budget - read_cache;
+            rocksdb = rocksdb.with_memory_budget(rest, rest / 2).with_read_cache(read_cache);
         }
         if let Some(setter) = guard(&self.rocksdb_setter).clone() {
             rocksdb = rocksdb.with_config_setter(move |store, options| setter(store, options));
