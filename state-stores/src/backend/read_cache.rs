@@ -16,7 +16,8 @@
 //!
 //! Eviction is by generations: entries go into the young map; once it has
 //! taken half of the store's share of the budget (or the caches of all
-//! stores together have taken the whole budget), the old map is dropped and
+//! stores together have taken the whole budget and this one holds more than
+//! its share), the old map is dropped and
 //! the young one becomes old. A read that finds an entry in the old map
 //! moves it to the young one. Every operation is O(1), and the entries read
 //! or written within the last generation survive the next rotation, as in
@@ -173,7 +174,11 @@ impl ReadCache {
     }
 
     fn rotate_if_full(&mut self) {
-        if self.young_bytes > self.budget.share() / 2 || self.budget.over() {
+        // Over the shared budget, only a store above its share gives way: one
+        // that filled up while fewer stores were open and then went idle must
+        // not make every other store rotate at each insert.
+        let share = self.budget.share();
+        if self.young_bytes > share / 2 || (self.budget.over() && self.young_bytes + self.old_bytes > share) {
             self.budget.release(self.old_bytes);
             self.old = std::mem::take(&mut self.young);
             self.old_bytes = std::mem::replace(&mut self.young_bytes, 0);
@@ -238,14 +243,32 @@ mod tests {
         for i in 0..100 {
             a.insert(bytes(&format!("k{i:02}")), bytes("v"));
             b.insert(bytes(&format!("k{i:02}")), bytes("v"));
-            // Each store keeps to its half: generations of a quarter.
-            assert!(a.young_bytes + a.old_bytes <= 20 * entry + entry);
-            assert!(budget.used() <= budget.limit());
+            // Each store keeps to its half: generations of a quarter, each
+            // rotated once it is past that (by one entry at most).
+            assert!(a.young_bytes + a.old_bytes <= 20 * entry + 2 * entry);
+            assert!(budget.used() <= budget.limit() + 4 * entry);
         }
         let held = b.young_bytes + b.old_bytes;
         a.clear();
         assert_eq!(a.get(b"k99"), None);
         assert_eq!(budget.used(), held, "what is left is the other store's");
+    }
+
+    #[test]
+    fn an_idle_store_over_its_share_does_not_starve_the_others() {
+        let entry = charge_of(b"k00", b"v");
+        let budget = Arc::new(ReadCacheBudget::new(40 * entry));
+        let mut idle = ReadCache::new(Arc::clone(&budget));
+        for i in 0..40 {
+            idle.insert(bytes(&format!("k{i:02}")), bytes("v"));
+        }
+        // A second store halves the idle one's share, which it now exceeds.
+        let mut busy = ReadCache::new(Arc::clone(&budget));
+        for i in 0..10 {
+            busy.insert(bytes(&format!("k{i:02}")), bytes("v"));
+        }
+        assert!(budget.used() > budget.limit(), "the idle store keeps what it has");
+        assert!((0..10).all(|i| busy.get(format!("k{i:02}").as_bytes()).is_some()), "the busy store caches its share");
     }
 
     #[test]

@@ -116,7 +116,10 @@ impl RocksDbConfig {
     /// lookup instead of a search of RocksDB's memtable (a skip list of every
     /// version since its last flush) or of its files. Counted in
     /// [`memory_budget`](Self::memory_budget) and
-    /// [`memory_usage`](Self::memory_usage).
+    /// [`memory_usage`](Self::memory_usage); 0 turns it off. It serves what
+    /// was written: a [config setter](Self::with_config_setter) that makes
+    /// RocksDB return something else (a compaction filter, a merge operator)
+    /// needs it off.
     pub fn with_read_cache(mut self, bytes: usize) -> Self {
         self.read_cache = (bytes > 0).then(|| Arc::new(ReadCacheBudget::new(bytes)));
         self
