@@ -31,6 +31,20 @@ fn filled(store: &mut KvStore) {
     let _ = store.commit(Some(N));
 }
 
+/// A RocksDB store opened with `config` in a new directory and [`filled`];
+/// the store comes first, so that it closes before its directory goes.
+fn filled_rocksdb(config: &RocksDbConfig) -> Option<(KvStore, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().ok()?;
+    let mut store = KvStore::rocksdb("bench", dir.path(), config).ok()?;
+    filled(&mut store);
+    Some((store, dir))
+}
+
+/// Gets every key [`filled`] wrote; how many were found.
+fn hits(store: &dyn KeyValueStore) -> usize {
+    (0..N).filter(|&i| matches!(store.get(&key(i)), Ok(Some(_)))).count()
+}
+
 fn stores(c: &mut Criterion) {
     let config = RocksDbConfig::default().with_shared_block_cache(64 << 20);
 
@@ -67,28 +81,14 @@ fn stores(c: &mut Criterion) {
     group.sample_size(10);
     let mut mem = KvStore::in_memory("bench");
     filled(&mut mem);
-    let dir = tempfile::tempdir().ok();
-    let mut rocks = dir.as_ref().and_then(|d| KvStore::rocksdb("bench", d.path(), &config).ok());
-    if let Some(r) = rocks.as_mut() {
-        filled(r);
-    }
-    group.bench_function("in-memory", |b| {
-        b.iter(|| (0..N).filter(|&i| matches!(mem.get(&key(i)), Ok(Some(_)))).count())
-    });
-    if let Some(r) = rocks.as_ref() {
-        group.bench_function("rocksdb", |b| {
-            b.iter(|| (0..N).filter(|&i| matches!(r.get(&key(i)), Ok(Some(_)))).count())
-        });
+    let rocks = filled_rocksdb(&config);
+    group.bench_function("in-memory", |b| b.iter(|| hits(&mem)));
+    if let Some((r, _)) = rocks.as_ref() {
+        group.bench_function("rocksdb", |b| b.iter(|| hits(r)));
     }
     // The same gets served by the read cache (the entries the commit wrote).
-    let cached_config = config.clone().with_read_cache(64 << 20);
-    let cached_dir = tempfile::tempdir().ok();
-    let mut cached = cached_dir.as_ref().and_then(|d| KvStore::rocksdb("bench", d.path(), &cached_config).ok());
-    if let Some(r) = cached.as_mut() {
-        filled(r);
-        group.bench_function("rocksdb+read-cache", |b| {
-            b.iter(|| (0..N).filter(|&i| matches!(r.get(&key(i)), Ok(Some(_)))).count())
-        });
+    if let Some((r, _)) = filled_rocksdb(&config.clone().with_read_cache(64 << 20)).as_ref() {
+        group.bench_function("rocksdb+read-cache", |b| b.iter(|| hits(r)));
     }
     group.finish();
 
@@ -96,7 +96,7 @@ fn stores(c: &mut Criterion) {
     group.throughput(Throughput::Elements(N));
     group.sample_size(10);
     group.bench_function("in-memory", |b| b.iter(|| mem.all().map(|it| it.count()).unwrap_or(0)));
-    if let Some(r) = rocks.as_ref() {
+    if let Some((r, _)) = rocks.as_ref() {
         group.bench_function("rocksdb", |b| b.iter(|| r.all().map(|it| it.count()).unwrap_or(0)));
     }
     group.finish();
@@ -114,8 +114,7 @@ fn stores(c: &mut Criterion) {
     let counted: Box<dyn KeyValueStore> = Box::new(Metered::new(boxed(), Arc::new(StoreMeters::new(false))));
     let timed: Box<dyn KeyValueStore> = Box::new(Metered::new(boxed(), Arc::new(StoreMeters::new(true))));
     for (name, store) in [("plain", &plain), ("counted", &counted), ("counted+timed", &timed)] {
-        group
-            .bench_function(name, |b| b.iter(|| (0..N).filter(|&i| matches!(store.get(&key(i)), Ok(Some(_)))).count()));
+        group.bench_function(name, |b| b.iter(|| hits(store.as_ref())));
     }
     group.finish();
 

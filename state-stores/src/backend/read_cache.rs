@@ -17,11 +17,10 @@
 //! Eviction is by generations: entries go into the young map; once it has
 //! taken half of the store's share of the budget (or the caches of all
 //! stores together have taken the whole budget and this one holds more than
-//! its share), the old map is dropped and
-//! the young one becomes old. A read that finds an entry in the old map
-//! moves it to the young one. Every operation is O(1), and the entries read
-//! or written within the last generation survive the next rotation, as in
-//! an LRU cache.
+//! its share), the old map is dropped and the young one becomes old. A read
+//! that finds an entry in the old map moves it to the young one. Every
+//! operation is O(1), and the entries read or written within the last
+//! generation survive the next rotation, as in an LRU cache.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
