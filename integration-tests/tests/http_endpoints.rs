@@ -79,6 +79,7 @@ fn health_metrics_topology_and_stores() -> Result<(), Box<dyn std::error::Error>
     assert_eq!(metric(&metrics, "rivulet_records_consumed_total"), Some((text.len() as u64 + words) as f64));
     assert!(metric(&metrics, "rivulet_commits_total").is_some_and(|c| c >= 1.0), "{metrics:?}");
     assert_eq!(metric(&metrics, "rivulet_aborted_transactions_total"), Some(0.0));
+    assert_eq!(metric(&metrics, "rivulet_records_redelivered_total"), Some(0.0));
     assert_eq!(metric(&metrics, "rivulet_restore_remaining_records"), Some(0.0));
     let running = (String::from("rivulet_state"), format!("{app_label},state=RUNNING"));
     assert_eq!(metrics.get(&running), Some(&1.0), "{metrics:?}");

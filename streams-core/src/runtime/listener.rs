@@ -99,6 +99,8 @@ pub(crate) struct Counters {
     pub(crate) rejoins: AtomicU64,
     pub(crate) replaced_threads: AtomicU64,
     pub(crate) unassigned: AtomicU64,
+    /// Records the consumer delivered again to the task that had them.
+    pub(crate) redelivered: AtomicU64,
     /// Changelog records applied to standby copies.
     pub(crate) standby_applied: AtomicU64,
     /// Since when (ms since the epoch) the cluster has not answered; 0 when it does.
@@ -149,6 +151,7 @@ impl Counters {
             rejoins: get(&self.rejoins),
             replaced_threads: get(&self.replaced_threads),
             records_unassigned: get(&self.unassigned),
+            records_redelivered: get(&self.redelivered),
             standby_records_applied: get(&self.standby_applied),
             standby_tasks: 0,
             standby_lag: 0,
@@ -201,6 +204,11 @@ pub struct Metrics {
     /// a rebalance); not processed here, their partition's new owner reads
     /// them from the last commit. Also logged.
     pub records_unassigned: u64,
+    /// Records the consumer delivered a second time to the task that had
+    /// received them already (librdkafka re-fetching from an older position
+    /// after a broker outage); ignored, so that none is processed twice.
+    /// Also logged.
+    pub records_redelivered: u64,
     /// Since when the cluster has not answered, while it does not.
     pub waiting_for_cluster_since: Option<std::time::SystemTime>,
     /// Changelog records applied to standby copies (`num.standby.replicas`).

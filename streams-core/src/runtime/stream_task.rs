@@ -20,6 +20,25 @@ struct Input {
     /// the committed offset, or the first record received since the task
     /// was created (nothing readable lies before it).
     rewind: Option<i64>,
+    /// The offset after the last record received: a record below it is one
+    /// the consumer delivered again (see [`StreamTask::push`]).
+    next: Option<i64>,
+}
+
+impl Input {
+    fn new(topic: &str) -> Self {
+        Self { topic: topic.to_owned(), queue: VecDeque::new(), consumed: None, rewind: None, next: None }
+    }
+
+    /// Whether a record at `offset` is new to this input (and notes it).
+    fn admit(&mut self, offset: Option<i64>) -> bool {
+        let Some(offset) = offset else { return true };
+        if self.next.is_some_and(|next| offset < next) {
+            return false;
+        }
+        self.next = Some(offset + 1);
+        true
+    }
 }
 
 pub(crate) struct StreamTask {
@@ -111,22 +130,31 @@ impl StreamTask {
         self.inputs.iter().find(|i| i.topic == topic)
     }
 
-    pub(crate) fn push(&mut self, record: RawRecord) {
+    /// Queues a record of one of the task's partitions, or gives it back if
+    /// it lies below a record received before.
+    ///
+    /// Within one task instance a partition's offsets only grow: the thread
+    /// seeks only when it recreates its tasks. A record below the last one
+    /// is the consumer delivering again what the task already has (seen:
+    /// librdkafka re-fetching a partition without a committed offset from
+    /// its start after a broker outage, so that under exactly-once a whole
+    /// partition was counted twice). Processing it again would count it
+    /// twice; the copy received first is the one processed or queued.
+    pub(crate) fn push(&mut self, record: RawRecord) -> Option<RawRecord> {
         let at = match self.inputs.iter().position(|i| *i.topic == *record.topic) {
             Some(at) => at,
             None => {
-                self.inputs.push(Input {
-                    topic: record.topic.to_string(),
-                    queue: VecDeque::new(),
-                    consumed: None,
-                    rewind: None,
-                });
+                self.inputs.push(Input::new(&record.topic));
                 self.inputs.len() - 1
             }
         };
         let input = &mut self.inputs[at];
+        if !input.admit(record.offset) {
+            return Some(record);
+        }
         input.rewind.get_or_insert(record.offset.unwrap_or(0));
         input.queue.push_back(record);
+        None
     }
 
     /// The next record to process: the head with the smallest timestamp
@@ -177,5 +205,31 @@ impl StreamTask {
 
     pub(crate) fn queue_len(&self, topic: &str) -> usize {
         self.input(topic).map_or(0, |i| i.queue.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_delivered_again_is_not_admitted_twice() {
+        let mut input = Input::new("in");
+        // Offsets grow, with gaps (transaction markers, compaction).
+        for offset in [0, 1, 2, 5, 6] {
+            assert!(input.admit(Some(offset)), "{offset}");
+        }
+        // The consumer starts over from the partition's start: every
+        // record up to the last one received is a copy.
+        for offset in [0, 1, 2, 5, 6] {
+            assert!(!input.admit(Some(offset)), "{offset}");
+        }
+        // What follows is new, even after a gap.
+        assert!(input.admit(Some(9)));
+        assert!(!input.admit(Some(7)));
+        assert!(input.admit(Some(10)));
+        // Records without an offset (not from Kafka) are not judged.
+        assert!(input.admit(None));
+        assert!(input.admit(None));
     }
 }

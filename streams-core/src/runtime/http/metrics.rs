@@ -221,6 +221,12 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
         "Records written to the dead-letter topic",
         m.records_dead_lettered,
     );
+    counter(
+        &mut registry,
+        "records_redelivered",
+        "Records the consumer delivered again to the task that had them; ignored",
+        m.records_redelivered,
+    );
     counter(&mut registry, "commits", "Commits (transactions under exactly-once)", m.commits);
     counter(&mut registry, "aborted_transactions", "Batches rolled back to the last commit", m.aborted_transactions);
     counter(&mut registry, "restored_records", "Changelog records restored into stores", m.records_restored);

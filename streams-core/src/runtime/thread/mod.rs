@@ -67,6 +67,9 @@ struct ThreadState {
     last_commit: Instant,
     /// Processed anything since the last commit.
     dirty: bool,
+    /// Partitions this thread paused and has not resumed. librdkafka keeps
+    /// a partition's pause through revocation and reassignment, so this
+    /// outlives the tasks (see [`Self::resume_paused`]).
     paused: BTreeSet<(String, i32)>,
     /// Since when commits fail and the work is rolled back; past
     /// `task.timeout.ms` the error goes to the handler.
@@ -213,8 +216,30 @@ impl ThreadState {
             // The stores are released: a standby copy may open them now.
             self.env.standbys.deactivate(id);
         }
-        self.paused.clear();
         self.env.set_thread_tasks(self.index, Vec::new());
+    }
+
+    /// Resumes the partitions of `assigned` that back-pressure paused for
+    /// tasks that are gone: their new tasks start with empty queues (and
+    /// back-pressure pauses them again while they restore).
+    ///
+    /// Only those: resuming a partition the application did not pause is
+    /// not a no-op inside librdkafka while the library itself holds it
+    /// paused (as it does during a rebalance). Its fetch version is bumped
+    /// anyway, and the fetcher restarts from the partition's last recorded
+    /// start, which can lie before records already delivered.
+    fn resume_paused(&mut self, consumer: &BaseConsumer<ThreadContext>, assigned: &TopicPartitionList) {
+        let mut resume = TopicPartitionList::new();
+        for e in assigned.elements() {
+            if self.paused.remove(&(e.topic().to_owned(), e.partition())) {
+                resume.add_partition(e.topic(), e.partition());
+            }
+        }
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                tracing::warn!(error = %e, "cannot resume partitions paused for earlier tasks");
+            }
+        }
     }
 
     /// Creates the tasks of a new assignment and restores their stores.
@@ -223,12 +248,7 @@ impl ThreadState {
         partitions: TopicPartitionList,
         consumer: &BaseConsumer<ThreadContext>,
     ) -> Result<(), StreamsError> {
-        // librdkafka keeps a partition's pause across rebalances: whatever
-        // back-pressure paused before belongs to tasks that are gone.
-        if let Err(e) = consumer.resume(&partitions) {
-            tracing::warn!(error = %e, "cannot resume assigned partitions");
-        }
-        self.paused.clear();
+        self.resume_paused(consumer, &partitions);
         let AssignmentStarts { unfetched: waiting, group_offsets, .. } = std::mem::take(&mut self.starts);
         let ids: BTreeSet<TaskId> = partitions
             .elements()
@@ -366,9 +386,7 @@ impl ThreadState {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         self.close_tasks(false);
         if let Ok(assignment) = consumer.assignment() {
-            if let Err(e) = consumer.resume(&assignment) {
-                tracing::warn!(error = %e, "cannot resume partitions");
-            }
+            self.resume_paused(consumer, &assignment);
         }
         if rewind.count() > 0 {
             // A partition left where it is would skip the records given
@@ -468,7 +486,8 @@ impl ThreadState {
                     let mut task = self.open_task(id, wall, None)?;
                     task.unfetched = unfetched;
                     for record in buffered {
-                        task.push(record);
+                        // In offset order, as they were received: none is given back.
+                        let _ = task.push(record);
                     }
                     self.tasks.insert(id, task);
                 }
@@ -872,15 +891,40 @@ fn run_loop(
         }
         Counters::add(&env.counters.consumed, batch.len() as u64);
         let mut unassigned: BTreeMap<(String, i32), u64> = BTreeMap::new();
+        // Partition → (first offset, last offset, count) delivered again.
+        let mut redelivered: BTreeMap<(String, i32), (i64, i64, u64)> = BTreeMap::new();
         for record in batch.drain(..) {
             let task = match (env.topic_sub.get(&*record.topic), record.partition) {
                 (Some(&sub), Some(partition)) => st.tasks.get_mut(&TaskId { subtopology: sub, partition }),
                 _ => None,
             };
             match task {
-                Some(task) => task.push(record),
+                Some(task) => {
+                    if let Some(again) = task.push(record) {
+                        let offset = again.offset.unwrap_or(-1);
+                        let key = (again.topic.to_string(), again.partition.unwrap_or(-1));
+                        let seen = redelivered.entry(key).or_insert((offset, offset, 0));
+                        seen.0 = seen.0.min(offset);
+                        seen.1 = seen.1.max(offset);
+                        seen.2 += 1;
+                    }
+                }
                 None => *unassigned.entry((record.topic.to_string(), record.partition.unwrap_or(-1))).or_default() += 1,
             }
+        }
+        if !redelivered.is_empty() {
+            // Not lost either: the copies received first are processed.
+            Counters::add(&env.counters.redelivered, redelivered.values().map(|r| r.2).sum());
+            let listed: Vec<String> = redelivered
+                .iter()
+                .map(|((t, p), (first, last, n))| format!("{t}-{p}: {n} at {first}..={last}"))
+                .collect();
+            tracing::warn!(
+                thread = st.index,
+                partitions = ?listed,
+                "the consumer delivered records again that the tasks already received; ignored, so that none is \
+                 processed twice"
+            );
         }
         if !unassigned.is_empty() {
             // Not lost: not committed here either, so the partition's owner
