@@ -54,8 +54,8 @@ fn value(seed: u64) -> Vec<u8> {
 #[test]
 fn sixty_four_stores_stay_within_one_budget() -> Res {
     let dir = tempfile::tempdir()?;
-    // A quarter of the budget for the read cache (it is opt-in:
-    // with_read_cache), which every commit below fills with what it wrote.
+    // Split as the runtime splits `rocksdb.memory.bytes`: a quarter for the
+    // read cache, which every commit below fills with what it wrote.
     let config = RocksDbConfig::new()
         .with_memory_budget(BUDGET - READ_CACHE, MEMTABLES - READ_CACHE / 2)
         .with_read_cache(READ_CACHE);

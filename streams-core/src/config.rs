@@ -200,11 +200,14 @@ pub struct StreamsConfig {
     pub max_task_idle: Duration,
     /// `rocksdb.memory.bytes` (default 512 MiB; 0: no budget): one memory
     /// budget for the RocksDB stores of this instance, standby copies and
-    /// global stores included. A shared cache of this size holds their
-    /// blocks, index and filter blocks, and their memtables, which take at
-    /// most half of it together; so RocksDB's memory stays near the budget
-    /// however many partitions the instance runs. With 0 every store has
-    /// RocksDB's own caches and write buffers, growing with the stores.
+    /// global stores included. A quarter of it keeps recently written and
+    /// read entries for point reads (a hash lookup instead of a search of
+    /// RocksDB's memtables and files; none with a RocksDB config setter); a
+    /// shared cache of the rest holds their blocks, index and filter blocks,
+    /// and their memtables, which take at most half of that together; so the
+    /// stores' memory stays near the budget however many partitions the
+    /// instance runs. With 0 every store has RocksDB's own caches and write
+    /// buffers, growing with the stores, and no read cache.
     pub rocksdb_memory_bytes: u64,
     /// `metrics.recording.level`: `INFO` (default), `DEBUG` or `TRACE`.
     pub metrics_recording_level: RecordingLevel,

@@ -324,7 +324,10 @@ impl KafkaStreams {
 
     /// Adjusts each RocksDB store's options before it opens, called with
     /// the store's name (Kafka Streams' `rocksdb.config.setter`): for what
-    /// `rocksdb.memory.bytes` does not cover. Set before [`start`](Self::start).
+    /// `rocksdb.memory.bytes` does not cover. With a setter there is no read
+    /// cache (the quarter of `rocksdb.memory.bytes` it takes goes to RocksDB),
+    /// since the options may make RocksDB return other than what was
+    /// written. Set before [`start`](Self::start).
     pub fn set_rocksdb_config_setter(
         &self,
         setter: impl Fn(&str, &mut state_stores::rocksdb::Options) + Send + Sync + 'static,
@@ -641,10 +644,16 @@ impl KafkaStreams {
         }
         let source_topics: Vec<String> = topic_sub.keys().cloned().collect();
         let mut rocksdb = state_stores::RocksDbConfig::new();
+        let setter = guard(&self.rocksdb_setter).clone();
         if let Ok(budget @ 1..) = usize::try_from(self.config.rocksdb_memory_bytes) {
-            rocksdb = rocksdb.with_memory_budget(budget, budget / 2);
+            // The read cache serves what was written; a setter may make
+            // RocksDB return something else (a compaction filter, a merge
+            // operator), so with one the whole budget goes to RocksDB.
+            let read_cache = if setter.is_some() { 0 } else { budget / 4 };
+            let rest = budget - read_cache;
+            rocksdb = rocksdb.with_memory_budget(rest, rest / 2).with_read_cache(read_cache);
         }
-        if let Some(setter) = guard(&self.rocksdb_setter).clone() {
+        if let Some(setter) = setter {
             rocksdb = rocksdb.with_config_setter(move |store, options| setter(store, options));
         }
         let global = global::bootstrap(&self.topology, &self.config, &rocksdb)?;

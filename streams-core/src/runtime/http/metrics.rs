@@ -288,7 +288,7 @@ pub(crate) fn render(env: &Env) -> Result<String, std::fmt::Error> {
         gauge(
             &mut registry,
             "rocksdb_memory_usage_bytes",
-            "Bytes of RocksDB's budget in use: blocks, index and filter blocks, memtables",
+            "Bytes of RocksDB's budget in use: blocks, index and filter blocks, memtables, the read cache",
             env.rocksdb.memory_usage().unwrap_or(0) as u64,
         );
     }
