@@ -10,7 +10,11 @@
 # `quix` (Quix Streams 3.28.1 in benchmarks/.venv, benchmarks/peers/quix).
 # Workloads: W1 stateless (at_least_once and exactly_once_v2); W2 word count,
 # W3 windowed aggregation, W4 stream-table join, R1 restore (exactly_once_v2);
-# then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2).
+# then a rate-limited latency pass over W1, W2 and W4 (exactly_once_v2),
+# BENCH_LATENCY_PASSES times (default 3; the contenders take turns within each
+# pass, each pass on fresh topics), reported as the median of the passes with
+# the range of their p99s: one pass's tail varies several-fold between runs of
+# the same code on this machine.
 # R1's row also has the restore phase alone, apart from start-up: from the
 # first store's restore start to the last one's end, as each contender prints
 # them on stdout (`RESTORE start|end …` lines from Rivulet's and Kafka Streams'
@@ -80,6 +84,8 @@ F1_SESSION_MS=6000
 F1_HEARTBEAT_MS=1000
 LAT_SECONDS=30
 [[ "$RECORDS" -le 200000 ]] && LAT_SECONDS=15
+LAT_PASSES="${BENCH_LATENCY_PASSES:-3}"
+[[ "$LAT_PASSES" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_LATENCY_PASSES: a number of passes >= 1, not \`$LAT_PASSES'" >&2; exit 2; }
 
 # The command line of contender $1 on workload $2, guarantee $3, input $4,
 # output $5, application id $6, and (raw only) the topic it restores from, $7.
@@ -307,18 +313,22 @@ for C in $CONTENDERS; do
 done
 
 # Latency: fresh topics, the contender running, then a steady rate well
-# below every contender's capacity.
+# below every contender's capacity; LAT_PASSES times, the contenders in turn
+# within a pass, so that a slow spell of the machine or broker falls on one
+# pass of each rather than on all passes of one contender.
 for W in w1 w2 w4; do
     wanted latency || break
     case "$W" in w1) RATE=2000 ;; w2) RATE=500 ;; *) RATE=1000 ;; esac
-    for C in $CONTENDERS; do
-        INPUT="bench-lat-$W-$C-$RUN_ID"
-        APP="bench-$C-lat-$W-$RUN_ID"
-        echo "[run.sh] $C $W latency at $RATE/s for $LAT_SECONDS s" >&2
-        "$BENCH" preload --workload "$W" --topic "$INPUT" --records 0 --partitions 8 --base-ts "$BASE_TS"
-        contender "$C" "$W" "$G" "$INPUT" "$APP-out" "$APP"
-        "$BENCH" latency --workload "$W" --input "$INPUT" --output "$APP-out" --rate "$RATE" --seconds "$LAT_SECONDS" \
-            --contender "$C" --guarantee "$G" -- "${CMD[@]}" >> "$OUT/latency.jsonl"
+    for PASS in $(seq 1 "$LAT_PASSES"); do
+        for C in $CONTENDERS; do
+            INPUT="bench-lat-$W-$C-$RUN_ID-p$PASS"
+            APP="bench-$C-lat-$W-$RUN_ID-p$PASS"
+            echo "[run.sh] $C $W latency at $RATE/s for $LAT_SECONDS s (pass $PASS of $LAT_PASSES)" >&2
+            "$BENCH" preload --workload "$W" --topic "$INPUT" --records 0 --partitions 8 --base-ts "$BASE_TS"
+            contender "$C" "$W" "$G" "$INPUT" "$APP-out" "$APP"
+            "$BENCH" latency --workload "$W" --input "$INPUT" --output "$APP-out" --rate "$RATE" \
+                --seconds "$LAT_SECONDS" --contender "$C" --guarantee "$G" -- "${CMD[@]}" >> "$OUT/latency.jsonl"
+        done
     done
 done
 
