@@ -41,6 +41,7 @@ mod membership;
 mod message;
 mod metadata;
 mod output;
+mod partition_group;
 mod produce;
 mod restore;
 mod retry;

@@ -16,6 +16,7 @@ use super::fetch::FetchQueue;
 use super::listener::Counters;
 use super::message::{now_ms, to_raw};
 use super::output::Output;
+use super::partition_group::PartitionGroup;
 use super::restore;
 use super::retry::RetryPolicy;
 use super::stream_task::{StreamTask, MAX_BUFFERED};
@@ -161,7 +162,7 @@ impl ThreadState {
         }
         let mut offsets = TopicPartitionList::new();
         for (id, task) in &self.tasks {
-            for (topic, next) in task.consumed() {
+            for (topic, next) in task.group.consumed() {
                 offsets
                     .add_partition_offset(topic, id.partition, Offset::Offset(next))
                     .map_err(|e| kafka_error("building the offsets to commit", &e))?;
@@ -186,12 +187,12 @@ impl ThreadState {
         }
         for (id, task) in self.tasks.iter_mut().filter(|(_, t)| !t.restoring) {
             let checkpointed = task.engine.commit_stores_at(&reached)?;
-            if checkpointed && task.consumed().next().is_some() {
+            if checkpointed && task.group.consumed().next().is_some() {
                 let mut positions = super::guard(&self.env.store_positions);
                 let position = positions.entry(*id).or_default();
-                position.extend(task.consumed().map(|(t, o)| (t.to_owned(), o)));
+                position.extend(task.group.consumed().map(|(t, o)| (t.to_owned(), o)));
             }
-            task.committed();
+            task.group.committed();
         }
         self.failing_since = None;
         Counters::add(&self.env.counters.commits, 1);
@@ -266,10 +267,10 @@ impl ThreadState {
             let mut task = self.open_task(id, wall, group_offsets.as_ref())?;
             for ((topic, partition), end) in &waiting {
                 if *partition == id.partition && self.env.topic_sub.get(topic) == Some(&id.subtopology) {
-                    task.unfetched.insert(topic.clone(), *end);
+                    task.group.unfetched.insert(topic.clone(), *end);
                 }
             }
-            task.wait_deadline = Instant::now() + FIRST_FETCH_WAIT;
+            task.group.wait_deadline = Instant::now() + FIRST_FETCH_WAIT;
             self.tasks.insert(id, task);
         }
         self.env.set_thread_tasks(self.index, self.tasks.keys().copied().collect());
@@ -330,7 +331,7 @@ impl ThreadState {
             other => other?,
         };
         let inputs = env.sub_topics.get(&id.subtopology).map(Vec::as_slice).unwrap_or_default();
-        let mut task = StreamTask::new(engine).with_idle(inputs, env.config.max_task_idle);
+        let mut task = StreamTask::new(engine, PartitionGroup::new(inputs, env.config.max_task_idle));
         task.restoring = restoring;
         Ok(task)
     }
@@ -376,7 +377,7 @@ impl ThreadState {
         for (id, task) in &self.tasks {
             for topic in env.sub_topics.get(&id.subtopology).into_iter().flatten() {
                 let committed = group.as_ref().and_then(|g| g.get(topic, id.partition));
-                if let Some(offset) = committed.or_else(|| task.rewind(topic)) {
+                if let Some(offset) = committed.or_else(|| task.group.rewind(topic)) {
                     rewind
                         .add_partition_offset(topic, id.partition, Offset::Offset(offset))
                         .map_err(|e| kafka_error("listing the offsets to rewind to", &e))?;
@@ -472,22 +473,22 @@ impl ThreadState {
                     if let Some(task) = self.tasks.get_mut(&id) {
                         task.restoring = false;
                         // The wait for first fetches starts when the task can use them.
-                        task.wait_deadline = Instant::now() + FIRST_FETCH_WAIT;
+                        task.group.wait_deadline = Instant::now() + FIRST_FETCH_WAIT;
                     }
                 }
                 restore::Restored::Corrupted(id, reason) => {
                     tracing::warn!(task = %id, %reason, "wiping local state and restoring it from the changelog");
                     let Some(mut task) = self.tasks.remove(&id) else { continue };
-                    let unfetched = std::mem::take(&mut task.unfetched);
+                    let unfetched = std::mem::take(&mut task.group.unfetched);
                     // Received while it restored: the consumer is past them.
-                    let buffered = task.take_buffered();
+                    let buffered = task.group.take_buffered();
                     close_engine(id, task, false);
                     self.wipe_task_state(id, &env.config.task_dir(id))?;
                     let mut task = self.open_task(id, wall, None)?;
-                    task.unfetched = unfetched;
+                    task.group.unfetched = unfetched;
                     for record in buffered {
                         // In offset order, as they were received: none is given back.
-                        let _ = task.push(record);
+                        let _ = task.group.push(record);
                     }
                     self.tasks.insert(id, task);
                 }
@@ -511,11 +512,13 @@ impl ThreadState {
         let mut total = 0;
         for (id, task) in self.tasks.iter_mut() {
             let dropped_before: u64 = task.engine.dropped_records().values().sum();
-            if task.restoring || !task.ready() {
+            if task.restoring {
                 continue;
             }
+            // `next_record` asks the group whether the task may take a record
+            // before each one.
             for _ in 0..PROCESS_BATCH {
-                let Some(record) = task.next_record() else { break };
+                let Some(record) = task.group.next_record() else { break };
                 if let Err(failed) = task.engine.process_record(record, &mut self.output, wall) {
                     let (error, raw) = *failed;
                     handle_error(&self.env, *id, &mut self.output, error, raw)?;
@@ -613,7 +616,7 @@ impl ThreadState {
         for (id, task) in &self.tasks {
             for topic in self.env.sub_topics.get(&id.subtopology).into_iter().flatten() {
                 let key = (topic.clone(), id.partition);
-                let len = task.queue_len(topic);
+                let len = task.group.queue_len(topic);
                 // A restoring task's input waits in the broker, not here.
                 let full = len >= MAX_BUFFERED || task.restoring;
                 if full && !self.paused.contains(&key) {
@@ -900,7 +903,7 @@ fn run_loop(
             };
             match task {
                 Some(task) => {
-                    if let Some(again) = task.push(record) {
+                    if let Some(again) = task.group.push(record) {
                         let offset = again.offset.unwrap_or(-1);
                         let key = (again.topic.to_string(), again.partition.unwrap_or(-1));
                         let seen = redelivered.entry(key).or_insert((offset, offset, 0));

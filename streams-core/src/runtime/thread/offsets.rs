@@ -214,12 +214,12 @@ impl ThreadState {
     /// position past it (waiting for it would stall the task until
     /// `FIRST_FETCH_WAIT`).
     pub(super) fn check_fetch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
-        if self.tasks.values().all(|t| t.unfetched.is_empty()) {
+        if self.tasks.values().all(|t| t.group.unfetched.is_empty()) {
             return;
         }
         let Ok(positions) = consumer.position() else { return };
         for (id, task) in &mut self.tasks {
-            task.unfetched.retain(|topic, end| {
+            task.group.unfetched.retain(|topic, end| {
                 !positions
                     .find_partition(topic, id.partition)
                     .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end - 1))
