@@ -74,7 +74,10 @@ BASE_TS=$(( (RUN_ID - 6 * 3600) * 1000 ))
 OUT=benchmarks/results
 mkdir -p "$OUT"
 STATE="$(mktemp -d)"
-trap 'rm -rf "$STATE"' EXIT
+# On the way out, this run's topics go too (inputs, outputs, the contenders'
+# internal topics: every name holds RUN_ID): left, they filled the disk over
+# a session of runs until a contender's RocksDB could not write.
+trap 'rm -rf "$STATE"; bash scripts/kafka.sh delete-topics ".*$RUN_ID.*" || echo "[run.sh] could not delete the topics of run $RUN_ID" >&2' EXIT
 # R1 restores a changelog of one entry per input record: 1,000,000 (--quick: the quick size).
 R1_RECORDS=$(( RECORDS < 1000000 ? RECORDS : 1000000 ))
 # F1's store: as many distinct words; its consumers' session time-out and

@@ -44,7 +44,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
 
 usage() {
-    echo "usage: $0 [--instance NAME] start|stop|down [--hard]|up|restart [--hard]|status|address|pid|lockfile|fetch" >&2
+    echo "usage: $0 [--instance NAME] start|stop|down [--hard]|up|restart [--hard]|status|address|pid|lockfile|fetch|delete-topics REGEX" >&2
     exit 2
 }
 
@@ -355,5 +355,12 @@ case "$cmd" in
     pid) [[ -s "$PIDFILE" ]] || die "$NAME is not running"; cat "$PIDFILE" ;;
     lockfile) echo "$LOCKFILE" ;;
     fetch) fetch_jars ;;
+    # Deletes the topics whose whole name matches REGEX (benchmarks/run.sh:
+    # its run's topics, which would otherwise fill the disk over many runs).
+    delete-topics)
+        [[ $# -eq 1 ]] || usage
+        running || die "$NAME is not running"
+        java -cp "$JARS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+            --delete --if-exists --topic "$1" >/dev/null 2>&1 ;;
     *) usage ;;
 esac
