@@ -66,6 +66,17 @@ const BOUNDED_PREFETCH: [(&str, &str); 5] = [
     FETCH_QUEUE_BACKOFF,
 ];
 
+/// The bounded prefetch, then the user's `consumer.*` settings over it: the
+/// same for every consumer of the instance.
+fn prefetch_then_user_settings(c: &mut ClientConfig, config: &StreamsConfig) {
+    for (k, v) in BOUNDED_PREFETCH {
+        c.set(k, v);
+    }
+    for (k, v) in &config.consumer {
+        c.set(k, v);
+    }
+}
+
 fn eos(config: &StreamsConfig) -> bool {
     config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
 }
@@ -85,12 +96,7 @@ pub(crate) fn consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig 
         .set("allow.auto.create.topics", "false")
         // Feeds the consumer-lag metric.
         .set("statistics.interval.ms", "5000");
-    for (k, v) in BOUNDED_PREFETCH {
-        c.set(k, v);
-    }
-    for (k, v) in &config.consumer {
-        c.set(k, v);
-    }
+    prefetch_then_user_settings(&mut c, config);
     c
 }
 
@@ -98,12 +104,7 @@ pub(crate) fn consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig 
 /// partitions only, read_committed so that aborted writes are never restored.
 pub(crate) fn restore_consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig {
     let mut c = connection(config, client_id);
-    for (k, v) in BOUNDED_PREFETCH {
-        c.set(k, v);
-    }
-    for (k, v) in &config.consumer {
-        c.set(k, v);
-    }
+    prefetch_then_user_settings(&mut c, config);
     c.set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
