@@ -289,7 +289,9 @@ with open(os.path.join(out, "latest.md"), "w") as f:
             f.write("\n")
     if latency_summary:
         f.write("\nEnd-to-end latency (exactly_once_v2, 100 ms commits): event time of an input record to its "
-                "result being read by a read_committed consumer, at a steady rate. Each figure is the median "
+                "result being read by a read_committed consumer, at a steady rate: measured after two warm-ups, one "
+                "record per 100 ms until the contender has written a result to every output partition, then 5 s "
+                "at the paced rate. Each figure is the median "
                 "of the passes (the contenders take turns within a pass); the p99 range is the passes' lowest "
                 "and highest p99.\n\n")
         f.write("| workload | contender | rate/s | passes | results | p50 ms | p99 ms | p99 range ms | max ms |\n"

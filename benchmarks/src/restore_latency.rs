@@ -327,7 +327,8 @@ pub(crate) fn run(
     let launched = now_ms();
     let mut contender = Contender::start(command)?;
     let mut results = Results::default();
-    let warm = warm_up(&consumer, &mut contender.child, producer, send, |m| results.add(m, i64::MAX))?;
+    // The first result, from the running task (the other restores).
+    let warm = warm_up(&consumer, &mut contender.child, producer, send, 1, |m| results.add(m, i64::MAX))?;
     // Results of warm-up records still in flight are not measured.
     let measured_from = now_ms() + 1;
 
