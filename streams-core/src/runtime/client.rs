@@ -95,10 +95,20 @@ pub(crate) fn consumer(config: &StreamsConfig, client_id: &str) -> ClientConfig 
         .set("isolation.level", if eos(config) { "read_committed" } else { "read_uncommitted" })
         .set("allow.auto.create.topics", "false")
         // Feeds the consumer-lag metric.
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        .set("heartbeat.interval.ms", GROUP_HEARTBEAT_MS);
     prefetch_then_user_settings(&mut c, config);
     c
 }
+
+/// The stream threads' heartbeat interval (librdkafka's and the Java
+/// consumer's default: 3 s). A member learns that a rebalance began only
+/// from its next heartbeat, and until then runs tasks the new assignment
+/// may give to others; each thread of an instance is a member. Seen: with
+/// `num.stream.threads=2`, the first thread's join completed a generation
+/// alone and it ran every task for 3 s before hearing of the second
+/// thread's join. Well under the session time-out's third, as Kafka asks.
+const GROUP_HEARTBEAT_MS: &str = "1000";
 
 /// A consumer outside the group (restore and global threads): assigned
 /// partitions only, read_committed so that aborted writes are never restored.
@@ -188,5 +198,13 @@ mod tests {
         }
         // What a restore needs stays, whatever the pass-through settings.
         assert_eq!(restore_consumer(&config, "r").get("isolation.level"), Some("read_committed"));
+    }
+
+    #[test]
+    fn group_members_heartbeat_every_second_unless_consumer_settings_say_otherwise() {
+        let mut config = StreamsConfig::new("app", "localhost:9092");
+        assert_eq!(consumer(&config, "c").get("heartbeat.interval.ms"), Some("1000"));
+        config.set("consumer.heartbeat.interval.ms", "3000").unwrap();
+        assert_eq!(consumer(&config, "c").get("heartbeat.interval.ms"), Some("3000"));
     }
 }
