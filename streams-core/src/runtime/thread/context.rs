@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
 
@@ -73,8 +73,14 @@ impl ConsumerContext for ThreadContext {
     /// committed offset whose topic has its own reset policy are assigned
     /// at the start that policy gives: librdkafka knows only the one
     /// `auto.offset.reset` of the consumer.
+    ///
+    /// Every rebalance is eager: the config refuses any assignment strategy
+    /// but `range`. The protocol is not asked of librdkafka here, as rdkafka
+    /// does: the question waits, without a time-out, on the group's handler
+    /// thread, which does not answer once the consumer is closing. Seen: a
+    /// revocation served while the consumer was dropped after its instance's
+    /// peer left the group hung the stream thread, and `close()` with it.
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let assigned = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
@@ -83,13 +89,13 @@ impl ConsumerContext for ThreadContext {
                         tracing::warn!(%topic, partition, error = %e, "cannot set where a partition starts");
                     }
                 }
-                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                let assigned = consumer.assign(tpl);
                 self.post_rebalance(consumer, &Rebalance::Assign(tpl));
                 assigned
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
-                let revoked = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                let revoked = consumer.unassign();
                 self.post_rebalance(consumer, &Rebalance::Revoke(tpl));
                 revoked
             }
@@ -97,7 +103,7 @@ impl ConsumerContext for ThreadContext {
                 let rebalance = Rebalance::Error(rdkafka::error::KafkaError::Rebalance(err.into()));
                 self.pre_rebalance(consumer, &rebalance);
                 // As rdkafka does: an unknown event gives up the assignment.
-                let unassigned = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                let unassigned = consumer.unassign();
                 self.post_rebalance(consumer, &rebalance);
                 unassigned
             }
