@@ -39,6 +39,7 @@
 # the flame graph benchmarks/results/profile-<w>.svg and the verified result
 # line with the top 25 self-time frames to profile-<w>.txt (also printed).
 # It leaves latest.* alone; perf.data lives in a temporary directory.
+# BENCH_BINARY=PATH uses that rivulet-bench binary instead of building one.
 # BENCH_PROFILE_INLINE=0 leaves inlined frames out of the stacks (much faster).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -62,8 +63,14 @@ bash scripts/kafka.sh start
 # the contender's (the scaling rows say how many of the cores were busy).
 BENCH_BROKER_PID="$(bash scripts/kafka.sh pid)"
 export BENCH_BROKER_PID
-cargo build --release -p rivulet-benchmarks --locked
-BENCH="$CARGO_TARGET_DIR/release/rivulet-bench"
+# BENCH_BINARY=PATH runs a harness built before (an A/B comparison of two
+# builds of the same harness) instead of building this checkout's.
+if [[ -n "${BENCH_BINARY:-}" ]]; then
+    BENCH="$BENCH_BINARY"
+else
+    cargo build --release -p rivulet-benchmarks --locked
+    BENCH="$CARGO_TARGET_DIR/release/rivulet-bench"
+fi
 PEER=benchmarks/peers/kafka-streams
 VENV=benchmarks/.venv
 SERVERS=127.0.0.1:39092
