@@ -10,6 +10,10 @@
 //! listed for interactive queries. Closing a task while it restores
 //! ([`ChangelogReader::remove`]) keeps what was applied: its checkpoint
 //! moves with every applied batch, so the next restore goes on from there.
+//!
+//! The stream thread reads; the batches it reads are written into their
+//! stores by a [`RestoreWriter`] thread meanwhile, and a store is restored
+//! once its last batch is written.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -22,6 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::kafka_error;
 use super::listener::{Counters, StateRestoreListener};
+use super::restore_writer::{Batch, RestoreWriter, Written};
 use super::retry::RetryPolicy;
 use crate::error::StreamsError;
 use crate::store::StoreEntry;
@@ -69,6 +74,8 @@ enum Phase {
     },
     /// Reading `start..end`.
     Reading,
+    /// Read to the end; batches are still being written.
+    Applying,
     Done,
 }
 
@@ -82,7 +89,12 @@ struct StoreRestore {
     /// The next offset to read.
     next: i64,
     batch: Vec<state_stores::ChangelogRecord>,
+    /// Records written into the store.
     restored: u64,
+    /// Batches handed to the writer and not written yet.
+    queued: usize,
+    /// The store's checkpoint once its queued batches are written.
+    submitted: Option<i64>,
 }
 
 struct TaskRestore {
@@ -105,6 +117,9 @@ pub(crate) struct ChangelogReader {
     /// The last step stopped at its budget, not for want of fetched
     /// records: more are very likely waiting.
     backlog: bool,
+    writer: RestoreWriter,
+    /// A write that failed while a task was being removed, for the next step.
+    failed: Option<StreamsError>,
 }
 
 /// The listener and retry rules a restore reports to and runs under.
@@ -129,8 +144,18 @@ impl RestoreContext<'_> {
 }
 
 impl ChangelogReader {
-    pub(crate) fn new(consumer: BaseConsumer, probe: Option<BaseConsumer>) -> Self {
-        Self { consumer, probe, tasks: BTreeMap::new(), reassign: false, assigned: false, backlog: false }
+    /// A reader whose batches are written by a thread called `writer`.
+    pub(crate) fn new(consumer: BaseConsumer, probe: Option<BaseConsumer>, writer: String) -> Self {
+        Self {
+            consumer,
+            probe,
+            tasks: BTreeMap::new(),
+            reassign: false,
+            assigned: false,
+            backlog: false,
+            writer: RestoreWriter::new(writer),
+            failed: None,
+        }
     }
 
     /// Whether any task is restoring.
@@ -209,6 +234,8 @@ impl ChangelogReader {
                 next: low,
                 batch: Vec::new(),
                 restored: 0,
+                queued: 0,
+                submitted: None,
             };
             if stable < written {
                 tracing::info!(
@@ -238,9 +265,22 @@ impl ChangelogReader {
     }
 
     /// Stops restoring a task (it is closed): what was applied stays, with
-    /// its checkpoint; what was read but not applied is dropped (read again
-    /// next time).
+    /// its checkpoint; what was read but not handed to the writer is
+    /// dropped (read again next time). Returns once the batches handed over
+    /// are written: the task's stores may be closed then.
     pub(crate) fn remove(&mut self, task: TaskId, cx: RestoreContext<'_>) {
+        if self.tasks.get(&task).is_some_and(|r| r.stores.iter().any(|s| s.queued > 0)) {
+            let mut written = Vec::new();
+            let waited = self.writer.take_all(&mut written);
+            for w in written {
+                if let Err(e) = self.on_written(w, cx) {
+                    self.failed.get_or_insert(e);
+                }
+            }
+            if let Err(e) = waited {
+                self.failed.get_or_insert(e);
+            }
+        }
         let Some(mut restore) = self.tasks.remove(&task) else { return };
         for s in &mut restore.stores {
             self.reassign |= matches!(s.phase, Phase::Reading);
@@ -272,14 +312,28 @@ impl ChangelogReader {
         wait: Duration,
         cx: RestoreContext<'_>,
     ) -> Result<Vec<Restored>, StreamsError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let mut outcomes = Vec::new();
+        self.take_written(Duration::ZERO, cx)?;
         self.check_stable_ends(cx, &mut outcomes)?;
         if self.reassign {
             self.assign()?;
         }
         let mut read = 0usize;
-        let mut drained = false;
-        while read < budget {
+        // Only writes left: their end is what there is to wait for. (With
+        // nothing to read and nothing written, as while changelogs' open
+        // transactions are waited out, the consumer's poll is the wait.)
+        let writes_only = self.writer.in_flight() > 0
+            && !self.tasks.values().any(|t| t.stores.iter().any(|s| matches!(s.phase, Phase::Reading)));
+        let mut drained = writes_only;
+        if writes_only {
+            self.take_written(wait, cx)?;
+        }
+        // One clock read for the step: the stall check counts in seconds.
+        let now = Instant::now();
+        while !writes_only && read < budget {
             let m = match self.consumer.poll(if read == 0 { wait } else { Duration::ZERO }) {
                 None => {
                     drained = true;
@@ -303,29 +357,63 @@ impl ChangelogReader {
             });
             // None: a leftover of an earlier assignment, never restored.
             let Some((task, restore, i)) = hit else { continue };
-            restore.last_progress = Instant::now();
+            restore.last_progress = now;
             let s = &mut restore.stores[i];
             if let Some(key) = m.key() {
                 s.batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
             }
             s.next = m.offset() + 1;
             if s.batch.len() >= FLUSH_RECORDS {
-                apply(task, s, s.next, cx)?;
+                apply(&mut self.writer, task, i, s, s.next)?;
             }
             if s.next >= s.end {
-                finish(task, s, cx)?;
+                finish(&mut self.writer, task, i, s, cx)?;
                 self.reassign = true;
             }
         }
         if read > 0 {
             cx.retry.counters.cluster_reachable();
         }
+        self.take_written(Duration::ZERO, cx)?;
         self.backlog = !drained;
         if drained {
             self.check_positions(cx)?;
         }
         self.collect_done(cx, &mut outcomes)?;
         Ok(outcomes)
+    }
+
+    /// Takes the outcomes of the writes that ended, waiting up to `wait`
+    /// for one when none has.
+    fn take_written(&mut self, wait: Duration, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
+        let mut written = Vec::new();
+        self.writer.take(wait, &mut written)?;
+        for w in written {
+            self.on_written(w, cx)?;
+        }
+        Ok(())
+    }
+
+    /// A batch was written (or failed to be): its records count as
+    /// restored, and a store read to its end with nothing left to write is
+    /// restored.
+    fn on_written(&mut self, w: Written, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
+        let Some(s) = self.tasks.get_mut(&w.task).and_then(|r| r.stores.get_mut(w.store_index)) else {
+            // Not possible: a task is removed only once its writes ended.
+            return w.result;
+        };
+        s.queued = s.queued.saturating_sub(1);
+        w.result?;
+        s.restored += w.records;
+        Counters::add(&cx.retry.counters.restored, w.records);
+        cx.report(w.task, s);
+        if let Some(l) = cx.listener {
+            l.on_batch_restored(w.task, s.store.name(), w.offset, w.records);
+        }
+        if matches!(s.phase, Phase::Applying) && s.queued == 0 {
+            end(w.task, s, cx);
+        }
+        Ok(())
     }
 
     fn watermarks(
@@ -438,7 +526,7 @@ impl ChangelogReader {
         }
         let positions = self.consumer.position().map_err(|e| kafka_error("reading restore positions", &e))?;
         for (&task, restore) in &mut self.tasks {
-            for s in restore.stores.iter_mut().filter(|s| matches!(s.phase, Phase::Reading)) {
+            for (i, s) in restore.stores.iter_mut().enumerate().filter(|(_, s)| matches!(s.phase, Phase::Reading)) {
                 let pos = positions
                     .find_partition(&s.topic, task.partition)
                     .and_then(|e| match e.offset() {
@@ -447,7 +535,7 @@ impl ChangelogReader {
                     })
                     .unwrap_or(-1);
                 if pos >= s.end {
-                    finish(task, s, cx)?;
+                    finish(&mut self.writer, task, i, s, cx)?;
                     restore.last_progress = Instant::now();
                     self.reassign = true;
                 }
@@ -516,7 +604,7 @@ fn begin_reading(
     check_checkpoint(task, s, end)?;
     let checkpoint = s.store.checkpoint().and_then(|c| i64::try_from(c).ok());
     let start = checkpoint.unwrap_or(low).max(low);
-    (s.start, s.end, s.next) = (start, end, start);
+    (s.start, s.end, s.next, s.submitted) = (start, end, start, checkpoint);
     if start >= end {
         s.phase = Phase::Done;
         return Ok(());
@@ -531,26 +619,46 @@ fn begin_reading(
     Ok(())
 }
 
-/// Applies what is read of a store, up to `offset`, as one write with its checkpoint.
-fn apply(task: TaskId, s: &mut StoreRestore, offset: i64, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
-    if s.batch.is_empty() && s.store.checkpoint().and_then(|c| i64::try_from(c).ok()) == Some(offset) {
+/// Hands what is read of a store (the `index`th of its task's), up to
+/// `offset`, to the writer: one write with its checkpoint.
+fn apply(
+    writer: &mut RestoreWriter,
+    task: TaskId,
+    index: usize,
+    s: &mut StoreRestore,
+    offset: i64,
+) -> Result<(), StreamsError> {
+    if s.batch.is_empty() && s.submitted == Some(offset) {
         return Ok(());
     }
-    let n = s.batch.len() as u64;
-    let mut records = std::mem::take(&mut s.batch).into_iter();
-    s.store.restore_batch(&mut records, u64::try_from(offset).unwrap_or(0))?;
-    s.restored += n;
-    Counters::add(&cx.retry.counters.restored, n);
-    cx.report(task, s);
-    if let Some(l) = cx.listener {
-        l.on_batch_restored(task, s.store.name(), offset, n);
+    // The next batch of a store being read is most likely as long.
+    let capacity = s.batch.len().min(FLUSH_RECORDS);
+    let records = std::mem::replace(&mut s.batch, Vec::with_capacity(capacity));
+    writer.submit(Batch { task, store_index: index, store: s.store.clone(), records, offset })?;
+    s.queued += 1;
+    s.submitted = Some(offset);
+    Ok(())
+}
+
+/// Hands the rest of a store's changelog, up to its end, to the writer;
+/// the restore ends with its last write.
+fn finish(
+    writer: &mut RestoreWriter,
+    task: TaskId,
+    index: usize,
+    s: &mut StoreRestore,
+    cx: RestoreContext<'_>,
+) -> Result<(), StreamsError> {
+    apply(writer, task, index, s, s.end)?;
+    s.phase = Phase::Applying;
+    if s.queued == 0 {
+        end(task, s, cx);
     }
     Ok(())
 }
 
-/// Applies the rest of a store's changelog, up to its end, and ends its restore.
-fn finish(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
-    apply(task, s, s.end, cx)?;
+/// A store's restore ended: every record up to its changelog's end is written.
+fn end(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
     uncount_unread(s, cx.retry.counters);
     s.phase = Phase::Done;
     cx.report(task, s);
@@ -558,14 +666,14 @@ fn finish(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) -> Result<
     if let Some(l) = cx.listener {
         l.on_restore_end(task, s.store.name(), s.restored);
     }
-    Ok(())
 }
 
 /// Ends a store's restore before its changelog's end (its task closes, or
 /// could not be registered): what it did not read is no longer "to
 /// restore". A store that was not reading is left as it is.
 fn suspend(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
-    if !matches!(s.phase, Phase::Reading) {
+    // Applying: a write of its failed.
+    if !matches!(s.phase, Phase::Reading | Phase::Applying) {
         return;
     }
     uncount_unread(s, cx.retry.counters);
@@ -596,17 +704,35 @@ mod tests {
     use crate::serde::StringSerde;
     use crate::store::{StoreContext, Stores};
 
-    #[test]
-    fn a_step_stopped_by_its_budget_leaves_a_backlog_and_the_last_one_none() -> Result<(), Box<dyn std::error::Error>> {
+    const CHANGELOG: &str = "app-s-changelog";
+    const TASK: TaskId = TaskId { subtopology: 0, partition: 0 };
+
+    type Cluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+    /// A mock cluster whose changelog holds `k0 = v0`, `k1 = v1`, … (`n`
+    /// records), a reader of it and an in-memory store to restore.
+    fn setup(n: usize) -> Result<(Cluster, ChangelogReader, StoreEntry), Box<dyn std::error::Error>> {
         let cluster = MockCluster::new(1)?;
-        cluster.create_topic("app-s-changelog", 1, 1)?;
+        cluster.create_topic(CHANGELOG, 1, 1)?;
         let producer: BaseProducer =
             ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create()?;
-        for i in 0..12 {
-            let key = format!("k{i}");
-            producer.send(BaseRecord::to("app-s-changelog").key(&key).payload("v").partition(0)).map_err(|(e, _)| e)?;
+        for i in 0..n {
+            let (key, value) = (format!("k{i}"), format!("v{i}"));
+            loop {
+                match producer.send(BaseRecord::to(CHANGELOG).key(&key).payload(&value).partition(0)) {
+                    Ok(()) => break,
+                    // The producer's queue is full: let it drain.
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        _,
+                    )) => {
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
         }
-        producer.flush(Duration::from_secs(10))?;
+        producer.flush(Duration::from_secs(30))?;
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
             .set("group.id", "restore-test")
@@ -621,17 +747,31 @@ mod tests {
             timed_operations: false,
         };
         let store = Stores::key_value_store_builder(Stores::in_memory_key_value_store("s"), StringSerde, StringSerde)
-            .build(&ctx, "app-s-changelog".to_owned())?;
-        let counters = Counters::default();
-        let progress = Mutex::default();
-        let cx = RestoreContext {
-            listener: None,
-            retry: RetryPolicy { timeout: Duration::from_secs(30), counters: &counters },
-            progress: &progress,
-        };
-        let task = TaskId { subtopology: 0, partition: 0 };
-        let mut reader = ChangelogReader::new(consumer, None);
-        assert!(reader.register(task, std::iter::once((&store, "app-s-changelog")), cx)?);
+            .build(&ctx, CHANGELOG.to_owned())?;
+        Ok((cluster, ChangelogReader::new(consumer, None, "restore-test-writer".into()), store))
+    }
+
+    fn context<'a>(counters: &'a Counters, progress: &'a Mutex<BTreeMap<(TaskId, String), u64>>) -> RestoreContext<'a> {
+        RestoreContext { listener: None, retry: RetryPolicy { timeout: Duration::from_secs(30), counters }, progress }
+    }
+
+    /// Whether the store holds `k0 = v0` … `k{n-1}` and nothing past it.
+    fn holds_first(store: &StoreEntry, n: usize) -> Result<bool, Box<dyn std::error::Error>> {
+        let handle = store.key_value::<String, String>()?;
+        for i in [0, n.saturating_sub(1), n / 2] {
+            if i < n && handle.get(&format!("k{i}"))? != Some(format!("v{i}")) {
+                return Ok(false);
+            }
+        }
+        Ok(handle.get(&format!("k{n}"))?.is_none())
+    }
+
+    #[test]
+    fn a_step_stopped_by_its_budget_leaves_a_backlog_and_the_last_one_none() -> Result<(), Box<dyn std::error::Error>> {
+        let (_cluster, mut reader, store) = setup(12)?;
+        let (counters, progress) = (Counters::default(), Mutex::default());
+        let cx = context(&counters, &progress);
+        assert!(reader.register(TASK, std::iter::once((&store, CHANGELOG)), cx)?);
         assert!(!reader.has_backlog(), "nothing read yet");
         // Slices of 5 over 12 records: the slices that stop at their budget
         // leave a backlog, and once the task is done there is none.
@@ -641,13 +781,67 @@ mod tests {
             assert!(Instant::now() < deadline, "the restore did not end");
             let outcomes = reader.step(5, Duration::from_millis(100), cx)?;
             backlogs += usize::from(reader.has_backlog());
-            if outcomes.iter().any(|o| matches!(o, Restored::Done(t) if *t == task)) {
+            if outcomes.iter().any(|o| matches!(o, Restored::Done(t) if *t == TASK)) {
                 break;
             }
         }
         assert!(backlogs >= 1, "no slice stopped at its budget");
         assert!(!reader.has_backlog(), "a backlog left once every store is restored");
         assert_eq!(counters.restored.load(Ordering::Relaxed), 12);
+        Ok(())
+    }
+
+    #[test]
+    fn a_task_is_restored_once_every_batch_of_its_changelog_is_written() -> Result<(), Box<dyn std::error::Error>> {
+        // Several batches: the writer has some in flight as reading goes on.
+        let n = 3 * FLUSH_RECORDS + 123;
+        let (_cluster, mut reader, store) = setup(n)?;
+        let (counters, progress) = (Counters::default(), Mutex::default());
+        let cx = context(&counters, &progress);
+        assert!(reader.register(TASK, std::iter::once((&store, CHANGELOG)), cx)?);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "the restore did not end");
+            let outcomes = reader.step(2_000, Duration::from_millis(100), cx)?;
+            if outcomes.iter().any(|o| matches!(o, Restored::Done(t) if *t == TASK)) {
+                break;
+            }
+        }
+        assert!(!reader.is_restoring());
+        assert_eq!(store.checkpoint(), Some(n as u64), "the last batch's checkpoint");
+        assert!(holds_first(&store, n)?, "every record is in the store");
+        assert_eq!(counters.restored.load(Ordering::Relaxed), n as u64);
+        assert!(progress.lock().unwrap().is_empty(), "nothing left to read: {progress:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_task_closed_while_it_restores_keeps_every_batch_handed_over() -> Result<(), Box<dyn std::error::Error>> {
+        let n = 3 * FLUSH_RECORDS;
+        let (_cluster, mut reader, store) = setup(n)?;
+        let (counters, progress) = (Counters::default(), Mutex::default());
+        let cx = context(&counters, &progress);
+        assert!(reader.register(TASK, std::iter::once((&store, CHANGELOG)), cx)?);
+        // Read until two batches were handed over; the writer may still be
+        // at them.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let handed_over = |reader: &ChangelogReader| reader.tasks[&TASK].stores[0].submitted;
+        while handed_over(&reader) < Some(2 * FLUSH_RECORDS as i64) {
+            assert!(Instant::now() < deadline, "two batches were not read");
+            reader.step(1_000, Duration::from_millis(100), cx)?;
+        }
+        reader.remove(TASK, cx);
+        assert!(!reader.is_restoring());
+        // Both batches are written (the store could be closed now), and
+        // what was read after them is not.
+        assert_eq!(store.checkpoint(), Some(2 * FLUSH_RECORDS as u64));
+        assert!(holds_first(&store, 2 * FLUSH_RECORDS)?);
+        assert_eq!(counters.restored.load(Ordering::Relaxed), 2 * FLUSH_RECORDS as u64);
+        assert_eq!(
+            counters.restore_total.load(Ordering::Relaxed),
+            2 * FLUSH_RECORDS as u64,
+            "what was not written is no longer to restore"
+        );
         Ok(())
     }
 }

@@ -738,7 +738,7 @@ pub(crate) fn run(env: Arc<Env>, index: usize) -> Result<(), StreamsError> {
         index,
         tasks: BTreeMap::new(),
         output,
-        changelogs: restore::ChangelogReader::new(restore_consumer, probe),
+        changelogs: restore::ChangelogReader::new(restore_consumer, probe, format!("rivulet-restore-{}", index + 1)),
         starts: AssignmentStarts::default(),
         assigned: None,
         error: None,
