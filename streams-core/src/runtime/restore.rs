@@ -15,7 +15,7 @@
 //! stores by a [`RestoreWriter`] thread meanwhile, and a store is restored
 //! once its last batch is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -112,8 +112,10 @@ pub(crate) struct ChangelogReader {
     tasks: BTreeMap<TaskId, TaskRestore>,
     /// The consumer's assignment no longer matches the stores being read.
     reassign: bool,
-    /// The consumer has changelog partitions assigned.
-    assigned: bool,
+    /// The changelog partitions the consumer has assigned. Changed
+    /// partition by partition: the others go on fetching where they are,
+    /// their fetched records kept.
+    assignment: BTreeSet<(String, i32)>,
     /// The last step stopped at its budget, not for want of fetched
     /// records: more are very likely waiting.
     backlog: bool,
@@ -151,7 +153,7 @@ impl ChangelogReader {
             probe,
             tasks: BTreeMap::new(),
             reassign: false,
-            assigned: false,
+            assignment: BTreeSet::new(),
             backlog: false,
             writer: RestoreWriter::new(writer),
             failed: None,
@@ -282,11 +284,28 @@ impl ChangelogReader {
             }
         }
         let Some(mut restore) = self.tasks.remove(&task) else { return };
+        let mut gone = Vec::new();
         for s in &mut restore.stores {
             self.reassign |= matches!(s.phase, Phase::Reading);
             suspend(task, s, cx);
+            gone.extend(self.assignment.take(&(s.topic.clone(), task.partition)));
+        }
+        // At once: a task opened again on these partitions (a corrupted
+        // one, wiped) reads them from its own offsets.
+        if !self.tasks.is_empty() && !gone.is_empty() {
+            self.unassign(&gone);
         }
         self.unassign_when_idle();
+    }
+
+    fn unassign(&self, partitions: &[(String, i32)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+            tracing::warn!(error = %e, "cannot unassign changelog partitions");
+        }
     }
 
     /// With nothing left to restore, lets the changelog partitions go.
@@ -295,7 +314,7 @@ impl ChangelogReader {
         // nothing (tasks closed before their first slice was read).
         if self.tasks.is_empty() {
             self.reassign = false;
-            if std::mem::take(&mut self.assigned) {
+            if !std::mem::take(&mut self.assignment).is_empty() {
                 if let Err(e) = self.consumer.unassign() {
                     tracing::warn!(error = %e, "cannot unassign changelog partitions");
                 }
@@ -503,18 +522,31 @@ impl ChangelogReader {
         Ok(())
     }
 
-    /// Assigns the changelog partitions being read, each at its next offset.
+    /// Assigns the changelog partitions that began to be read, each at its
+    /// next offset, and unassigns those read to their end. (Replacing the
+    /// whole assignment would drop what was fetched for every other
+    /// partition, and fetch it again, each time a store is read.)
     fn assign(&mut self) -> Result<(), StreamsError> {
-        let mut tpl = TopicPartitionList::new();
+        let mut wanted = BTreeMap::new();
         for (id, restore) in &self.tasks {
             for s in restore.stores.iter().filter(|s| matches!(s.phase, Phase::Reading)) {
-                tpl.add_partition_offset(&s.topic, id.partition, Offset::Offset(s.next))
-                    .map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+                wanted.insert((s.topic.clone(), id.partition), s.next);
             }
         }
-        self.consumer.assign(&tpl).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+        let gone: Vec<(String, i32)> = self.assignment.iter().filter(|p| !wanted.contains_key(*p)).cloned().collect();
+        if !gone.is_empty() {
+            self.unassign(&gone);
+        }
+        let mut new = TopicPartitionList::new();
+        for ((topic, partition), next) in wanted.iter().filter(|(p, _)| !self.assignment.contains(*p)) {
+            new.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+        }
+        if new.count() > 0 {
+            self.consumer.incremental_assign(&new).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+        }
+        self.assignment = wanted.into_keys().collect();
         self.reassign = false;
-        self.assigned = true;
         Ok(())
     }
 
@@ -713,13 +745,26 @@ mod tests {
     /// records), a reader of it and an in-memory store to restore.
     fn setup(n: usize) -> Result<(Cluster, ChangelogReader, StoreEntry), Box<dyn std::error::Error>> {
         let cluster = MockCluster::new(1)?;
-        cluster.create_topic(CHANGELOG, 1, 1)?;
+        fill(&cluster, CHANGELOG, n)?;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "restore-test")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        Ok((cluster, ChangelogReader::new(consumer, None, "restore-test-writer".into()), store("s", CHANGELOG)?))
+    }
+
+    /// A new topic `topic` of one partition holding `k0 = v0`, `k1 = v1`, …
+    /// (`n` records).
+    fn fill(cluster: &Cluster, topic: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+        cluster.create_topic(topic, 1, 1)?;
         let producer: BaseProducer =
             ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create()?;
         for i in 0..n {
             let (key, value) = (format!("k{i}"), format!("v{i}"));
             loop {
-                match producer.send(BaseRecord::to(CHANGELOG).key(&key).payload(&value).partition(0)) {
+                match producer.send(BaseRecord::to(topic).key(&key).payload(&value).partition(0)) {
                     Ok(()) => break,
                     // The producer's queue is full: let it drain.
                     Err((
@@ -733,22 +778,38 @@ mod tests {
             }
         }
         producer.flush(Duration::from_secs(30))?;
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap_servers())
-            .set("group.id", "restore-test")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()?;
-        // In memory: nothing is written under the task directory.
+        Ok(())
+    }
+
+    /// An empty in-memory store (nothing is written under the task directory).
+    fn store(name: &str, changelog: &str) -> Result<StoreEntry, Box<dyn std::error::Error>> {
         let ctx = StoreContext {
             task_dir: std::env::temp_dir().join("restore-test-unused"),
             rocksdb: Default::default(),
             cache_max_bytes: 0,
             timed_operations: false,
         };
-        let store = Stores::key_value_store_builder(Stores::in_memory_key_value_store("s"), StringSerde, StringSerde)
-            .build(&ctx, CHANGELOG.to_owned())?;
-        Ok((cluster, ChangelogReader::new(consumer, None, "restore-test-writer".into()), store))
+        Ok(Stores::key_value_store_builder(Stores::in_memory_key_value_store(name), StringSerde, StringSerde)
+            .build(&ctx, changelog.to_owned())?)
+    }
+
+    /// Steps until every one of `tasks` is restored.
+    fn restore_until_done(
+        reader: &mut ChangelogReader,
+        tasks: &[TaskId],
+        cx: RestoreContext<'_>,
+    ) -> Result<(), StreamsError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut left: BTreeSet<TaskId> = tasks.iter().copied().collect();
+        while !left.is_empty() {
+            assert!(Instant::now() < deadline, "the restore of {left:?} did not end");
+            for outcome in reader.step(2_000, Duration::from_millis(100), cx)? {
+                if let Restored::Done(t) = outcome {
+                    left.remove(&t);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn context<'a>(counters: &'a Counters, progress: &'a Mutex<BTreeMap<(TaskId, String), u64>>) -> RestoreContext<'a> {
@@ -799,14 +860,7 @@ mod tests {
         let (counters, progress) = (Counters::default(), Mutex::default());
         let cx = context(&counters, &progress);
         assert!(reader.register(TASK, std::iter::once((&store, CHANGELOG)), cx)?);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            assert!(Instant::now() < deadline, "the restore did not end");
-            let outcomes = reader.step(2_000, Duration::from_millis(100), cx)?;
-            if outcomes.iter().any(|o| matches!(o, Restored::Done(t) if *t == TASK)) {
-                break;
-            }
-        }
+        restore_until_done(&mut reader, &[TASK], cx)?;
         assert!(!reader.is_restoring());
         assert_eq!(store.checkpoint(), Some(n as u64), "the last batch's checkpoint");
         assert!(holds_first(&store, n)?, "every record is in the store");
@@ -842,6 +896,54 @@ mod tests {
             2 * FLUSH_RECORDS as u64,
             "what was not written is no longer to restore"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_read_to_its_end_leaves_the_others_reading_where_they_are() -> Result<(), Box<dyn std::error::Error>> {
+        // Two stores of one task: the small one ends first and its
+        // partition is unassigned while the large one goes on.
+        let (cluster, mut reader, large) = setup(2 * FLUSH_RECORDS + 7)?;
+        fill(&cluster, "app-small-changelog", 5)?;
+        let small = store("small", "app-small-changelog")?;
+        let (counters, progress) = (Counters::default(), Mutex::default());
+        let cx = context(&counters, &progress);
+        let changelogs = [(&large, CHANGELOG), (&small, "app-small-changelog")];
+        assert!(reader.register(TASK, changelogs.into_iter(), cx)?);
+        restore_until_done(&mut reader, &[TASK], cx)?;
+        assert_eq!(small.checkpoint(), Some(5));
+        assert!(holds_first(&small, 5)?);
+        assert_eq!(large.checkpoint(), Some(2 * FLUSH_RECORDS as u64 + 7));
+        assert!(holds_first(&large, 2 * FLUSH_RECORDS + 7)?);
+        assert_eq!(counters.restored.load(Ordering::Relaxed), 2 * FLUSH_RECORDS as u64 + 12);
+        Ok(())
+    }
+
+    #[test]
+    fn a_task_opened_again_restores_from_its_own_checkpoint_not_where_the_last_read_stopped(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        // Another task keeps the reader's assignment alive meanwhile.
+        let (cluster, mut reader, first) = setup(2 * FLUSH_RECORDS)?;
+        fill(&cluster, "app-other-changelog", 3 * FLUSH_RECORDS)?;
+        let other = store("other", "app-other-changelog")?;
+        let other_task = TaskId { subtopology: 1, partition: 0 };
+        let (counters, progress) = (Counters::default(), Mutex::default());
+        let cx = context(&counters, &progress);
+        assert!(reader.register(TASK, std::iter::once((&first, CHANGELOG)), cx)?);
+        assert!(reader.register(other_task, std::iter::once((&other, "app-other-changelog")), cx)?);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reader.tasks[&TASK].stores[0].next < 1_000 {
+            assert!(Instant::now() < deadline, "nothing was read");
+            reader.step(500, Duration::from_millis(100), cx)?;
+        }
+        // Closed, its state wiped, and opened again: read from the start.
+        reader.remove(TASK, cx);
+        let wiped = store("s", CHANGELOG)?;
+        assert!(reader.register(TASK, std::iter::once((&wiped, CHANGELOG)), cx)?);
+        restore_until_done(&mut reader, &[TASK, other_task], cx)?;
+        assert_eq!(wiped.checkpoint(), Some(2 * FLUSH_RECORDS as u64));
+        assert!(holds_first(&wiped, 2 * FLUSH_RECORDS)?, "every record from the start");
+        assert!(holds_first(&other, 3 * FLUSH_RECORDS)?);
         Ok(())
     }
 }
