@@ -21,20 +21,27 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::kafka_error;
+use super::fetch::FetchQueue;
 use super::listener::{Counters, StateRestoreListener};
 use super::restore_writer::{Batch, RestoreWriter, Written};
 use super::retry::RetryPolicy;
 use crate::error::StreamsError;
 use crate::store::StoreEntry;
 use crate::task_engine::TaskId;
+use crate::topology::RawRecord;
 
 /// Records applied to a store in one write (and checkpoint): small enough
 /// that one write does not hold up the running tasks for long.
 const FLUSH_RECORDS: usize = 10_000;
+/// Records taken from the fetch queue at a time.
+const FETCH_BATCH: usize = 1_024;
+/// How often, at most, a reader that found nothing forwards its partitions
+/// to its fetch queue again (see [`ChangelogReader::step`]).
+const REATTACH_AFTER: Duration = Duration::from_millis(500);
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between checks of a changelog whose open transaction a
 /// restore waits out.
@@ -104,6 +111,13 @@ struct TaskRestore {
 
 /// The clients and state of a thread's restores.
 pub(crate) struct ChangelogReader {
+    /// The assigned changelog partitions' records, a batch at a time (see
+    /// [`super::fetch`]). Destroyed before `consumer` (see `Drop`).
+    fetch: Option<FetchQueue>,
+    /// Records taken from `fetch` (reused).
+    fetched: Vec<RawRecord>,
+    /// When the partitions were last forwarded to `fetch` again.
+    attached: Instant,
     /// read_committed: aborted writes are never restored.
     consumer: BaseConsumer,
     /// read_uncommitted, under exactly-once only: how far a changelog is
@@ -122,6 +136,13 @@ pub(crate) struct ChangelogReader {
     writer: RestoreWriter,
     /// A write that failed while a task was being removed, for the next step.
     failed: Option<StreamsError>,
+}
+
+impl Drop for ChangelogReader {
+    fn drop(&mut self) {
+        // librdkafka requires a client's queues destroyed before the client.
+        drop(self.fetch.take());
+    }
 }
 
 /// The listener and retry rules a restore reports to and runs under.
@@ -148,7 +169,14 @@ impl RestoreContext<'_> {
 impl ChangelogReader {
     /// A reader whose batches are written by a thread called `writer`.
     pub(crate) fn new(consumer: BaseConsumer, probe: Option<BaseConsumer>, writer: String) -> Self {
+        // SAFETY: the reader's `Drop` destroys the queue before its fields,
+        // the consumer among them, go.
+        #[allow(unsafe_code)]
+        let fetch = unsafe { FetchQueue::new(&consumer, FETCH_BATCH) }.map(FetchQueue::without_headers);
         Self {
+            fetch,
+            fetched: Vec::with_capacity(FETCH_BATCH),
+            attached: Instant::now(),
             consumer,
             probe,
             tasks: BTreeMap::new(),
@@ -352,43 +380,33 @@ impl ChangelogReader {
         }
         // One clock read for the step: the stall check counts in seconds.
         let now = Instant::now();
+        let mut fetched = std::mem::take(&mut self.fetched);
         while !writes_only && read < budget {
-            let m = match self.consumer.poll(if read == 0 { wait } else { Duration::ZERO }) {
-                None => {
-                    drained = true;
-                    break;
-                }
-                Some(Ok(m)) => m,
+            fetched.clear();
+            let error = self.fetch(if read == 0 { wait } else { Duration::ZERO }, budget - read, &mut fetched);
+            if fetched.is_empty() && error.is_none() {
+                drained = true;
+                break;
+            }
+            read += fetched.len();
+            for record in fetched.drain(..) {
+                self.reassign |= take_record(&mut self.tasks, &mut self.writer, record, now, cx)?;
+            }
+            match error {
+                None => {}
                 // The cluster being away: the consumer reconnects and fetches
                 // on by itself; the stall check below bounds the wait.
-                Some(Err(e)) if super::errors::is_transient_poll_error(&e) => {
+                Some(e) if super::errors::is_transient_poll_error(&e) => {
                     cx.retry.counters.cluster_unreachable(&e);
                     drained = true;
                     break;
                 }
-                Some(Err(e)) => return Err(kafka_error("reading a changelog", &e)),
-            };
-            read += 1;
-            let (partition, topic) = (m.partition(), m.topic());
-            let hit = self.tasks.iter_mut().filter(|(id, _)| id.partition == partition).find_map(|(id, r)| {
-                let i = r.stores.iter().position(|s| matches!(s.phase, Phase::Reading) && s.topic == topic)?;
-                Some((*id, r, i))
-            });
-            // None: a leftover of an earlier assignment, never restored.
-            let Some((task, restore, i)) = hit else { continue };
-            restore.last_progress = now;
-            let s = &mut restore.stores[i];
-            if let Some(key) = m.key() {
-                s.batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                Some(e) => return Err(kafka_error("reading a changelog", &e)),
             }
-            s.next = m.offset() + 1;
-            if s.batch.len() >= FLUSH_RECORDS {
-                apply(&mut self.writer, task, i, s, s.next)?;
-            }
-            if s.next >= s.end {
-                finish(&mut self.writer, task, i, s, cx)?;
-                self.reassign = true;
-            }
+        }
+        self.fetched = fetched;
+        if drained && read == 0 && self.attached.elapsed() >= REATTACH_AFTER {
+            self.reattach();
         }
         if read > 0 {
             cx.retry.counters.cluster_reachable();
@@ -400,6 +418,53 @@ impl ChangelogReader {
         }
         self.collect_done(cx, &mut outcomes)?;
         Ok(outcomes)
+    }
+
+    /// Appends up to `max` (at least one) next fetched changelog records
+    /// to `out`, waiting up to `wait` for the first; returns the consumer's error if there was one
+    /// (the records after it are appended too).
+    fn fetch(&mut self, wait: Duration, max: usize, out: &mut Vec<RawRecord>) -> Option<KafkaError> {
+        // The consumer queue first, without waiting: its errors, and the
+        // records of a partition that could not be forwarded (all of them
+        // arrive there, so their order holds).
+        let Some(fetch) = &mut self.fetch else {
+            return match self.consumer.poll(wait)? {
+                Ok(m) => {
+                    out.push(super::message::to_raw(&m));
+                    None
+                }
+                Err(e) => Some(e),
+            };
+        };
+        match self.consumer.poll(Duration::ZERO) {
+            Some(Ok(m)) => out.push(super::message::to_raw(&m)),
+            Some(Err(e)) => return Some(e),
+            None => {}
+        }
+        match max.saturating_sub(out.len()) {
+            0 => None,
+            left => fetch.consume_at_most(if out.is_empty() { wait } else { Duration::ZERO }, left, out),
+        }
+    }
+
+    /// Forwards the assigned partitions to the fetch queue again. A
+    /// partition unassigned and soon assigned again could have the stop of
+    /// its first fetch, which librdkafka carries out later on another
+    /// thread, end the forwarding set up for the second: its records would
+    /// then wait where nobody reads them. Forwarding again moves them, in
+    /// order, to the fetch queue; forwarding a partition that is forwarded
+    /// changes nothing.
+    fn reattach(&mut self) {
+        self.attached = Instant::now();
+        let Some(fetch) = &self.fetch else { return };
+        if self.assignment.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &self.assignment {
+            tpl.add_partition(topic, *partition);
+        }
+        fetch.attach(&tpl);
     }
 
     /// Takes the outcomes of the writes that ended, waiting up to `wait`
@@ -543,6 +608,11 @@ impl ChangelogReader {
                 .map_err(|e| kafka_error("assigning changelog partitions", &e))?;
         }
         if new.count() > 0 {
+            // Before their fetch starts: every record of theirs arrives on
+            // the fetch queue.
+            if let Some(fetch) = &self.fetch {
+                fetch.attach(&new);
+            }
             self.consumer.incremental_assign(&new).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
         }
         self.assignment = wanted.into_keys().collect();
@@ -605,6 +675,39 @@ impl ChangelogReader {
         }
         Ok(())
     }
+}
+
+/// Adds a fetched changelog record to its store's batch; returns whether
+/// that store was read to its end (and handed to the writer whole).
+fn take_record(
+    tasks: &mut BTreeMap<TaskId, TaskRestore>,
+    writer: &mut RestoreWriter,
+    record: RawRecord,
+    now: Instant,
+    cx: RestoreContext<'_>,
+) -> Result<bool, StreamsError> {
+    let (Some(partition), Some(offset)) = (record.partition, record.offset) else { return Ok(false) };
+    let topic = &*record.topic;
+    let hit = tasks.iter_mut().filter(|(id, _)| id.partition == partition).find_map(|(id, r)| {
+        let i = r.stores.iter().position(|s| matches!(s.phase, Phase::Reading) && s.topic == topic)?;
+        Some((*id, r, i))
+    });
+    // None: a leftover of an earlier assignment, never restored.
+    let Some((task, restore, i)) = hit else { return Ok(false) };
+    restore.last_progress = now;
+    let s = &mut restore.stores[i];
+    if let Some(key) = record.key {
+        s.batch.push((key, record.value));
+    }
+    s.next = offset + 1;
+    if s.batch.len() >= FLUSH_RECORDS {
+        apply(writer, task, i, s, s.next)?;
+    }
+    if s.next >= s.end {
+        finish(writer, task, i, s, cx)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// A checkpoint past the changelog's end means the local state is not the
