@@ -44,7 +44,6 @@ mod output;
 mod partition_group;
 mod produce;
 mod restore;
-mod restore_writer;
 mod retry;
 mod standby;
 mod stream_task;

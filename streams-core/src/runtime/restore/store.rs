@@ -1,0 +1,166 @@
+//! One store's restore: where it stands, and the steps that move it on
+//! (begin reading, hand batches to the writer, end or be suspended).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::writer::{Batch, RestoreWriter};
+use super::{RestoreContext, FLUSH_RECORDS};
+use crate::error::StreamsError;
+use crate::runtime::listener::Counters;
+use crate::store::StoreEntry;
+use crate::task_engine::TaskId;
+
+/// Where one store's restore stands.
+pub(super) enum Phase {
+    /// Under exactly-once: the changelog has a transaction open that was
+    /// written before the restore looked (see [`super::ChangelogReader::register`]);
+    /// its stable end is checked again at `next_check`.
+    AwaitingStable {
+        written: i64,
+        since: Instant,
+        next_check: Instant,
+        backoff: Duration,
+    },
+    /// Reading `start..end`.
+    Reading,
+    /// Read to the end; batches are still being written.
+    Applying,
+    Done,
+}
+
+pub(super) struct StoreRestore {
+    pub(super) store: StoreEntry,
+    pub(super) topic: String,
+    pub(super) phase: Phase,
+    /// Where the restore began and where it ends (the stable end).
+    pub(super) start: i64,
+    pub(super) end: i64,
+    /// The next offset to read.
+    pub(super) next: i64,
+    pub(super) batch: Vec<state_stores::ChangelogRecord>,
+    /// Records written into the store.
+    pub(super) restored: u64,
+    /// Batches handed to the writer and not written yet.
+    pub(super) queued: usize,
+    /// The store's checkpoint once its queued batches are written.
+    pub(super) submitted: Option<i64>,
+}
+
+/// A checkpoint past the changelog's end means the local state is not the
+/// changelog's: the task is corrupted.
+pub(super) fn check_checkpoint(task: TaskId, s: &StoreRestore, end: i64) -> Result<(), StreamsError> {
+    match s.store.checkpoint().and_then(|c| i64::try_from(c).ok()) {
+        Some(c) if c > end => Err(StreamsError::TaskCorrupted {
+            task: task.to_string(),
+            reason: format!(
+                "store `{}` is checkpointed at offset {c}, past the end ({end}) of {}-{}",
+                s.store.name(),
+                s.topic,
+                task.partition
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The changelog's bounds are known: reads from the checkpoint (or the
+/// start) to `end`, or is done at once.
+pub(super) fn begin_reading(
+    task: TaskId,
+    s: &mut StoreRestore,
+    low: i64,
+    end: i64,
+    cx: RestoreContext<'_>,
+) -> Result<(), StreamsError> {
+    check_checkpoint(task, s, end)?;
+    let checkpoint = s.store.checkpoint().and_then(|c| i64::try_from(c).ok());
+    let start = checkpoint.unwrap_or(low).max(low);
+    (s.start, s.end, s.next, s.submitted) = (start, end, start, checkpoint);
+    if start >= end {
+        s.phase = Phase::Done;
+        return Ok(());
+    }
+    s.phase = Phase::Reading;
+    cx.report(task, s);
+    tracing::info!(%task, store = s.store.name(), changelog = s.topic, start, end, "restoring");
+    if let Some(l) = cx.listener {
+        l.on_restore_start(task, s.store.name(), start, end);
+    }
+    Counters::add(&cx.retry.counters.restore_total, u64::try_from(end - start).unwrap_or(0));
+    Ok(())
+}
+
+/// Hands what is read of a store (the `index`th of its task's), up to
+/// `offset`, to the writer: one write with its checkpoint.
+pub(super) fn apply(
+    writer: &mut RestoreWriter,
+    task: TaskId,
+    index: usize,
+    s: &mut StoreRestore,
+    offset: i64,
+) -> Result<(), StreamsError> {
+    if s.batch.is_empty() && s.submitted == Some(offset) {
+        return Ok(());
+    }
+    // The next batch of a store being read is most likely as long.
+    let capacity = s.batch.len().min(FLUSH_RECORDS);
+    let records = std::mem::replace(&mut s.batch, Vec::with_capacity(capacity));
+    writer.submit(Batch { task, store_index: index, store: s.store.clone(), records, offset })?;
+    s.queued += 1;
+    s.submitted = Some(offset);
+    Ok(())
+}
+
+/// Hands the rest of a store's changelog, up to its end, to the writer;
+/// the restore ends with its last write.
+pub(super) fn finish(
+    writer: &mut RestoreWriter,
+    task: TaskId,
+    index: usize,
+    s: &mut StoreRestore,
+    cx: RestoreContext<'_>,
+) -> Result<(), StreamsError> {
+    apply(writer, task, index, s, s.end)?;
+    s.phase = Phase::Applying;
+    if s.queued == 0 {
+        end(task, s, cx);
+    }
+    Ok(())
+}
+
+/// A store's restore ended: every record up to its changelog's end is written.
+pub(super) fn end(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
+    uncount_unread(s, cx.retry.counters);
+    s.phase = Phase::Done;
+    cx.report(task, s);
+    tracing::info!(%task, store = s.store.name(), restored = s.restored, "restored");
+    if let Some(l) = cx.listener {
+        l.on_restore_end(task, s.store.name(), s.restored);
+    }
+}
+
+/// Ends a store's restore before its changelog's end (its task closes, or
+/// could not be registered): what it did not read is no longer "to
+/// restore". A store that was not reading is left as it is.
+pub(super) fn suspend(task: TaskId, s: &mut StoreRestore, cx: RestoreContext<'_>) {
+    // Applying: a write of its failed.
+    if !matches!(s.phase, Phase::Reading | Phase::Applying) {
+        return;
+    }
+    uncount_unread(s, cx.retry.counters);
+    s.phase = Phase::Done;
+    cx.report(task, s);
+    tracing::info!(%task, store = s.store.name(), restored = s.restored, "restore suspended");
+}
+
+/// Aborted transactions and their markers take offsets but restore no
+/// record, and a suspended restore reads no more: what was expected but not
+/// restored is not left "to restore".
+pub(super) fn uncount_unread(s: &StoreRestore, counters: &Counters) {
+    let unread = u64::try_from(s.end - s.start).unwrap_or(0).saturating_sub(s.restored);
+    // Never below zero, even if the counters were reset meanwhile.
+    let _ = counters
+        .restore_total
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| Some(total.saturating_sub(unread)));
+}
