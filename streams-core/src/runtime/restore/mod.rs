@@ -288,7 +288,7 @@ impl ChangelogReader {
         }
         // At once: a task opened again on these partitions (a corrupted
         // one, wiped) reads them from its own offsets.
-        if !self.tasks.is_empty() && !gone.is_empty() {
+        if !gone.is_empty() {
             self.unassign(&gone);
         }
         self.unassign_when_idle();

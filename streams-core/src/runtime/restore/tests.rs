@@ -219,3 +219,26 @@ fn a_task_opened_again_restores_from_its_own_checkpoint_not_where_the_last_read_
     assert!(holds_first(&other, 3 * FLUSH_RECORDS)?);
     Ok(())
 }
+
+#[test]
+fn the_only_task_opened_again_restores_from_its_own_checkpoint() -> Result<(), Box<dyn std::error::Error>> {
+    // As a corrupted task: closed mid-restore, wiped, and opened again
+    // with nothing else restoring meanwhile.
+    let (_cluster, mut reader, first) = setup(2 * FLUSH_RECORDS)?;
+    let (counters, progress) = (Counters::default(), Mutex::default());
+    let cx = context(&counters, &progress);
+    assert!(reader.register(TASK, std::iter::once((&first, CHANGELOG)), cx)?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reader.tasks[&TASK].stores[0].next < 1_000 {
+        assert!(Instant::now() < deadline, "nothing was read");
+        reader.step(500, Duration::from_millis(100), cx)?;
+    }
+    reader.remove(TASK, cx);
+    assert!(!reader.is_restoring());
+    let wiped = store("s", CHANGELOG)?;
+    assert!(reader.register(TASK, std::iter::once((&wiped, CHANGELOG)), cx)?);
+    restore_until_done(&mut reader, &[TASK], cx)?;
+    assert_eq!(wiped.checkpoint(), Some(2 * FLUSH_RECORDS as u64));
+    assert!(holds_first(&wiped, 2 * FLUSH_RECORDS)?, "every record from the start");
+    Ok(())
+}
