@@ -43,8 +43,8 @@ use store::{apply, begin_reading, check_checkpoint, end, finish, suspend, Phase,
 const FLUSH_RECORDS: usize = 10_000;
 /// Records taken from the fetch queue at a time.
 const FETCH_BATCH: usize = 1_024;
-/// How often, at most, a reader that found nothing forwards its partitions
-/// to its fetch queue again (see [`ChangelogReader::step`]).
+/// How often a reader forwards its partitions to its fetch queue again (see
+/// [`ChangelogReader::reattach`]).
 const REATTACH_AFTER: Duration = Duration::from_millis(500);
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between checks of a changelog whose open transaction a
@@ -110,6 +110,9 @@ impl Drop for ChangelogReader {
     fn drop(&mut self) {
         // librdkafka requires a client's queues destroyed before the client.
         drop(self.fetch.take());
+        if let Some(e) = self.failed.take() {
+            tracing::error!(error = %e, "a restore write failed while its task was closed");
+        }
     }
 }
 
@@ -154,6 +157,12 @@ impl ChangelogReader {
             writer: RestoreWriter::new(writer),
             failed: None,
         }
+    }
+
+    /// A write that failed while a task was removed, not reported yet: the
+    /// stream thread fails with it (see [`ChangelogReader::remove`]).
+    pub(crate) fn take_failure(&mut self) -> Option<StreamsError> {
+        self.failed.take()
     }
 
     /// Whether any task is restoring.
@@ -294,13 +303,26 @@ impl ChangelogReader {
         self.unassign_when_idle();
     }
 
-    fn unassign(&self, partitions: &[(String, i32)]) {
+    /// Unassigns `partitions` (taken out of `assignment` already).
+    fn unassign(&mut self, partitions: &[(String, i32)]) {
         let mut tpl = TopicPartitionList::new();
         for (topic, partition) in partitions {
             tpl.add_partition(topic, *partition);
         }
         if let Err(e) = self.consumer.incremental_unassign(&tpl) {
             tracing::warn!(error = %e, "cannot unassign changelog partitions");
+            self.resync_assignment();
+        }
+    }
+
+    /// After a failed change of the assignment, what librdkafka has
+    /// assigned: the next change asks for what differs from it.
+    fn resync_assignment(&mut self) {
+        match self.consumer.assignment() {
+            Ok(tpl) => {
+                self.assignment = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the changelog partitions' assignment"),
         }
     }
 
@@ -373,7 +395,7 @@ impl ChangelogReader {
             }
         }
         self.fetched = fetched;
-        if drained && read == 0 && self.attached.elapsed() >= REATTACH_AFTER {
+        if self.attached.elapsed() >= REATTACH_AFTER {
             self.reattach();
         }
         if read > 0 {
@@ -568,6 +590,9 @@ impl ChangelogReader {
         }
         let gone: Vec<(String, i32)> = self.assignment.iter().filter(|p| !wanted.contains_key(*p)).cloned().collect();
         if !gone.is_empty() {
+            for p in &gone {
+                self.assignment.remove(p);
+            }
             self.unassign(&gone);
         }
         let mut new = TopicPartitionList::new();
@@ -581,9 +606,12 @@ impl ChangelogReader {
             if let Some(fetch) = &self.fetch {
                 fetch.attach(&new);
             }
-            self.consumer.incremental_assign(&new).map_err(|e| kafka_error("assigning changelog partitions", &e))?;
+            if let Err(e) = self.consumer.incremental_assign(&new) {
+                self.resync_assignment();
+                return Err(kafka_error("assigning changelog partitions", &e));
+            }
         }
-        self.assignment = wanted.into_keys().collect();
+        self.assignment.extend(wanted.into_keys());
         self.reassign = false;
         Ok(())
     }

@@ -145,8 +145,14 @@ fn start(name: &str) -> Result<Running, StreamsError> {
     let thread = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            // After a failed write, nothing more is written: a later batch
+            // of the same store would move its checkpoint past the records
+            // that were lost. The failure ends the stream thread, and the
+            // restore starts again from the checkpoints as they are.
+            let mut failed = false;
             for batch in todo {
-                let outcome = write(batch);
+                let outcome = if failed { refuse(batch) } else { write(batch) };
+                failed |= outcome.result.is_err();
                 // The reader is gone: what is still queued is written all
                 // the same (each batch carries its checkpoint).
                 let _ = done.send(outcome);
@@ -171,6 +177,16 @@ fn write(batch: Batch) -> Written {
         )))
     });
     Written { task, store_index, offset, records: n, result }
+}
+
+/// A batch not written because an earlier one failed.
+fn refuse(batch: Batch) -> Written {
+    let Batch { task, store_index, store, records, offset } = batch;
+    let error = StreamsError::IllegalState(format!(
+        "restoring store `{}` of task {task}: not written, an earlier restore write of this thread failed",
+        store.name()
+    ));
+    Written { task, store_index, offset, records: records.len() as u64, result: Err(error) }
 }
 
 fn stopped() -> StreamsError {
@@ -224,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_comes_back_as_its_batchs_error() {
+    fn a_failed_write_comes_back_as_its_batchs_error_and_nothing_after_it_is_written() {
         let s = store("closed");
         s.close().unwrap();
         let task = TaskId { subtopology: 1, partition: 0 };
@@ -240,5 +256,14 @@ mod tests {
         let err = out.remove(0).result.unwrap_err();
         assert!(err.to_string().contains("closed"), "{err}");
         assert_eq!(writer.in_flight(), 0);
+        // Nothing is written after a failure, whatever the store: its
+        // checkpoint would otherwise pass what was lost.
+        let open = store("open");
+        let records = vec![(b"k".to_vec(), Some(b"v".to_vec()))];
+        writer.submit(Batch { task, store_index: 1, store: open.clone(), records, offset: 7 }).unwrap();
+        writer.take_all(&mut out).unwrap();
+        let err = out.remove(0).result.unwrap_err();
+        assert!(err.to_string().contains("not written"), "{err}");
+        assert_eq!(open.checkpoint(), None);
     }
 }

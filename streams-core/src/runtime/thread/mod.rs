@@ -450,6 +450,9 @@ impl ThreadState {
     /// turned out corrupted is wiped and opened again (restoring from
     /// scratch). The thread is RUNNING once nothing restores.
     fn restore_step(&mut self) -> Result<(), StreamsError> {
+        if let Some(e) = self.changelogs.take_failure() {
+            return Err(e);
+        }
         if !self.changelogs.is_restoring() {
             return Ok(());
         }
