@@ -155,9 +155,11 @@ impl FetchQueue {
     }
 
     /// Takes messages into `messages[from..max]` (one only when `timeout`
-    /// is not zero), waiting up to `timeout` ms; returns how many.
+    /// is not zero), waiting up to `timeout` ms; returns how many. `max` is
+    /// at most the buffer's capacity (`consume_at_most` bounds it).
     fn serve(&mut self, from: usize, max: usize, timeout: c_int) -> usize {
-        let room = max.min(self.messages.capacity()).saturating_sub(from);
+        debug_assert!(max <= self.messages.capacity());
+        let room = max.saturating_sub(from);
         let want = if timeout == 0 { room } else { room.min(1) };
         if want == 0 {
             return 0;

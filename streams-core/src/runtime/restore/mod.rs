@@ -305,11 +305,7 @@ impl ChangelogReader {
 
     /// Unassigns `partitions` (taken out of `assignment` already).
     fn unassign(&mut self, partitions: &[(String, i32)]) {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            tpl.add_partition(topic, *partition);
-        }
-        if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+        if let Err(e) = self.consumer.incremental_unassign(&partition_list(partitions)) {
             tracing::warn!(error = %e, "cannot unassign changelog partitions");
             self.resync_assignment();
         }
@@ -362,8 +358,7 @@ impl ChangelogReader {
         // Only writes left: their end is what there is to wait for. (With
         // nothing to read and nothing written, as while changelogs' open
         // transactions are waited out, the consumer's poll is the wait.)
-        let writes_only = self.writer.in_flight() > 0
-            && !self.tasks.values().any(|t| t.stores.iter().any(|s| matches!(s.phase, Phase::Reading)));
+        let writes_only = self.writer.in_flight() > 0 && !self.reading();
         let mut drained = writes_only;
         if writes_only {
             self.take_written(wait, cx)?;
@@ -410,27 +405,24 @@ impl ChangelogReader {
         Ok(outcomes)
     }
 
+    /// Whether any store is reading its changelog.
+    fn reading(&self) -> bool {
+        self.tasks.values().any(|t| t.stores.iter().any(|s| matches!(s.phase, Phase::Reading)))
+    }
+
     /// Appends up to `max` (at least one) next fetched changelog records
     /// to `out`, waiting up to `wait` for the first; returns the consumer's error if there was one
     /// (the records after it are appended too).
     fn fetch(&mut self, wait: Duration, max: usize, out: &mut Vec<RawRecord>) -> Option<KafkaError> {
-        // The consumer queue first, without waiting: its errors, and the
-        // records of a partition that could not be forwarded (all of them
-        // arrive there, so their order holds).
-        let Some(fetch) = &mut self.fetch else {
-            return match self.consumer.poll(wait)? {
-                Ok(m) => {
-                    out.push(super::message::to_raw(&m));
-                    None
-                }
-                Err(e) => Some(e),
-            };
-        };
-        match self.consumer.poll(Duration::ZERO) {
+        // The consumer queue first, without waiting unless there is no
+        // fetch queue: its errors, and the records of a partition that could
+        // not be forwarded (all of them arrive there, so their order holds).
+        match self.consumer.poll(if self.fetch.is_some() { Duration::ZERO } else { wait }) {
             Some(Ok(m)) => out.push(super::message::to_raw(&m)),
             Some(Err(e)) => return Some(e),
             None => {}
         }
+        let fetch = self.fetch.as_mut()?;
         match max.saturating_sub(out.len()) {
             0 => None,
             left => fetch.consume_at_most(if out.is_empty() { wait } else { Duration::ZERO }, left, out),
@@ -447,14 +439,9 @@ impl ChangelogReader {
     fn reattach(&mut self) {
         self.attached = Instant::now();
         let Some(fetch) = &self.fetch else { return };
-        if self.assignment.is_empty() {
-            return;
+        if !self.assignment.is_empty() {
+            fetch.attach(&partition_list(&self.assignment));
         }
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in &self.assignment {
-            tpl.add_partition(topic, *partition);
-        }
-        fetch.attach(&tpl);
     }
 
     /// Takes the outcomes of the writes that ended, waiting up to `wait`
@@ -619,7 +606,7 @@ impl ChangelogReader {
     /// Transaction markers end a changelog written under exactly-once: the
     /// position passes them though no record does.
     fn check_positions(&mut self, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
-        if !self.tasks.values().any(|t| t.stores.iter().any(|s| matches!(s.phase, Phase::Reading))) {
+        if !self.reading() {
             return Ok(());
         }
         let positions = self.consumer.position().map_err(|e| kafka_error("reading restore positions", &e))?;
@@ -671,6 +658,15 @@ impl ChangelogReader {
         }
         Ok(())
     }
+}
+
+/// The partitions as a list for librdkafka.
+fn partition_list<'a>(partitions: impl IntoIterator<Item = &'a (String, i32)>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    tpl
 }
 
 /// Adds a fetched changelog record to its store's batch; returns whether

@@ -108,9 +108,10 @@ impl RestoreWriter {
             Err(TryRecvError::Disconnected) => return Err(stopped()),
         };
         let Some(first) = first else { return Ok(()) };
+        let before = out.len();
         out.push(first);
         out.extend(running.written.try_iter());
-        self.in_flight -= out.len().min(self.in_flight);
+        self.in_flight -= (out.len() - before).min(self.in_flight);
         Ok(())
     }
 
