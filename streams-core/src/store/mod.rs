@@ -541,6 +541,16 @@ impl StoreEntry {
         self.instance.with(|s| s.checkpoint())
     }
 
+    /// Holds a key-value instance's lock (`None` for other kinds): its
+    /// operations, restore writes among them, wait until the guard goes.
+    #[cfg(test)]
+    pub(crate) fn lock_key_value(&self) -> Option<MutexGuard<'_, Box<dyn KeyValueStore>>> {
+        match &self.instance {
+            StoreInstance::KeyValue(s) => Some(lock(s)),
+            _ => None,
+        }
+    }
+
     /// Applies changelog records in bulk and advances the checkpoint to `offset`.
     pub(crate) fn restore_batch(
         &self,

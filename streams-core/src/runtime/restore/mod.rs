@@ -36,7 +36,7 @@ use writer::{RestoreWriter, Written};
 mod store;
 mod writer;
 
-use store::{apply, begin_reading, check_checkpoint, end, finish, suspend, Phase, StoreRestore};
+use store::{apply, begin_reading, check_checkpoint, end, finish, hand_over_pending, suspend, Phase, StoreRestore};
 
 /// Records applied to a store in one write (and checkpoint): small enough
 /// that one write does not hold up the running tasks for long.
@@ -350,23 +350,29 @@ impl ChangelogReader {
         }
         let mut outcomes = Vec::new();
         self.take_written(Duration::ZERO, cx)?;
+        self.hand_over_pending(cx)?;
         self.check_stable_ends(cx, &mut outcomes)?;
         if self.reassign {
             self.assign()?;
         }
         let mut read = 0usize;
-        // Only writes left: their end is what there is to wait for. (With
-        // nothing to read and nothing written, as while changelogs' open
-        // transactions are waited out, the consumer's poll is the wait.)
+        // Only writes left: their end is what there is to wait for. A
+        // writer with no room: reading waits for it, as far as `wait` lets
+        // it (not at all while tasks run, so their records never wait on a
+        // write). (With nothing to read and nothing written, as while
+        // changelogs' open transactions are waited out, the consumer's poll
+        // is the wait.)
         let writes_only = self.writer.in_flight() > 0 && !self.reading();
         let mut drained = writes_only;
-        if writes_only {
+        if writes_only || self.writer.is_full() {
             self.take_written(wait, cx)?;
+            self.hand_over_pending(cx)?;
         }
         // One clock read for the step: the stall check counts in seconds.
         let now = Instant::now();
         let mut fetched = std::mem::take(&mut self.fetched);
-        while !writes_only && read < budget {
+        // A batch the writer had no room for is kept, and no more is read.
+        while !writes_only && !self.writer.is_full() && read < budget {
             fetched.clear();
             let error = self.fetch(if read == 0 { wait } else { Duration::ZERO }, budget - read, &mut fetched);
             if fetched.is_empty() && error.is_none() {
@@ -397,12 +403,26 @@ impl ChangelogReader {
             cx.retry.counters.cluster_reachable();
         }
         self.take_written(Duration::ZERO, cx)?;
-        self.backlog = !drained;
+        // Waiting for the writer is no backlog: the thread need not spin.
+        self.backlog = !drained && !self.writer.is_full();
         if drained {
             self.check_positions(cx)?;
         }
         self.collect_done(cx, &mut outcomes)?;
         Ok(outcomes)
+    }
+
+    /// Offers the writer, store by store, what found its queue full.
+    fn hand_over_pending(&mut self, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
+        for (&task, restore) in &mut self.tasks {
+            for (i, s) in restore.stores.iter_mut().enumerate() {
+                if self.writer.is_full() {
+                    return Ok(());
+                }
+                hand_over_pending(&mut self.writer, task, i, s, cx)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether any store is reading its changelog.
@@ -471,7 +491,7 @@ impl ChangelogReader {
         if let Some(l) = cx.listener {
             l.on_batch_restored(w.task, s.store.name(), w.offset, w.records);
         }
-        if matches!(s.phase, Phase::Applying) && s.queued == 0 {
+        if matches!(s.phase, Phase::Applying) && s.queued == 0 && s.handed_over() {
             end(w.task, s, cx);
         }
         Ok(())
@@ -693,6 +713,7 @@ fn take_record(
     }
     s.next = offset + 1;
     if s.batch.len() >= FLUSH_RECORDS {
+        // Kept for a later step if the writer has no room.
         apply(writer, task, i, s, s.next)?;
     }
     if s.next >= s.end {

@@ -24,7 +24,8 @@ pub(super) enum Phase {
     },
     /// Reading `start..end`.
     Reading,
-    /// Read to the end; batches are still being written.
+    /// Read to the end; batches are still being written, or the last one
+    /// waits for room at the writer.
     Applying,
     Done,
 }
@@ -92,28 +93,39 @@ pub(super) fn begin_reading(
 }
 
 /// Hands what is read of a store (the `index`th of its task's), up to
-/// `offset`, to the writer: one write with its checkpoint.
+/// `offset`, to the writer: one write with its checkpoint. Returns whether
+/// it was handed over: while the writer's queue is full it stays in the
+/// store's batch, for a later step (see [`hand_over_pending`]).
 pub(super) fn apply(
     writer: &mut RestoreWriter,
     task: TaskId,
     index: usize,
     s: &mut StoreRestore,
     offset: i64,
-) -> Result<(), StreamsError> {
+) -> Result<bool, StreamsError> {
     if s.batch.is_empty() && s.submitted == Some(offset) {
-        return Ok(());
+        return Ok(true);
+    }
+    if writer.is_full() {
+        return Ok(false);
     }
     // The next batch of a store being read is most likely as long.
     let capacity = s.batch.len().min(FLUSH_RECORDS);
     let records = std::mem::replace(&mut s.batch, Vec::with_capacity(capacity));
-    writer.submit(Batch { task, store_index: index, store: s.store.clone(), records, offset })?;
+    if let Some(refused) =
+        writer.try_submit(Batch { task, store_index: index, store: s.store.clone(), records, offset })?
+    {
+        s.batch = refused.records;
+        return Ok(false);
+    }
     s.queued += 1;
     s.submitted = Some(offset);
-    Ok(())
+    Ok(true)
 }
 
-/// Hands the rest of a store's changelog, up to its end, to the writer;
-/// the restore ends with its last write.
+/// A store read to its end: hands the rest of its changelog, up to the
+/// end, to the writer (if the writer has room); the restore ends with its
+/// last write.
 pub(super) fn finish(
     writer: &mut RestoreWriter,
     task: TaskId,
@@ -121,12 +133,38 @@ pub(super) fn finish(
     s: &mut StoreRestore,
     cx: RestoreContext<'_>,
 ) -> Result<(), StreamsError> {
-    apply(writer, task, index, s, s.end)?;
     s.phase = Phase::Applying;
-    if s.queued == 0 {
+    if apply(writer, task, index, s, s.end)? && s.queued == 0 {
         end(task, s, cx);
     }
     Ok(())
+}
+
+/// Offers the writer what a store could not hand over when its queue was
+/// full: a full batch of a store being read, or the rest of one read to
+/// its end.
+pub(super) fn hand_over_pending(
+    writer: &mut RestoreWriter,
+    task: TaskId,
+    index: usize,
+    s: &mut StoreRestore,
+    cx: RestoreContext<'_>,
+) -> Result<(), StreamsError> {
+    match s.phase {
+        Phase::Reading if s.batch.len() >= FLUSH_RECORDS => {
+            apply(writer, task, index, s, s.next)?;
+        }
+        Phase::Applying if !s.handed_over() => finish(writer, task, index, s, cx)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+impl StoreRestore {
+    /// Applying: whether everything up to the end went to the writer.
+    pub(super) fn handed_over(&self) -> bool {
+        self.batch.is_empty() && self.submitted == Some(self.end)
+    }
 }
 
 /// A store's restore ended: every record up to its changelog's end is written.

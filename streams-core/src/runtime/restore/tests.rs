@@ -242,3 +242,68 @@ fn the_only_task_opened_again_restores_from_its_own_checkpoint() -> Result<(), B
     assert!(holds_first(&wiped, 2 * FLUSH_RECORDS)?, "every record from the start");
     Ok(())
 }
+
+/// Holds `store`'s lock on a thread of its own, so that the writer's
+/// writes into it wait, until a message comes or 60 s pass; the thread
+/// returns whether it let go for the deadline.
+fn hold(store: &StoreEntry) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let store = store.clone();
+    let holder = std::thread::spawn(move || {
+        let _guard = store.lock_key_value();
+        let _ = held_tx.send(());
+        released.recv_timeout(Duration::from_secs(60)).is_err()
+    });
+    held.recv().unwrap();
+    (release, holder)
+}
+
+/// Restores `n` records while the store's writes wait: the steps return
+/// all the same (a thread with running tasks never waits on a write),
+/// read no more than the writer's queue and one batch can hold, and
+/// report nothing restored; once the writes go on, every record is
+/// restored, in order.
+fn restore_while_writes_wait(n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let (_cluster, mut reader, store) = setup(n)?;
+    let (counters, progress) = (Counters::default(), Mutex::default());
+    let cx = context(&counters, &progress);
+    assert!(reader.register(TASK, std::iter::once((&store, CHANGELOG)), cx)?);
+    let (release, holder) = hold(&store);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut full_steps = 0;
+    while full_steps < 20 {
+        assert!(Instant::now() < deadline, "the writer's queue never filled");
+        let outcomes = reader.step(2_000, Duration::ZERO, cx)?;
+        assert!(outcomes.is_empty(), "{outcomes:?} while no write ended");
+        full_steps += usize::from(reader.writer.is_full());
+    }
+    release.send(())?;
+    assert!(!holder.join().unwrap(), "a step waited for the held write");
+    // Held: the batch being written and the QUEUED (2) waiting.
+    assert!(reader.writer.in_flight() <= 3, "{} batches in flight", reader.writer.in_flight());
+    let s = &reader.tasks[&TASK].stores[0];
+    assert!(s.batch.len() <= FLUSH_RECORDS + FETCH_BATCH, "{} records kept back", s.batch.len());
+    assert_eq!(s.restored, 0);
+    assert!(!reader.has_backlog(), "waiting for the writer is no backlog");
+    restore_until_done(&mut reader, &[TASK], cx)?;
+    assert!(holds_first(&store, n)?);
+    assert_eq!(store.checkpoint(), Some(n as u64));
+    assert_eq!(counters.restored.load(Ordering::Relaxed), n as u64);
+    Ok(())
+}
+
+#[test]
+fn a_store_read_on_while_its_writes_wait_keeps_its_next_batch_until_the_writer_has_room(
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Three batches of 10,000 go to the writer; the fourth waits, and
+    // nothing more is read meanwhile.
+    restore_while_writes_wait(45_123)
+}
+
+#[test]
+fn a_store_read_to_its_end_while_its_writes_wait_is_restored_once_its_last_batch_is_written(
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Three batches go to the writer, and the last 500 records wait.
+    restore_while_writes_wait(30_500)
+}

@@ -10,10 +10,13 @@
 //! handed over (one thread, one queue), and each write's outcome comes back
 //! to the stream thread, which alone reports progress and decides when a
 //! store is restored. At most [`QUEUED`] batches wait, so memory stays
-//! bounded and a reader that outruns the writer waits for it.
+//! bounded: a batch that finds the queue full comes back to the reader,
+//! which keeps it and reads no more until the writer has room. The stream
+//! thread never waits on a write while it has tasks to run (R2: a write
+//! held up by RocksDB held up the running tasks' records behind it).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -53,6 +56,8 @@ pub(crate) struct RestoreWriter {
     running: Option<Running>,
     /// Batches handed over whose outcome was not taken yet.
     in_flight: usize,
+    /// A batch found the queue full, and no outcome came back since.
+    full: bool,
 }
 
 struct Running {
@@ -63,14 +68,18 @@ struct Running {
 
 impl std::fmt::Debug for RestoreWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RestoreWriter").field("name", &self.name).field("in_flight", &self.in_flight).finish()
+        f.debug_struct("RestoreWriter")
+            .field("name", &self.name)
+            .field("in_flight", &self.in_flight)
+            .field("full", &self.full)
+            .finish()
     }
 }
 
 impl RestoreWriter {
     /// A writer whose thread, once started, is called `name`.
     pub(crate) fn new(name: String) -> Self {
-        Self { name, running: None, in_flight: 0 }
+        Self { name, running: None, in_flight: 0, full: false }
     }
 
     /// Batches handed over whose outcome was not taken yet.
@@ -78,15 +87,31 @@ impl RestoreWriter {
         self.in_flight
     }
 
-    /// Hands a batch over, waiting while [`QUEUED`] others wait.
-    pub(crate) fn submit(&mut self, batch: Batch) -> Result<(), StreamsError> {
+    /// Whether the last batch offered found the queue full and no write
+    /// ended since: one offered now would most likely come back too.
+    pub(crate) fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// Hands a batch over without waiting; gives it back (`Some`) while
+    /// [`QUEUED`] others wait.
+    pub(crate) fn try_submit(&mut self, batch: Batch) -> Result<Option<Batch>, StreamsError> {
         let running = match &mut self.running {
             Some(r) => r,
             None => self.running.insert(start(&self.name)?),
         };
-        running.batches.send(batch).map_err(|_| stopped())?;
-        self.in_flight += 1;
-        Ok(())
+        match running.batches.try_send(batch) {
+            Ok(()) => {
+                self.in_flight += 1;
+                self.full = false;
+                Ok(None)
+            }
+            Err(TrySendError::Full(batch)) => {
+                self.full = true;
+                Ok(Some(batch))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(stopped()),
+        }
     }
 
     /// The outcomes of the batches written since the last call, waiting up
@@ -112,6 +137,7 @@ impl RestoreWriter {
         out.push(first);
         out.extend(running.written.try_iter());
         self.in_flight -= (out.len() - before).min(self.in_flight);
+        self.full = false;
         Ok(())
     }
 
@@ -122,6 +148,7 @@ impl RestoreWriter {
             let w = running.written.recv().map_err(|_| stopped())?;
             out.push(w);
             self.in_flight -= 1;
+            self.full = false;
         }
         Ok(())
     }
@@ -201,6 +228,18 @@ mod tests {
     use crate::serde::StringSerde;
     use crate::store::{StoreContext, Stores};
 
+    /// Hands `batch` over, taking outcomes into `out` while the queue is full.
+    fn submit(writer: &mut RestoreWriter, mut batch: Batch, out: &mut Vec<Written>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Some(back) = writer.try_submit(batch).unwrap() {
+            assert!(writer.is_full());
+            assert!(std::time::Instant::now() < deadline, "the writer took no batch");
+            writer.take(Duration::from_millis(100), out).unwrap();
+            batch = back;
+        }
+        assert!(!writer.is_full());
+    }
+
     fn store(name: &str) -> StoreEntry {
         let ctx = StoreContext {
             task_dir: std::env::temp_dir().join("restore-writer-test-unused"),
@@ -219,13 +258,17 @@ mod tests {
         let task = TaskId { subtopology: 0, partition: 3 };
         let mut writer = RestoreWriter::new("restore-writer-test".into());
         assert_eq!(writer.in_flight(), 0);
+        let mut out = Vec::new();
         // Ten batches, more than are queued: later ones overwrite earlier keys.
         for b in 0..10i64 {
             let records =
                 (0..100).map(|i| (format!("k{i}").into_bytes(), Some(format!("v{b}").into_bytes()))).collect();
-            writer.submit(Batch { task, store_index: 1, store: s.clone(), records, offset: (b + 1) * 100 }).unwrap();
+            submit(
+                &mut writer,
+                Batch { task, store_index: 1, store: s.clone(), records, offset: (b + 1) * 100 },
+                &mut out,
+            );
         }
-        let mut out = Vec::new();
         writer.take_all(&mut out).unwrap();
         assert_eq!(writer.in_flight(), 0);
         let offsets: Vec<i64> = out.iter().map(|w| w.offset).collect();
@@ -247,8 +290,8 @@ mod tests {
         let task = TaskId { subtopology: 1, partition: 0 };
         let mut writer = RestoreWriter::new("restore-writer-test".into());
         let records = vec![(b"k".to_vec(), Some(b"v".to_vec()))];
-        writer.submit(Batch { task, store_index: 0, store: s, records, offset: 1 }).unwrap();
         let mut out = Vec::new();
+        submit(&mut writer, Batch { task, store_index: 0, store: s, records, offset: 1 }, &mut out);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while out.is_empty() {
             assert!(std::time::Instant::now() < deadline, "no outcome");
@@ -261,7 +304,7 @@ mod tests {
         // checkpoint would otherwise pass what was lost.
         let open = store("open");
         let records = vec![(b"k".to_vec(), Some(b"v".to_vec()))];
-        writer.submit(Batch { task, store_index: 1, store: open.clone(), records, offset: 7 }).unwrap();
+        submit(&mut writer, Batch { task, store_index: 1, store: open.clone(), records, offset: 7 }, &mut out);
         writer.take_all(&mut out).unwrap();
         let err = out.remove(0).result.unwrap_err();
         assert!(err.to_string().contains("not written"), "{err}");
