@@ -36,7 +36,10 @@ use writer::{RestoreWriter, Written};
 mod store;
 mod writer;
 
-use store::{apply, begin_reading, check_checkpoint, end, finish, hand_over_pending, suspend, Phase, StoreRestore};
+use store::{
+    apply, begin_reading, check_checkpoint, end, finish, hand_over_pending, hand_over_rest_waiting, suspend, Phase,
+    StoreRestore,
+};
 
 /// Records applied to a store in one write (and checkpoint): small enough
 /// that one write does not hold up the running tasks for long.
@@ -272,10 +275,18 @@ impl ChangelogReader {
     }
 
     /// Stops restoring a task (it is closed): what was applied stays, with
-    /// its checkpoint; what was read but not handed to the writer is
+    /// its checkpoint, and a store read to its end is written to its end;
+    /// what a store still reading read but did not hand to the writer is
     /// dropped (read again next time). Returns once the batches handed over
     /// are written: the task's stores may be closed then.
     pub(crate) fn remove(&mut self, task: TaskId, cx: RestoreContext<'_>) {
+        if let Some(restore) = self.tasks.get_mut(&task) {
+            for (i, s) in restore.stores.iter_mut().enumerate() {
+                if let Err(e) = hand_over_rest_waiting(&mut self.writer, task, i, s) {
+                    self.failed.get_or_insert(e);
+                }
+            }
+        }
         if self.tasks.get(&task).is_some_and(|r| r.stores.iter().any(|s| s.queued > 0)) {
             let mut written = Vec::new();
             let waited = self.writer.take_all(&mut written);
@@ -479,12 +490,16 @@ impl ChangelogReader {
     /// restored, and a store read to its end with nothing left to write is
     /// restored.
     fn on_written(&mut self, w: Written, cx: RestoreContext<'_>) -> Result<(), StreamsError> {
-        let Some(s) = self.tasks.get_mut(&w.task).and_then(|r| r.stores.get_mut(w.store_index)) else {
+        let Some(restore) = self.tasks.get_mut(&w.task) else {
             // Not possible: a task is removed only once its writes ended.
             return w.result;
         };
+        let Some(s) = restore.stores.get_mut(w.store_index) else { return w.result };
         s.queued = s.queued.saturating_sub(1);
         w.result?;
+        // A write is progress too: a store waiting for room at the writer
+        // reads nothing meanwhile.
+        restore.last_progress = Instant::now();
         s.restored += w.records;
         Counters::add(&cx.retry.counters.restored, w.records);
         cx.report(w.task, s);

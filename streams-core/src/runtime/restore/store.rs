@@ -160,6 +160,29 @@ pub(super) fn hand_over_pending(
     Ok(())
 }
 
+/// A store read to its end whose last batch found the writer's queue full,
+/// its task being closed: hands that batch over, waiting for room. So the
+/// store keeps what it read, with its checkpoint at the changelog's end, as
+/// a store whose last batch went over at once does; opened again, it does
+/// not read that last stretch again (where a position left from this
+/// assignment, still reported until librdkafka has stopped its fetch, could
+/// pass for the end).
+pub(super) fn hand_over_rest_waiting(
+    writer: &mut RestoreWriter,
+    task: TaskId,
+    index: usize,
+    s: &mut StoreRestore,
+) -> Result<(), StreamsError> {
+    if !matches!(s.phase, Phase::Applying) || s.handed_over() {
+        return Ok(());
+    }
+    let records = std::mem::take(&mut s.batch);
+    writer.submit(Batch { task, store_index: index, store: s.store.clone(), records, offset: s.end })?;
+    s.queued += 1;
+    s.submitted = Some(s.end);
+    Ok(())
+}
+
 impl StoreRestore {
     /// Applying: whether everything up to the end went to the writer.
     pub(super) fn handed_over(&self) -> bool {

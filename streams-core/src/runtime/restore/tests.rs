@@ -259,6 +259,27 @@ fn hold(store: &StoreEntry) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHa
     (release, holder)
 }
 
+/// Steps `reader` (as a thread with running tasks does: no wait) while
+/// `store`'s writes wait, until `enough`; asserts that no step waited for a
+/// write and that none reported a restored task.
+fn step_while_held(
+    reader: &mut ChangelogReader,
+    store: &StoreEntry,
+    cx: RestoreContext<'_>,
+    mut enough: impl FnMut(&ChangelogReader) -> bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (release, holder) = hold(store);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !enough(reader) {
+        assert!(Instant::now() < deadline, "the steps never got there");
+        let outcomes = reader.step(2_000, Duration::ZERO, cx)?;
+        assert!(outcomes.is_empty(), "{outcomes:?} while no write ended");
+    }
+    release.send(())?;
+    assert!(!holder.join().unwrap(), "a step waited for the held write");
+    Ok(())
+}
+
 /// Restores `n` records while the store's writes wait: the steps return
 /// all the same (a thread with running tasks never waits on a write),
 /// read no more than the writer's queue and one batch can hold, and
@@ -269,17 +290,11 @@ fn restore_while_writes_wait(n: usize) -> Result<(), Box<dyn std::error::Error>>
     let (counters, progress) = (Counters::default(), Mutex::default());
     let cx = context(&counters, &progress);
     assert!(reader.register(TASK, std::iter::once((&store, CHANGELOG)), cx)?);
-    let (release, holder) = hold(&store);
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut full_steps = 0;
-    while full_steps < 20 {
-        assert!(Instant::now() < deadline, "the writer's queue never filled");
-        let outcomes = reader.step(2_000, Duration::ZERO, cx)?;
-        assert!(outcomes.is_empty(), "{outcomes:?} while no write ended");
+    step_while_held(&mut reader, &store, cx, |reader| {
         full_steps += usize::from(reader.writer.is_full());
-    }
-    release.send(())?;
-    assert!(!holder.join().unwrap(), "a step waited for the held write");
+        full_steps >= 20
+    })?;
     // Held: the batch being written and the QUEUED (2) waiting.
     assert!(reader.writer.in_flight() <= 3, "{} batches in flight", reader.writer.in_flight());
     let s = &reader.tasks[&TASK].stores[0];
@@ -306,4 +321,25 @@ fn a_store_read_to_its_end_while_its_writes_wait_is_restored_once_its_last_batch
 ) -> Result<(), Box<dyn std::error::Error>> {
     // Three batches go to the writer, and the last 500 records wait.
     restore_while_writes_wait(30_500)
+}
+
+#[test]
+fn a_task_closed_while_its_last_batch_waits_for_the_writer_keeps_its_store_written_to_the_end(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let n = 30_500;
+    let (_cluster, mut reader, store) = setup(n)?;
+    let (counters, progress) = (Counters::default(), Mutex::default());
+    let cx = context(&counters, &progress);
+    assert!(reader.register(TASK, std::iter::once((&store, CHANGELOG)), cx)?);
+    step_while_held(&mut reader, &store, cx, |reader| {
+        let s = &reader.tasks[&TASK].stores[0];
+        matches!(s.phase, Phase::Applying) && !s.handed_over()
+    })?;
+    // Closed before any step could hand the last batch over.
+    reader.remove(TASK, cx);
+    assert!(reader.take_failure().is_none());
+    assert_eq!(store.checkpoint(), Some(n as u64), "checkpointed at the changelog's end");
+    assert!(holds_first(&store, n)?);
+    assert_eq!(counters.restored.load(Ordering::Relaxed), n as u64);
+    Ok(())
 }

@@ -96,11 +96,7 @@ impl RestoreWriter {
     /// Hands a batch over without waiting; gives it back (`Some`) while
     /// [`QUEUED`] others wait.
     pub(crate) fn try_submit(&mut self, batch: Batch) -> Result<Option<Batch>, StreamsError> {
-        let running = match &mut self.running {
-            Some(r) => r,
-            None => self.running.insert(start(&self.name)?),
-        };
-        match running.batches.try_send(batch) {
+        match self.running()?.batches.try_send(batch) {
             Ok(()) => {
                 self.in_flight += 1;
                 self.full = false;
@@ -111,6 +107,21 @@ impl RestoreWriter {
                 Ok(Some(batch))
             }
             Err(TrySendError::Disconnected(_)) => Err(stopped()),
+        }
+    }
+
+    /// Hands a batch over, waiting while [`QUEUED`] others wait: only where
+    /// the stream thread waits anyway (a task being closed).
+    pub(crate) fn submit(&mut self, batch: Batch) -> Result<(), StreamsError> {
+        self.running()?.batches.send(batch).map_err(|_| stopped())?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn running(&mut self) -> Result<&mut Running, StreamsError> {
+        match self.running {
+            Some(ref mut r) => Ok(r),
+            None => Ok(self.running.insert(start(&self.name)?)),
         }
     }
 
