@@ -280,7 +280,14 @@ impl ChangelogReader {
     /// dropped (read again next time). Returns once the batches handed over
     /// are written: the task's stores may be closed then.
     pub(crate) fn remove(&mut self, task: TaskId, cx: RestoreContext<'_>) {
-        if let Some(restore) = self.tasks.get_mut(&task) {
+        self.unregister(task, cx, true);
+    }
+
+    /// [`ChangelogReader::remove`]; `keep_read` false for a task whose
+    /// state is wiped next (corrupted): the last batch of a store read to
+    /// its end is then not written either.
+    fn unregister(&mut self, task: TaskId, cx: RestoreContext<'_>, keep_read: bool) {
+        if let Some(restore) = self.tasks.get_mut(&task).filter(|_| keep_read) {
             for (i, s) in restore.stores.iter_mut().enumerate() {
                 if let Err(e) = hand_over_rest_waiting(&mut self.writer, task, i, s) {
                     self.failed.get_or_insert(e);
@@ -348,7 +355,8 @@ impl ChangelogReader {
     }
 
     /// Reads and applies up to `budget` changelog records over every
-    /// restoring task, waiting up to `wait` for the first; returns the tasks
+    /// restoring task, waiting up to `wait` for the first (and, when the
+    /// writer has no room, up to `wait` for it first); returns the tasks
     /// that finished (or turned out corrupted).
     pub(crate) fn step(
         &mut self,
@@ -361,6 +369,8 @@ impl ChangelogReader {
         }
         let mut outcomes = Vec::new();
         self.take_written(Duration::ZERO, cx)?;
+        // Offered again each step: a refused offer costs nothing.
+        self.writer.forget_full();
         self.hand_over_pending(cx)?;
         self.check_stable_ends(cx, &mut outcomes)?;
         if self.reassign {
@@ -593,7 +603,7 @@ impl ChangelogReader {
             }
         }
         for (id, reason) in corrupted {
-            self.remove(id, cx);
+            self.unregister(id, cx, false);
             outcomes.push(Restored::Corrupted(id, reason));
         }
         Ok(())
@@ -705,7 +715,8 @@ fn partition_list<'a>(partitions: impl IntoIterator<Item = &'a (String, i32)>) -
 }
 
 /// Adds a fetched changelog record to its store's batch; returns whether
-/// that store was read to its end (and handed to the writer whole).
+/// that store was read to its end (its last batch then handed to the
+/// writer, or kept until the writer has room).
 fn take_record(
     tasks: &mut BTreeMap<TaskId, TaskRestore>,
     writer: &mut RestoreWriter,

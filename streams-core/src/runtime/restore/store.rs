@@ -109,15 +109,16 @@ pub(super) fn apply(
     if writer.is_full() {
         return Ok(false);
     }
-    // The next batch of a store being read is most likely as long.
     let capacity = s.batch.len().min(FLUSH_RECORDS);
-    let records = std::mem::replace(&mut s.batch, Vec::with_capacity(capacity));
+    let records = std::mem::take(&mut s.batch);
     if let Some(refused) =
         writer.try_submit(Batch { task, store_index: index, store: s.store.clone(), records, offset })?
     {
         s.batch = refused.records;
         return Ok(false);
     }
+    // The next batch of a store being read is most likely as long.
+    s.batch = Vec::with_capacity(capacity);
     s.queued += 1;
     s.submitted = Some(offset);
     Ok(true)

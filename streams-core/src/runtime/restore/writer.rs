@@ -11,9 +11,11 @@
 //! to the stream thread, which alone reports progress and decides when a
 //! store is restored. At most [`QUEUED`] batches wait, so memory stays
 //! bounded: a batch that finds the queue full comes back to the reader,
-//! which keeps it and reads no more until the writer has room. The stream
-//! thread never waits on a write while it has tasks to run (R2: a write
-//! held up by RocksDB held up the running tasks' records behind it).
+//! which keeps it and stops reading (past what it already fetched) until
+//! the writer has room. So a stream thread with tasks to run does not wait
+//! on a write (R2: a write held up by RocksDB held up the running tasks'
+//! records behind it), except to close a restoring task, whose stores must
+//! not close with writes pending.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
@@ -87,10 +89,17 @@ impl RestoreWriter {
         self.in_flight
     }
 
-    /// Whether the last batch offered found the queue full and no write
-    /// ended since: one offered now would most likely come back too.
+    /// Whether the last batch offered found the queue full and no outcome
+    /// was taken since: one offered now would most likely come back too.
     pub(crate) fn is_full(&self) -> bool {
         self.full
+    }
+
+    /// Forgets that the queue was full: the next batch is offered (the
+    /// writer may have taken one from the queue though no outcome was
+    /// taken yet, as when it started late).
+    pub(crate) fn forget_full(&mut self) {
+        self.full = false;
     }
 
     /// Hands a batch over without waiting; gives it back (`Some`) while
@@ -111,7 +120,8 @@ impl RestoreWriter {
     }
 
     /// Hands a batch over, waiting while [`QUEUED`] others wait: only where
-    /// the stream thread waits anyway (a task being closed).
+    /// the stream thread waits for the writer anyway (a restoring task being
+    /// closed).
     pub(crate) fn submit(&mut self, batch: Batch) -> Result<(), StreamsError> {
         self.running()?.batches.send(batch).map_err(|_| stopped())?;
         self.in_flight += 1;
