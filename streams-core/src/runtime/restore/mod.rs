@@ -37,8 +37,8 @@ mod store;
 mod writer;
 
 use store::{
-    apply, begin_reading, check_checkpoint, end, finish, hand_over_pending, hand_over_rest_waiting, suspend, Phase,
-    StoreRestore,
+    apply, begin_reading, check_checkpoint, end, finish, hand_over_pending, hand_over_rest_waiting, suspend, Handover,
+    Phase, StoreRestore,
 };
 
 /// Records applied to a store in one write (and checkpoint): small enough
@@ -740,7 +740,7 @@ fn take_record(
     s.next = offset + 1;
     if s.batch.len() >= FLUSH_RECORDS {
         // Kept for a later step if the writer has no room.
-        apply(writer, task, i, s, s.next)?;
+        apply(writer, task, i, s, s.next, Handover::Offer)?;
     }
     if s.next >= s.end {
         finish(writer, task, i, s, cx)?;

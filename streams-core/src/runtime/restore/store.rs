@@ -92,33 +92,51 @@ pub(super) fn begin_reading(
     Ok(())
 }
 
+/// How [`apply`] hands a batch over when the writer's queue is full.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Handover {
+    /// The batch stays in the store's, for a later step.
+    Offer,
+    /// The stream thread waits for room: only where it waits for the writer
+    /// anyway (a restoring task being closed).
+    Wait,
+}
+
 /// Hands what is read of a store (the `index`th of its task's), up to
 /// `offset`, to the writer: one write with its checkpoint. Returns whether
-/// it was handed over: while the writer's queue is full it stays in the
-/// store's batch, for a later step (see [`hand_over_pending`]).
+/// it was handed over: with [`Handover::Offer`], while the writer's queue
+/// is full it stays in the store's batch, for a later step (see
+/// [`hand_over_pending`]).
 pub(super) fn apply(
     writer: &mut RestoreWriter,
     task: TaskId,
     index: usize,
     s: &mut StoreRestore,
     offset: i64,
+    how: Handover,
 ) -> Result<bool, StreamsError> {
     if s.batch.is_empty() && s.submitted == Some(offset) {
         return Ok(true);
     }
-    if writer.is_full() {
+    if how == Handover::Offer && writer.is_full() {
         return Ok(false);
     }
     let capacity = s.batch.len().min(FLUSH_RECORDS);
-    let records = std::mem::take(&mut s.batch);
-    if let Some(refused) =
-        writer.try_submit(Batch { task, store_index: index, store: s.store.clone(), records, offset })?
-    {
-        s.batch = refused.records;
-        return Ok(false);
+    let batch =
+        Batch { task, store_index: index, store: s.store.clone(), records: std::mem::take(&mut s.batch), offset };
+    match how {
+        Handover::Wait => writer.submit(batch)?,
+        Handover::Offer => {
+            if let Some(refused) = writer.try_submit(batch)? {
+                s.batch = refused.records;
+                return Ok(false);
+            }
+        }
     }
-    // The next batch of a store being read is most likely as long.
-    s.batch = Vec::with_capacity(capacity);
+    // The next batch of a store still being read is most likely as long.
+    if offset < s.end {
+        s.batch = Vec::with_capacity(capacity);
+    }
     s.queued += 1;
     s.submitted = Some(offset);
     Ok(true)
@@ -135,7 +153,7 @@ pub(super) fn finish(
     cx: RestoreContext<'_>,
 ) -> Result<(), StreamsError> {
     s.phase = Phase::Applying;
-    if apply(writer, task, index, s, s.end)? && s.queued == 0 {
+    if apply(writer, task, index, s, s.end, Handover::Offer)? && s.queued == 0 {
         end(task, s, cx);
     }
     Ok(())
@@ -153,7 +171,7 @@ pub(super) fn hand_over_pending(
 ) -> Result<(), StreamsError> {
     match s.phase {
         Phase::Reading if s.batch.len() >= FLUSH_RECORDS => {
-            apply(writer, task, index, s, s.next)?;
+            apply(writer, task, index, s, s.next, Handover::Offer)?;
         }
         Phase::Applying if !s.handed_over() => finish(writer, task, index, s, cx)?,
         _ => {}
@@ -174,13 +192,9 @@ pub(super) fn hand_over_rest_waiting(
     index: usize,
     s: &mut StoreRestore,
 ) -> Result<(), StreamsError> {
-    if !matches!(s.phase, Phase::Applying) || s.handed_over() {
-        return Ok(());
+    if matches!(s.phase, Phase::Applying) {
+        apply(writer, task, index, s, s.end, Handover::Wait)?;
     }
-    let records = std::mem::take(&mut s.batch);
-    writer.submit(Batch { task, store_index: index, store: s.store.clone(), records, offset: s.end })?;
-    s.queued += 1;
-    s.submitted = Some(s.end);
     Ok(())
 }
 

@@ -119,9 +119,8 @@ impl RestoreWriter {
         }
     }
 
-    /// Hands a batch over, waiting while [`QUEUED`] others wait: only where
-    /// the stream thread waits for the writer anyway (a restoring task being
-    /// closed).
+    /// Hands a batch over, waiting while [`QUEUED`] others wait (see
+    /// [`super::store::Handover::Wait`]).
     pub(crate) fn submit(&mut self, batch: Batch) -> Result<(), StreamsError> {
         self.running()?.batches.send(batch).map_err(|_| stopped())?;
         self.in_flight += 1;
